@@ -1,0 +1,40 @@
+"""The gateway ASGI app: the only public entry point."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from gateway import clients
+from gateway.routers import home, reads, writes
+from gateway.settings import GatewaySettings
+from platograph.observability import instrument
+
+DESCRIPTION = """
+Platograph's public API. Writes are accepted asynchronously (202) and return a `position` token;
+pass it as `after=` to a read to see your own write. Errors name the offending field in `detail[].loc`.
+"""
+
+
+def create_app(
+    settings: GatewaySettings | None = None, transports: dict[str, httpx.AsyncBaseTransport] | None = None
+) -> FastAPI:
+    """Build the gateway; `transports` lets tests run the services in-process."""
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = clients.build(settings, transports)
+        yield
+        await app.state.services.aclose()
+
+    app = FastAPI(title="Platograph", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(writes.router)
+    app.include_router(reads.router)
+    app.include_router(home.router)
+    instrument(app, "gateway")
+    return app

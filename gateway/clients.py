@@ -1,0 +1,37 @@
+"""httpx clients for the services behind the gateway; tests pass in-process transports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class Services:
+    ingest: httpx.AsyncClient
+    graph: httpx.AsyncClient
+    similarity: httpx.AsyncClient
+
+    async def aclose(self) -> None:
+        for client in (self.ingest, self.graph, self.similarity):
+            await client.aclose()
+
+
+def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Services:
+    """One client per service; `transports` overrides the network (e.g. httpx.ASGITransport)."""
+    transports = transports or {}
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+
+    def client(name: str, url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=url, timeout=settings.timeout_s, limits=limits, transport=transports.get(name)
+        )
+
+    return Services(
+        ingest=client("ingest", settings.ingest_url),
+        graph=client("graph", settings.graph_url),
+        similarity=client("similarity", settings.similarity_url),
+    )

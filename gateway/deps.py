@@ -1,0 +1,22 @@
+"""FastAPI dependencies of the gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.clients import Services
+from gateway.settings import GatewaySettings
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

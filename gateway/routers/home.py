@@ -1,0 +1,51 @@
+"""A page a person can look at: system status and links into the API."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from gateway.deps import ServicesDep
+from gateway.routers.reads import status
+
+router = APIRouter(tags=["operations"])
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Platograph</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#222}}
+table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;border-bottom:1px solid #ddd;text-align:left}}
+.ok{{color:#18794e}}.bad{{color:#b42318}}code{{background:#f4f4f4;padding:0 .2rem}}</style></head><body>
+<h1>Platograph</h1><p>Research knowledge graph. API docs: <a href="/docs">/docs</a> ·
+metrics: <a href="/metrics">/metrics</a> · JSON status: <a href="/v1/status">/v1/status</a></p>
+<h2>Services</h2><table>{services}</table>
+<h2>Graph</h2><table>{graph}</table>
+<h2>Entities</h2><ul>{entities}</ul></body></html>"""
+
+
+def _rows(items: dict[str, Any]) -> str:
+    return "".join(
+        f'<tr><th>{escape(str(k))}</th><td class="{"ok" if v == "ok" else ""}">{escape(str(v))}</td></tr>'
+        for k, v in items.items()
+    )
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def home(services: ServicesDep) -> HTMLResponse:
+    """Status of the system and the first entities, with links to their neighborhoods."""
+    state = await status(services)
+    graph = state.get("graph") or {}
+    counts = {f"entities: {k}": v for k, v in sorted((graph.get("entities") or {}).items())}
+    counts |= {k: graph.get(k) for k in ("edges", "journal_events", "stream_length", "pending", "dead_letters")}
+    response = await services.graph.get("/v1/entities", params={"limit": 20}) if graph else None
+    items = response.json()["items"] if response is not None and response.status_code == 200 else []
+    entities = "".join(
+        f'<li><a href="/v1/entities/{escape(e["id"])}/neighborhood">{escape(e["name"])}</a> '
+        f"<code>{escape(e['type'])}</code></li>"
+        for e in items
+    )
+    return HTMLResponse(
+        PAGE.format(services=_rows(state["services"]), graph=_rows(counts), entities=entities or "<li>none yet</li>")
+    )

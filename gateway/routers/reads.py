@@ -1,0 +1,159 @@
+"""Reads: entities, lists and the neighborhood view, assembled from graph and similarity."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from gateway.deps import ServicesDep, SettingsDep
+from gateway.upstream import call, raise_for_client_error
+from platograph.views import (
+    EdgePage,
+    EntityPage,
+    EntityView,
+    Neighborhood,
+    NeighborhoodView,
+    ProjectionState,
+    RelatedBySimilarity,
+)
+
+router = APIRouter(prefix="/v1", tags=["read"])
+After = Annotated[
+    str | None,
+    Query(description="A `position` token from a write: wait until the view includes that write."),
+]
+NOT_FOUND = {
+    404: {"description": "No entity with this id"},
+    503: {"description": "A service is unavailable, or `after` was not reached in time"},
+}
+
+
+async def wait_for(services: ServicesDep, settings: SettingsDep, after: str | None) -> None:
+    """Block until the projection has reached `after`; 503 with Retry-After if it does not in time."""
+    if after is None:
+        return
+    response = await call(
+        services.graph,
+        "graph",
+        "GET",
+        "/v1/projection",
+        params={"position": after, "wait_ms": settings.read_your_writes_wait_ms},
+    )
+    if response.status_code == 422:
+        raise HTTPException(
+            422, detail=[{"loc": ["query", "after"], "msg": "not a position token", "type": "value_error"}]
+        )
+    raise_for_client_error(response)
+    if not response.json()["reached"]:
+        raise HTTPException(
+            503,
+            headers={"Retry-After": "1"},
+            detail=[
+                {
+                    "loc": ["query", "after"],
+                    "msg": "the projection has not reached this position yet",
+                    "type": "not_reached",
+                }
+            ],
+        )
+
+
+@router.get("/entities", response_model=EntityPage)
+async def list_entities(
+    services: ServicesDep,
+    type: str | None = None,
+    q: str | None = Query(None, max_length=200),
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+) -> Any:
+    """Entities in id order; filter by `type` and by `q` in name or text; follow `next_cursor` for more."""
+    params = {k: v for k, v in {"type": type, "q": q, "cursor": cursor, "limit": limit}.items() if v is not None}
+    response = await call(services.graph, "graph", "GET", "/v1/entities", params=params)
+    raise_for_client_error(response)
+    return response.json()
+
+
+@router.get("/entities/{id:path}/neighborhood", response_model=NeighborhoodView, responses=NOT_FOUND)  # type: ignore[arg-type]
+async def neighborhood(
+    id: str,
+    services: ServicesDep,
+    settings: SettingsDep,
+    after: After = None,
+    limit: int = Query(50, ge=1, le=500, description="Neighbors per group"),
+    group: str | None = Query(None, description="Page through one group only"),
+    cursor: str | None = Query(None, description="A group's `next_cursor` (with `group`)"),
+    min_score: float | None = Query(None, ge=-1, le=1, description="Similarity threshold (default 0.65)"),
+) -> NeighborhoodView:
+    """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity."""
+    await wait_for(services, settings, after)
+    threshold = settings.similarity_threshold if min_score is None else min_score
+    params = {k: v for k, v in {"limit": limit, "group": group, "cursor": cursor}.items() if v is not None}
+    graph_call = call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
+    similar_call = call(
+        services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar", params={"min_score": threshold}
+    )
+    graph_response, similar = await asyncio.gather(graph_call, similar_call, return_exceptions=True)
+    if isinstance(graph_response, BaseException):
+        raise graph_response
+    raise_for_client_error(graph_response)
+    base = Neighborhood.model_validate(graph_response.json())
+    warnings: list[str] = []
+    if isinstance(similar, BaseException) or similar.status_code != 200:
+        warnings.append("similarity service unavailable: related_by_similarity is empty")
+        related = RelatedBySimilarity(threshold=threshold, count=0, items=[])
+    else:
+        related = RelatedBySimilarity.model_validate(similar.json())
+    return NeighborhoodView(**base.model_dump(), related_by_similarity=related, warnings=warnings)
+
+
+@router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
+async def get_entity(id: str, services: ServicesDep, settings: SettingsDep, after: After = None) -> Any:
+    """One entity with its attributes, version and times."""
+    await wait_for(services, settings, after)
+    response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}")
+    raise_for_client_error(response)
+    return response.json()
+
+
+@router.get("/edges", response_model=EdgePage)
+async def dangling_edges(
+    services: ServicesDep, dangling: bool = True, cursor: str | None = None, limit: int = Query(100, ge=1, le=500)
+) -> Any:
+    """Edges still waiting for an endpoint to exist (`dangling=true`)."""
+    params: dict[str, Any] = {"dangling": dangling, "limit": limit}
+    if cursor:
+        params["cursor"] = cursor
+    response = await call(services.graph, "graph", "GET", "/v1/edges", params=params)
+    raise_for_client_error(response)
+    return response.json()
+
+
+@router.get("/projection", response_model=ProjectionState, tags=["operations"])
+async def projection(services: ServicesDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> Any:
+    """Whether every write up to `position` is visible in reads (waits up to `wait_ms`)."""
+    response = await call(
+        services.graph, "graph", "GET", "/v1/projection", params={"position": position, "wait_ms": wait_ms}
+    )
+    raise_for_client_error(response)
+    return response.json()
+
+
+@router.get("/status", tags=["operations"])
+async def status(services: ServicesDep) -> dict[str, Any]:
+    """Health of every service and the projector's progress."""
+    out: dict[str, Any] = {"services": {}}
+    for name in ("ingest", "graph", "similarity"):
+        client = getattr(services, name)
+        try:
+            response = await client.get("/healthz")
+            out["services"][name] = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+        except Exception as exc:  # noqa: BLE001 - any failure is reported as that service's state
+            out["services"][name] = f"unreachable: {exc.__class__.__name__}"
+    try:
+        stats = await services.graph.get("/v1/stats")
+        out["graph"] = stats.json() if stats.status_code == 200 else None
+    except Exception:  # noqa: BLE001 - reported above as unreachable
+        out["graph"] = None
+    return out

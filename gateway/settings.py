@@ -1,0 +1,17 @@
+"""Gateway settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+
+    ingest_url: str = "http://127.0.0.1:8001"
+    graph_url: str = "http://127.0.0.1:8002"
+    similarity_url: str = "http://127.0.0.1:8003"
+    similarity_threshold: float = Field(0.65, ge=-1, le=1)
+    timeout_s: float = Field(30.0, gt=0)
+    read_your_writes_wait_ms: int = Field(5000, ge=0, le=30_000)

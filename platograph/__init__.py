@@ -1,0 +1,1 @@
+"""Platograph: a research knowledge graph built from events."""

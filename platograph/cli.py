@@ -1,0 +1,145 @@
+"""The `platograph` command (typer): run the system, load data, look at it, rebuild it."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from platograph import loader
+from platograph.observability import configure_logging
+
+app = typer.Typer(help="Platograph: a research knowledge graph.", no_args_is_help=True)
+console = Console()
+GatewayOpt = Annotated[str, typer.Option(envvar="PLATOGRAPH_GATEWAY", help="Gateway URL")]
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+
+@app.command()
+def up(
+    seed: Annotated[bool, typer.Option(help="Load seeds/ once the system is up")] = True,
+) -> None:
+    """Start everything (embedded Redis/Postgres unless REDIS_URL/DATABASE_URL are set); Ctrl-C stops it all."""
+    from platograph.supervisor import System, UpSettings
+
+    configure_logging("WARNING")
+    system = System(UpSettings())
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        with console.status("starting Redis, Postgres and migrations"):
+            system.start_infrastructure()
+            system.plan()
+        with console.status("starting services"):
+            system.start_children()
+        if seed:
+            for path in loader.seed_files():
+                loader.import_file(system.gateway_url, path)
+        url = system.gateway_url
+        console.print(f"[bold green]Platograph is up[/] at {url}")
+        console.print(f"  API docs      {url}/docs")
+        console.print(f"  status page   {url}/")
+        console.print(f"  seed entity   {url}/v1/entities/{loader.SEED_ENTITY}/neighborhood", soft_wrap=True)
+        console.print(f"  logs          {system.settings.data_dir.resolve() / 'logs'}")
+        console.print("Press Ctrl-C to stop.")
+        system.supervise(stop.is_set)
+    finally:
+        with console.status("stopping"):
+            system.stop()
+        console.print("stopped.")
+
+
+@app.command()
+def seed(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
+    """Load the sample data in seeds/ (loading it twice changes nothing)."""
+    for path in loader.seed_files():
+        totals = loader.import_file(gateway, path)
+        console.print(f"{path.name}: {totals['entity_count']} entities, {totals['edge_count']} edges")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="NDJSON file")],
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+) -> None:
+    """Import an NDJSON file of {"kind": "entity"|"edge", ...} lines, with a progress bar."""
+    try:
+        totals = loader.import_file(gateway, file)
+    except loader.LoadError as exc:
+        console.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{totals['entity_count']} entities, {totals['edge_count']} edges, position {totals['position']}")
+
+
+@app.command()
+def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
+    """Health of each service, counts and projector progress."""
+    try:
+        state = httpx.get(f"{gateway}/v1/status", timeout=10).json()
+    except httpx.TransportError as exc:
+        console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("what", "state")
+    for name, value in state["services"].items():
+        table.add_row(name, f"[green]{value}[/]" if value == "ok" else f"[red]{value}[/]")
+    graph = state.get("graph") or {}
+    for name, count in sorted((graph.get("entities") or {}).items()):
+        table.add_row(f"entities: {name}", str(count))
+    for key in ("edges", "journal_events", "stream_length", "pending", "lag", "dead_letters"):
+        table.add_row(key, str(graph.get(key)))
+    console.print(table)
+
+
+@app.command()
+def rebuild(
+    background: Annotated[bool, typer.Option(help="Enqueue as an RQ job instead of running here")] = False,
+) -> None:
+    """Recreate the read model from the journal (uses REDIS_URL / DATABASE_URL)."""
+    from platograph import jobs
+
+    if background:
+        import redis
+
+        from platograph.settings import CoreSettings
+
+        connection = redis.Redis.from_url(CoreSettings().redis_url)
+        job = jobs.queue(connection).enqueue(jobs.rebuild_read_model)
+        console.print(f"enqueued {job.id}")
+        return
+    with console.status("replaying the journal"):
+        count = jobs.rebuild_read_model()
+    console.print(f"rebuilt the read model from {count} events")
+
+
+@app.command(hidden=True)
+def projector() -> None:
+    """Run one graph projector (a member of the stream's consumer group)."""
+    from services.graph.entrypoints import projector as entry
+
+    configure_logging()
+    entry.main()
+
+
+@app.command(hidden=True)
+def worker() -> None:
+    """Run an RQ worker."""
+    from platograph import jobs
+
+    configure_logging()
+    jobs.work()
+
+
+if __name__ == "__main__":
+    app()

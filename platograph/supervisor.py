@@ -1,0 +1,191 @@
+"""`platograph up`: start (or connect to) Redis and Postgres, migrate, run every process, supervise.
+
+Each child gets PR_SET_PDEATHSIG, so even a kill -9 of the supervisor leaves no orphans; Ctrl-C
+stops the children in reverse start order and then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from platograph.embedded import EmbeddedPostgres, EmbeddedRedis
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+class UpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".platograph")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ingest_port: int = 8001
+    graph_port: int = 8002
+    similarity_port: int = 8003
+    projectors: int = Field(1, ge=1, le=16)
+    redis_fsync: str = Field("everysec", pattern="^(always|everysec|no)$")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _uvicorn(factory: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+@dataclass
+class System:
+    settings: UpSettings
+    children: list[Child] = field(default_factory=list)
+    redis: EmbeddedRedis | None = None
+    postgres: EmbeddedPostgres | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start_infrastructure(self) -> None:
+        """Embedded servers unless URLs are set; then migrations."""
+        from services.graph.adapters import migrations
+
+        s = self.settings
+        data_dir = s.data_dir.resolve()
+        self.env = dict(os.environ)
+        if s.redis_url is None:
+            self.redis = EmbeddedRedis(data_dir / "valkey", fsync=s.redis_fsync)
+            self.env["REDIS_URL"] = self.redis.start()
+        if s.database_url is None:
+            self.postgres = EmbeddedPostgres(data_dir / "pg")
+            self.env["DATABASE_URL"] = self.postgres.start()
+        migrations.upgrade(self.env["DATABASE_URL"])
+        s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port}
+        for name, port in s_ports.items():
+            self.env[f"PLATOGRAPH_{name.upper()}_URL"] = f"http://{s.host}:{port}"
+
+    def plan(self) -> None:
+        s, logs = self.settings, self.settings.data_dir.resolve() / "logs"
+        http = [
+            ("ingest", "services.ingest.entrypoints.http:create_app", s.ingest_port),
+            ("graph", "services.graph.entrypoints.http:create_app", s.graph_port),
+            ("similarity", "services.similarity.entrypoints.http:create_app", s.similarity_port),
+        ]
+        for name, factory, port in http:
+            self.children.append(
+                Child(
+                    name,
+                    _uvicorn(factory, s.host, port),
+                    self.env,
+                    logs / f"{name}.log",
+                    f"http://{s.host}:{port}/healthz",
+                )
+            )
+        for n in range(1, s.projectors + 1):
+            env = self.env | {"PLATOGRAPH_CONSUMER": f"projector-{n}"}
+            argv = [sys.executable, "-m", "platograph.cli", "projector"]
+            self.children.append(Child(f"projector-{n}", argv, env, logs / f"projector-{n}.log"))
+        worker = [sys.executable, "-m", "platograph.cli", "worker"]
+        self.children.append(Child("worker", worker, self.env, logs / "worker.log"))
+        gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
+        self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
+
+    def start_children(self, timeout: float = 60.0) -> None:
+        for child in self.children:
+            child.start()
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            while child.health_url is not None:
+                if child.process is not None and child.process.poll() is not None:
+                    raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
+                try:
+                    if httpx.get(child.health_url, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{child.name} did not become healthy; see {child.log_path}")
+                time.sleep(0.1)
+
+    def supervise(self, stopping: Callable[[], bool]) -> None:
+        """Restart a child that dies (with a growing pause) until asked to stop."""
+        while not stopping():
+            for child in self.children:
+                if child.process is not None and child.process.poll() is not None and not stopping():
+                    child.restarts += 1
+                    log.warning("%s exited with %s; restart #%d", child.name, child.process.returncode, child.restarts)
+                    time.sleep(min(5.0, 0.2 * child.restarts))
+                    child.start()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()

@@ -1,0 +1,96 @@
+"""HTTP view models shared by the graph service (producer) and the gateway (public API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EntitySummary(View):
+    id: str
+    type: str
+    status: str
+    name: str
+    description: str
+
+
+class EntityView(EntitySummary):
+    text: str
+    attributes: dict[str, Any]
+    version: int
+    created_at: datetime | None
+    updated_at: datetime
+
+
+class EntityPage(View):
+    items: list[EntityView]
+    next_cursor: str | None
+
+
+class SourcePaper(View):
+    id: str
+    name: str
+    year: int | None
+    authors: list[str]
+    edge: str = "extracted_from"
+
+
+class Neighbor(View):
+    entity: EntitySummary
+    edges: list[str]
+    edge_count: int
+
+
+class NeighborGroup(View):
+    type: str
+    label: str
+    count: int
+    neighbors: list[Neighbor]
+    next_cursor: str | None
+
+
+class SimilarItem(View):
+    entity: EntitySummary
+    score: float
+
+
+class RelatedBySimilarity(View):
+    threshold: float
+    count: int
+    items: list[SimilarItem]
+
+
+class Neighborhood(View):
+    entity: EntityView
+    source_paper: SourcePaper | None
+    neighborhood: list[NeighborGroup]
+    ranking: str = "edge_count desc, then name, then id"
+
+
+class NeighborhoodView(Neighborhood):
+    related_by_similarity: RelatedBySimilarity
+    warnings: list[str] = []
+
+
+class EdgeView(View):
+    source: str
+    type: str
+    target: str
+    description: str
+    created_at: datetime | None
+
+
+class EdgePage(View):
+    items: list[EdgeView]
+    next_cursor: str | None
+
+
+class ProjectionState(View):
+    position: str
+    reached: bool

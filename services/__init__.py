@@ -1,0 +1,1 @@
+"""Platograph's back-end services: ingest, graph, similarity."""

@@ -1,0 +1,1 @@
+"""Graph: projects the event stream into Postgres (journal + read model) and serves graph reads."""

@@ -1,0 +1,150 @@
+"""The graph service's HTTP API (internal: the gateway is the public entry point)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from redis.exceptions import ResponseError
+from sqlalchemy import Connection
+
+from platograph.observability import instrument
+from platograph.positions import parse_entry_id
+from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
+from services.graph.adapters import queries
+from services.graph.bootstrap import Graph, bootstrap
+
+router = APIRouter(prefix="/v1", tags=["graph"])
+
+
+def get_graph(request: Request) -> Graph:
+    return request.app.state.graph  # type: ignore[no-any-return]
+
+
+def get_conn(graph: Annotated[Graph, Depends(get_graph)]) -> Iterator[Connection]:
+    with graph.engine.connect() as conn:
+        yield conn
+
+
+GraphDep = Annotated[Graph, Depends(get_graph)]
+ConnDep = Annotated[Connection, Depends(get_conn)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _bad_cursor(exc: ValueError, field: str = "cursor") -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["query", field], "msg": str(exc), "type": "value_error"}])
+
+
+def _entity_or_404(conn: Connection, entity_id: str) -> EntityView:
+    entity = queries.get_entity(conn, entity_id)
+    if entity is None:
+        raise HTTPException(
+            404, detail=[{"loc": ["path", "id"], "msg": f"no entity {entity_id!r}", "type": "not_found"}]
+        )
+    return entity
+
+
+@router.get("/entities", response_model=EntityPage)
+def list_entities(
+    conn: ConnDep,
+    graph: GraphDep,
+    type: str | None = None,
+    q: str | None = Query(None, max_length=200),
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> EntityPage:
+    """Entities in id order, filtered by type and by text in name or text."""
+    if type is not None and type not in graph.ontology.entity_types:
+        raise HTTPException(
+            422, detail=[{"loc": ["query", "type"], "msg": f"unknown entity type {type!r}", "type": "ontology"}]
+        )
+    try:
+        return queries.list_entities(conn, entity_type=type, q=q, cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise _bad_cursor(exc) from exc
+
+
+@router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
+def neighborhood(
+    id: str,
+    conn: ConnDep,
+    graph: GraphDep,
+    limit: Limit = 50,
+    group: str | None = None,
+    cursor: str | None = None,
+) -> Neighborhood:
+    """The entity, its source paper and its typed neighbors grouped by type."""
+    entity = _entity_or_404(conn, id)
+    if group is not None and group not in graph.ontology.entity_types:
+        raise HTTPException(
+            422, detail=[{"loc": ["query", "group"], "msg": f"unknown entity type {group!r}", "type": "ontology"}]
+        )
+    try:
+        return queries.neighborhood(conn, graph.ontology, entity, limit=limit, group=group, cursor=cursor)
+    except ValueError as exc:
+        raise _bad_cursor(exc) from exc
+
+
+@router.get("/entities/{id:path}", response_model=EntityView)
+def get_entity(id: str, conn: ConnDep) -> EntityView:
+    """One entity."""
+    return _entity_or_404(conn, id)
+
+
+@router.get("/edges", response_model=EdgePage)
+def dangling_edges(conn: ConnDep, dangling: bool = True, cursor: str | None = None, limit: Limit = 100) -> EdgePage:
+    """Edges waiting for an endpoint that does not exist yet."""
+    if not dangling:
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["query", "dangling"], "msg": "only dangling=true is supported", "type": "value_error"}],
+        )
+    try:
+        return queries.dangling_edges(conn, cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise _bad_cursor(exc) from exc
+
+
+@router.get("/projection", response_model=ProjectionState)
+def projection(graph: GraphDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> ProjectionState:
+    """Whether the projection has applied everything up to a write's position token (waits up to wait_ms)."""
+    try:
+        parse_entry_id(position)
+    except ValueError as exc:
+        raise _bad_cursor(exc, "position") from exc
+    deadline = time.monotonic() + wait_ms / 1000
+    while True:
+        reached = graph.consumer.reached(position)
+        if reached or time.monotonic() >= deadline:
+            return ProjectionState(position=position, reached=reached)
+        time.sleep(0.01)
+
+
+@router.get("/stats")
+def stats(conn: ConnDep, graph: GraphDep) -> dict[str, Any]:
+    """Read-model counts, projector progress, stream length and dead letters."""
+    client, settings = graph.consumer.client, graph.settings
+    out = queries.stats(conn)
+    out["stream_length"] = int(client.xlen(settings.stream))
+    out["dead_letters"] = int(client.xlen(settings.dead_letter_stream))
+    out["pending"], out["lag"] = None, None
+    try:
+        groups = client.xinfo_groups(settings.stream)
+    except ResponseError:  # no stream yet: nothing was ever written
+        groups = []
+    for group in groups:
+        if group["name"] in (settings.group.encode(), settings.group):
+            out["pending"] = int(group["pending"])
+            out["lag"] = None if group.get("lag") is None else int(group["lag"])
+    return out
+
+
+def create_app(graph: Graph | None = None) -> FastAPI:
+    """The graph ASGI app."""
+    app = FastAPI(title="Platograph graph")
+    app.state.graph = graph or bootstrap()
+    app.include_router(router)
+    instrument(app, "graph")
+    return app

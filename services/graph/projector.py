@@ -1,0 +1,90 @@
+"""The projector: turn stream entries into journal + read-model writes, then ack.
+
+Acks happen only after the transaction commits, so a crash anywhere redelivers; the journal's
+unique event ids make redelivered events no-ops. Entries that cannot be decoded, events that break
+their contract, and entries Postgres rejects go to the dead-letter stream and the rest keep flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from platograph.contracts import Envelope, decode_entry, parse_payload
+from platograph.positions import event_position
+from services.graph.adapters import projection_store
+from services.graph.adapters.stream import Entry, StreamConsumer
+from services.graph.domain.projection import PositionedEvent
+
+log = logging.getLogger(__name__)
+DATA_ERRORS = (DataError, IntegrityError, ProgrammingError)
+
+
+@dataclass
+class BatchResult:
+    entries: int = 0
+    new_events: int = 0
+    dead_lettered: int = 0
+
+
+def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) -> dict[str, list[PositionedEvent]]:
+    """Valid events per entry id; whatever fails its contract is dead-lettered."""
+    out: dict[str, list[PositionedEvent]] = {}
+    for entry_id, fields in entries:
+        try:
+            raws = decode_entry(fields)
+        except ValueError as exc:
+            consumer.dead_letter(entry_id, fields, f"undecodable entry: {exc}")
+            result.dead_lettered += 1
+            continue
+        events: list[PositionedEvent] = []
+        for index, raw in enumerate(raws):
+            try:
+                envelope = Envelope.model_validate(raw)
+                parse_payload(envelope)
+                events.append(PositionedEvent(event_position(entry_id, index), entry_id, envelope))
+            except (ValidationError, ValueError) as exc:
+                consumer.dead_letter(entry_id, raw, f"event breaks its contract: {exc}", index)
+                result.dead_lettered += 1
+        out[entry_id] = events
+    return out
+
+
+def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) -> BatchResult:
+    """Project a batch of entries and ack them; poison entries are dead-lettered and acked too."""
+    result = BatchResult(entries=len(entries))
+    if not entries:
+        return result
+    by_entry = decode(entries, consumer, result)
+    events = [e for evs in by_entry.values() for e in evs]
+    last_id = entries[-1][0]
+    try:
+        result.new_events = projection_store.project(engine, events, consumer.consumer, last_id)
+    except DATA_ERRORS as exc:
+        log.warning("batch rejected by Postgres (%s); retrying entry by entry", exc.__class__.__name__)
+        for entry_id, entry_events in by_entry.items():
+            try:
+                result.new_events += projection_store.project(engine, entry_events, consumer.consumer, entry_id)
+            except DATA_ERRORS as entry_exc:
+                raw = [e.envelope.model_dump(mode="json") for e in entry_events]
+                consumer.dead_letter(entry_id, raw, f"rejected by Postgres: {entry_exc}")
+                result.dead_lettered += 1
+    consumer.ack([entry_id for entry_id, _ in entries])
+    return result
+
+
+def drop_overdelivered(entries: list[Entry], consumer: StreamConsumer, max_deliveries: int) -> list[Entry]:
+    """Dead-letter reclaimed entries that keep killing their consumers; return the others."""
+    counts = consumer.deliveries([entry_id for entry_id, _ in entries])
+    keep: list[Entry] = []
+    for entry_id, fields in entries:
+        if counts.get(entry_id, 0) > max_deliveries:
+            consumer.dead_letter(entry_id, fields, f"delivered more than {max_deliveries} times without an ack")
+            consumer.ack([entry_id])
+        else:
+            keep.append((entry_id, fields))
+    return keep

@@ -1,0 +1,20 @@
+"""Graph service settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from platograph.settings import CoreSettings, DatabaseSettings
+
+
+class GraphSettings(CoreSettings, DatabaseSettings):
+    group: str = "graph"
+    consumer: str = Field(default_factory=lambda: f"projector-{socket.gethostname()}-{os.getpid()}")
+    batch_size: int = 1000
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    wait_ms_max: int = 30_000

@@ -1,0 +1,1 @@
+"""Ingest: validates entities and edges against the ontology and appends events to the stream."""

@@ -1,0 +1,113 @@
+"""Ingest's HTTP API: translate requests into validated payloads and hand them to the service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from platograph.observability import instrument
+from services.ingest import service
+from services.ingest.bootstrap import Ingest, bootstrap
+from services.ingest.domain.inputs import EdgeIn, EntityIn
+from services.ingest.domain.validation import (
+    InvalidInput,
+    error,
+    parse_json,
+    validate_edges,
+    validate_entities,
+    validate_ndjson,
+)
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def get_ingest(request: Request) -> Ingest:
+    return request.app.state.ingest  # type: ignore[no-any-return]
+
+
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
+
+
+def _body_schema(model: type[EntityIn] | type[EdgeIn]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema = {"oneOf": [ref, {"type": "array", "items": ref}]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInput([error(["body"], f"body is over the limit of {limit} bytes", "too_long")], 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/entities", status_code=202, openapi_extra=_body_schema(EntityIn))
+async def post_entities(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+    """Create or replace one entity or a batch; answers with ids, event ids and a position token."""
+    body = await _read_body(request, ingest.settings.max_body_bytes)
+    payloads, _ = validate_entities(parse_json(body), ingest.ontology, ingest.settings.max_batch)
+    return await _accept(ingest, payloads, key, body)
+
+
+@router.post("/edges", status_code=202, openapi_extra=_body_schema(EdgeIn))
+async def post_edges(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+    """Add one typed edge or a batch; endpoints that do not exist yet are kept waiting, not dropped."""
+    body = await _read_body(request, ingest.settings.max_body_bytes)
+    payloads, _ = validate_edges(parse_json(body), ingest.ontology, ingest.settings.max_batch)
+    return await _accept(ingest, payloads, key, body)
+
+
+@router.post(
+    "/import",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def post_import(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+    """Import NDJSON lines ``{"kind": "entity"|"edge", ...}``; all lines are checked before any is appended."""
+    body = await _read_body(request, ingest.settings.max_body_bytes * 16)
+    payloads = validate_ndjson(body.splitlines(), ingest.ontology, ingest.settings.max_import_lines)
+    return await _accept(ingest, payloads, key, body, full=False)
+
+
+async def _accept(ingest: Ingest, payloads: Any, key: str | None, body: bytes, full: bool = True) -> dict[str, Any]:
+    return await service.accept(
+        payloads,
+        log=ingest.log,
+        key=key,
+        body_hash=service.request_hash(body),
+        events_per_entry=ingest.settings.events_per_entry,
+        ttl_s=ingest.settings.idempotency_ttl_s,
+        full=full,
+    )
+
+
+def create_app(ingest: Ingest | None = None) -> FastAPI:
+    """The ingest ASGI app."""
+    app = FastAPI(title="Platograph ingest")
+    app.state.ingest = ingest or bootstrap()
+    app.include_router(router)
+    instrument(app, "ingest")
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"detail": exc.errors}, status_code=exc.status_code)
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(_: Request, exc: RedisError) -> JSONResponse:
+        body = {"detail": [error(["server"], f"event log unavailable: {exc}", "unavailable")]}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+    return app

@@ -1,0 +1,1 @@
+"""Similarity: embeds entities and proposes candidate links (placeholder until the similarity issue)."""
