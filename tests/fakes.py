@@ -27,5 +27,8 @@ class FakeEventLog:
     async def remember(self, key: str, reply: dict[str, Any], ttl_s: int) -> None:
         self.replies[key] = reply
 
+    async def aclose(self) -> None:
+        return None
+
     def events(self) -> list[Envelope]:
         return [e for _, envelopes in self.entries for e in envelopes]

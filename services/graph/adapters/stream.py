@@ -71,7 +71,7 @@ class StreamConsumer:
             "index": "" if index is None else str(index),
             "group": self.group,
             "reason": reason[:2000],
-            "raw": orjson.dumps(raw, default=lambda v: v.decode(errors="replace") if isinstance(v, bytes) else str(v)),
+            "raw": orjson.dumps(_jsonable(raw), default=str),
         }
         self.client.xadd(self.dead_letter_stream, fields)  # type: ignore[arg-type]
 
@@ -94,6 +94,17 @@ def _entries(reply: Any) -> Any:
     if isinstance(reply, dict):
         return next(iter(reply.values()))
     return reply[0][1]
+
+
+def _jsonable(value: Any) -> Any:
+    """Raw stream fields (bytes keys and values) in a form JSON can hold."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _text(value: Any) -> str:

@@ -23,6 +23,10 @@ class EventLog(Protocol):
         """Store the reply for an idempotency key."""
         ...
 
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
 
 class RedisEventLog:
     """Appends with MULTI/EXEC so a request's entries land together or not at all."""
@@ -44,3 +48,6 @@ class RedisEventLog:
 
     async def remember(self, key: str, reply: dict[str, Any], ttl_s: int) -> None:
         await self._client.set(f"{self._stream}:idem:{key}", orjson.dumps(reply), ex=ttl_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

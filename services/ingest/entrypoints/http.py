@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -96,8 +98,15 @@ async def _accept(ingest: Ingest, payloads: Any, key: str | None, body: bytes, f
 
 def create_app(ingest: Ingest | None = None) -> FastAPI:
     """The ingest ASGI app."""
-    app = FastAPI(title="Platograph ingest")
-    app.state.ingest = ingest or bootstrap()
+    wired = ingest or bootstrap()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await wired.log.aclose()
+
+    app = FastAPI(title="Platograph ingest", lifespan=lifespan)
+    app.state.ingest = wired
     app.include_router(router)
     instrument(app, "ingest")
 

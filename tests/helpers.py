@@ -1,0 +1,48 @@
+"""Shared test helpers: building events, draining a stream, snapshotting the read model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from sqlalchemy import Engine, text
+
+from platograph.contracts import Envelope, Frozen, encode_entry, new_envelope
+from services.graph import projector
+from services.graph.adapters.stream import StreamConsumer
+
+
+def consumer(client: redis.Redis, stream: str, name: str = "c1", group: str = "graph") -> StreamConsumer:
+    c = StreamConsumer(client, stream=stream, group=group, consumer=name, dead_letter_stream=f"{stream}:dead")
+    c.ensure_group()
+    return c
+
+
+def append(client: redis.Redis, stream: str, *payloads: Frozen) -> tuple[str, list[Envelope]]:
+    envelopes = [new_envelope(p, producer="test") for p in payloads]
+    entry_id = client.xadd(stream, encode_entry(envelopes))  # type: ignore[arg-type]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id), envelopes
+
+
+def drain(c: StreamConsumer, engine: Engine, batch: int = 1000) -> int:
+    """Project everything new on the stream; returns entries handled."""
+    total = 0
+    while True:
+        entries = c.read_new(batch, block_ms=10)
+        if not entries:
+            return total
+        total += projector.handle(entries, engine=engine, consumer=c).entries
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the read model, in a stable order (recorded_at and the like excluded)."""
+    with engine.connect() as conn:
+        return {
+            "entities": [tuple(r) for r in conn.execute(text("SELECT * FROM entities ORDER BY id"))],
+            "edges": [tuple(r) for r in conn.execute(text("SELECT * FROM edges ORDER BY source, type, target"))],
+        }
+
+
+def count(engine: Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())

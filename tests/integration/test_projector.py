@@ -1,0 +1,157 @@
+"""The projector against real Redis and Postgres: redelivery, several consumers, crashes, poison."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from platograph.contracts import ENTRY_FIELD, EdgeAdded, EdgeRemoved, EntityRetracted, EntityUpserted, Frozen
+from services.graph import projector
+from services.graph.adapters import projection_store
+from tests.helpers import append, consumer, count, drain, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def sample_history(rng: random.Random, n: int = 300) -> list[Frozen]:
+    """A random mix of upserts, retractions and edge adds/removes over a few ids."""
+    ids = [f"concept:c{i}" for i in range(15)]
+    events: list[Frozen] = []
+    for _ in range(n):
+        roll = rng.random()
+        a, b = rng.sample(ids, 2)
+        if roll < 0.4:
+            events.append(EntityUpserted(id=a, type="concept", name=f"{a}-{rng.randint(0, 9)}"))
+        elif roll < 0.5:
+            events.append(EntityRetracted(id=a))
+        elif roll < 0.85:
+            events.append(EdgeAdded(source=a, target=b, type="refines", description=str(rng.randint(0, 9))))
+        else:
+            events.append(EdgeRemoved(source=a, target=b, type="refines"))
+    return events
+
+
+def push(redis_client: redis.Redis, stream: str, events: list[Frozen], per_entry: int = 7) -> None:
+    for i in range(0, len(events), per_entry):
+        append(redis_client, stream, *events[i : i + per_entry])
+
+
+def test_events_become_journal_read_model_and_tracking(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    c = consumer(redis_client, stream)
+    last, _ = append(
+        redis_client,
+        stream,
+        EntityUpserted(id="paper:p", type="paper", name="P", attributes={"year": 2024}),
+        EntityUpserted(id="quote:q", type="quote", name="Q"),
+        EdgeAdded(source="paper:p", target="quote:q", type="introduces"),
+    )
+    assert not c.reached(last)
+    drain(c, engine)
+    assert c.reached(last)
+    assert count(engine, "SELECT count(*) FROM journal") == 3
+    assert count(engine, "SELECT count(*) FROM entities WHERE version = 1") == 2
+    assert count(engine, "SELECT count(*) FROM edges WHERE NOT removed") == 1
+    assert (
+        count(engine, f"SELECT events FROM projection_tracking WHERE consumer = 'c1' AND last_stream_id = '{last}'")
+        == 3
+    )
+
+
+def test_redelivery_changes_nothing(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    c = consumer(redis_client, stream)
+    push(redis_client, stream, sample_history(random.Random(1), 60))
+    entries = c.read_new(1000, block_ms=10)
+    events = [e for evs in projector.decode(entries, c, projector.BatchResult()).values() for e in evs]
+    # A crash after commit and before XACK: the same entries arrive again.
+    projection_store.project(engine, events, "c1", entries[-1][0])
+    before = snapshot(engine)
+    result = projector.handle(c.own_pending(1000), engine=engine, consumer=c)
+    assert result.entries == len(entries) and result.new_events == 0
+    assert snapshot(engine) == before
+    assert count(engine, "SELECT count(*) FROM journal") == 60
+
+
+def test_several_consumers_in_any_order_equal_a_rebuild(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    rng = random.Random(7)
+    push(redis_client, stream, sample_history(rng))
+    consumers = [consumer(redis_client, stream, f"c{i}") for i in range(3)]
+    batches = []
+    while True:
+        c = rng.choice(consumers)
+        entries = c.read_new(rng.randint(1, 6), block_ms=10)
+        if not entries:
+            break
+        batches.append((c, entries))
+    rng.shuffle(batches)  # commits land in an order unrelated to the stream's
+    for c, entries in batches:
+        projector.handle(entries, engine=engine, consumer=c)
+    live = snapshot(engine)
+    assert live["entities"] and live["edges"]
+    assert projection_store.rebuild(engine) == 300
+    assert snapshot(engine) == live
+
+
+def test_a_dead_consumers_pending_entries_are_reclaimed(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    dead, alive = consumer(redis_client, stream, "dead"), consumer(redis_client, stream, "alive")
+    last, _ = append(redis_client, stream, EntityUpserted(id="concept:a", type="concept", name="A"))
+    assert len(dead.read_new(10, block_ms=10)) == 1  # delivered, then the consumer dies
+    assert alive.read_new(10, block_ms=10) == []
+    reclaimed = alive.reclaim(min_idle_ms=0, count=10)
+    assert [entry_id for entry_id, _ in reclaimed] == [last]
+    projector.handle(reclaimed, engine=engine, consumer=alive)
+    assert alive.reached(last)
+    assert count(engine, "SELECT count(*) FROM entities") == 1
+
+
+def test_poison_goes_to_the_dead_letter_stream_and_the_rest_flows(
+    engine: Engine, redis_client: redis.Redis, stream: str
+) -> None:
+    c = consumer(redis_client, stream)
+    redis_client.xadd(stream, {"garbage": "1"})
+    good, envelopes = append(
+        redis_client,
+        stream,
+        EntityUpserted(id="concept:a", type="concept", name="A"),
+        EntityUpserted(id="concept:b", type="concept", name="B"),
+    )
+    # Re-send the same events with the second one's contract broken.
+    raw = [e.model_dump(mode="json") for e in envelopes]
+    raw[1]["payload"].pop("name")
+    redis_client.xadd(stream, {ENTRY_FIELD: orjson.dumps(raw)})
+    drain(c, engine)
+    dead = redis_client.xrange(f"{stream}:dead")
+    reasons = [fields[b"reason"].decode() for _, fields in dead]
+    assert len(dead) == 2
+    assert "undecodable entry" in reasons[0] and "breaks its contract" in reasons[1]
+    assert count(engine, "SELECT count(*) FROM entities") == 2
+    # The re-sent concept:a carries the same event id, so the journal dedupes it.
+    assert count(engine, "SELECT version FROM entities WHERE id = 'concept:a'") == 1
+    assert c.reached(good)
+    assert redis_client.xpending(stream, "graph")["pending"] == 0
+
+
+def test_entries_that_keep_killing_consumers_are_dead_lettered(
+    engine: Engine, redis_client: redis.Redis, stream: str
+) -> None:
+    c = consumer(redis_client, stream)
+    append(redis_client, stream, EntityUpserted(id="concept:a", type="concept", name="A"))
+    c.read_new(10, block_ms=10)
+    for _ in range(3):  # each reclaim counts as a delivery
+        c.reclaim(min_idle_ms=0, count=10)
+    kept = projector.drop_overdelivered(c.reclaim(min_idle_ms=0, count=10), c, max_deliveries=3)
+    assert kept == []
+    assert redis_client.xlen(f"{stream}:dead") == 1
+    assert redis_client.xpending(stream, "graph")["pending"] == 0
+
+
+def test_rebuild_gives_exactly_the_live_state(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    c = consumer(redis_client, stream)
+    push(redis_client, stream, sample_history(random.Random(3), 500), per_entry=11)
+    drain(c, engine, batch=3)
+    live = snapshot(engine)
+    assert projection_store.rebuild(engine) == 500
+    assert snapshot(engine) == live
