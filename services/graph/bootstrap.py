@@ -19,6 +19,11 @@ class Graph:
     consumer: StreamConsumer
     ontology: ontology.Ontology
 
+    def close(self) -> None:
+        """Release database and Redis connections."""
+        self.engine.dispose()
+        self.consumer.client.close()
+
 
 def bootstrap(settings: GraphSettings | None = None) -> Graph:
     """Real adapters built from settings."""

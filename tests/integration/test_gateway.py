@@ -1,0 +1,162 @@
+"""The public API over in-process services (httpx ASGITransport), a real projector thread, real servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services.graph.bootstrap import bootstrap as graph_bootstrap
+from services.graph.entrypoints import http as graph_http
+from services.graph.entrypoints import projector
+from services.graph.settings import GraphSettings
+from services.ingest.bootstrap import bootstrap as ingest_bootstrap
+from services.ingest.entrypoints import http as ingest_http
+from services.similarity.entrypoints import http as similarity_http
+from tests.conftest import SEED_FILE
+
+pytestmark = pytest.mark.integration
+QUOTE = (
+    "quote:neural-networks-trained-with-different-objectives-on-different-data-and-modalities-are-converging-"
+    "to-a-shared-statistical-model-of-reality-in-their-representation-spaces"
+)
+
+
+class Down(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("down", request=request)
+
+
+def system(similarity: httpx.AsyncBaseTransport | None = None) -> Iterator[TestClient]:
+    graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(graph, stop), daemon=True)
+    thread.start()
+    ingest = ingest_bootstrap()
+    ingest_app: FastAPI = ingest_http.create_app(ingest)
+    transports: dict[str, httpx.AsyncBaseTransport] = {
+        "ingest": httpx.ASGITransport(app=ingest_app),
+        "graph": httpx.ASGITransport(app=graph_http.create_app(graph)),
+        "similarity": similarity or httpx.ASGITransport(app=similarity_http.create_app()),
+    }
+    try:
+        with TestClient(create_app(GatewaySettings(), transports)) as client:
+            yield client
+            # The ingest app ran inside this client's event loop (ASGITransport runs no lifespan).
+            client.portal.call(ingest.log.aclose)  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        thread.join(10)
+        graph.close()
+
+
+@pytest.fixture
+def api(env: dict[str, str], engine: Any) -> Iterator[TestClient]:
+    yield from system()
+
+
+def load_seeds(api: TestClient) -> str:
+    response = api.post("/v1/import", content=SEED_FILE.read_bytes(), headers={"Idempotency-Key": "seeds"})
+    assert response.status_code == 202, response.text
+    return str(response.json()["position"])
+
+
+def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
+    position = load_seeds(api)
+    response = api.get(f"/v1/entities/{QUOTE}/neighborhood", params={"after": position})
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert view["entity"]["type"] == "quote" and view["entity"]["status"] == "active"
+    assert view["entity"]["description"] == "The paper's central thesis statement, presented prominently after the abstract"
+    counts = [(g["label"], g["count"]) for g in view["neighborhood"]]
+    assert counts == [("Papers", 1), ("Concepts", 1), ("Hypotheses", 5), ("Claims", 3), ("Findings", 2), ("Questions", 1)]
+    paper = view["source_paper"]
+    assert (paper["name"], paper["year"]) == ("The Platonic Representation Hypothesis", 2024)
+    assert paper["authors"] == ["Minyoung Huh", "Brian Cheung", "Tongzhou Wang", "Phillip Isola"]
+    groups = {g["type"]: g for g in view["neighborhood"]}
+    assert groups["paper"]["neighbors"][0]["edges"] == ["introduces"]
+    assert groups["question"]["neighbors"][0]["edges"] == ["gates"]
+    assert {n["entity"]["name"] for n in groups["hypothesis"]["neighbors"]} >= {
+        "Multitask Scaling Hypothesis", "Capacity Hypothesis", "Simplicity Bias Hypothesis"}
+    assert view["related_by_similarity"] == {"threshold": 0.65, "count": 0, "items": []}
+
+
+def test_loading_seeds_twice_changes_nothing(api: TestClient) -> None:
+    first = api.get(f"/v1/entities/{QUOTE}", params={"after": load_seeds(api)}).json()
+    again = api.post("/v1/import", content=SEED_FILE.read_bytes(), headers={"Idempotency-Key": "seeds"})
+    assert again.json()["replayed"] is True
+    # Even with another key (the stored reply expired, say), the derived event ids differ but content is equal.
+    assert api.get(f"/v1/entities/{QUOTE}", params={"after": load_seeds(api)}).json() == first
+
+
+def test_neighbors_are_ranked_by_edge_count_and_groups_paginate(api: TestClient) -> None:
+    entities = [{"id": "concept:hub", "name": "Hub"}] + [{"id": f"claim:c{i}", "name": f"C{i}"} for i in range(5)]
+    api.post("/v1/entities", json=entities)
+    edges = [{"source": f"claim:c{i}", "target": "concept:hub", "type": "supports"} for i in range(5)]
+    edges += [{"source": "claim:c3", "target": "concept:hub", "type": "mentions"}]
+    position = api.post("/v1/edges", json=edges).json()["position"]
+    view = api.get("/v1/entities/concept:hub/neighborhood", params={"after": position, "limit": 2}).json()
+    (claims,) = view["neighborhood"]
+    assert claims["count"] == 5
+    assert [n["entity"]["id"] for n in claims["neighbors"]] == ["claim:c3", "claim:c0"]
+    assert claims["neighbors"][0]["edge_count"] == 2 and claims["neighbors"][0]["edges"] == ["mentions", "supports"]
+    page2 = api.get("/v1/entities/concept:hub/neighborhood",
+                    params={"group": "claim", "cursor": claims["next_cursor"], "limit": 2}).json()
+    assert [n["entity"]["id"] for n in page2["neighborhood"][0]["neighbors"]] == ["claim:c1", "claim:c2"]
+
+
+def test_dangling_edges_wait_for_their_endpoint(api: TestClient) -> None:
+    position = api.post("/v1/edges", json={"source": "paper:later", "target": "quote:q", "type": "introduces"}).json()[
+        "position"]
+    api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
+    assert [e["source"] for e in api.get("/v1/edges", params={"dangling": True}).json()["items"]] == ["paper:later"]
+    api.post("/v1/entities", json=[{"id": "paper:later", "name": "Later"}, {"id": "quote:q", "name": "Q"}])
+    position = api.post("/v1/entities", json={"id": "concept:x", "name": "X"}).json()["position"]
+    view = api.get("/v1/entities/quote:q/neighborhood", params={"after": position}).json()
+    assert view["neighborhood"][0]["neighbors"][0]["entity"]["id"] == "paper:later"
+    assert api.get("/v1/edges").json()["items"] == []
+
+
+def test_list_with_type_filter_search_and_cursor(api: TestClient) -> None:
+    load_seeds(api)
+    api.get("/v1/projection", params={"position": load_seeds(api), "wait_ms": 5000})
+    first = api.get("/v1/entities", params={"type": "hypothesis", "limit": 4}).json()
+    second = api.get("/v1/entities", params={"type": "hypothesis", "limit": 4, "cursor": first["next_cursor"]}).json()
+    ids = [e["id"] for e in first["items"] + second["items"]]
+    assert len(ids) == len(set(ids)) > 4 and all(i.startswith("hypothesis:") for i in ids)
+    found = api.get("/v1/entities", params={"q": "superposition"}).json()["items"]
+    assert {e["id"] for e in found} >= {"hypothesis:superposition-hypothesis", "paper:toy-models-of-superposition"}
+    bad = api.get("/v1/entities", params={"type": "widget"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "type"]
+
+
+def test_errors_are_4xx_naming_the_field(api: TestClient) -> None:
+    missing = api.get("/v1/entities/concept:nope/neighborhood")
+    assert missing.status_code == 404 and missing.json()["detail"][0]["loc"] == ["path", "id"]
+    bad = api.post("/v1/edges", json={"source": "concept:a", "target": "quote:b", "type": "introduces"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "type"]
+    token = api.get("/v1/entities/concept:nope", params={"after": "yesterday"})
+    assert token.status_code == 422 and token.json()["detail"][0]["loc"] == ["query", "after"]
+    assert api.get("/v1/entities", params={"cursor": "!!"}).status_code == 422
+
+
+def test_openapi_documents_the_public_routes(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/v1/entities", "/v1/edges", "/v1/import", "/v1/entities/{id}/neighborhood", "/v1/status"} <= set(paths)
+    assert api.get("/").status_code == 200 and "Platograph" in api.get("/").text
+    assert "platograph_http_requests_total" in api.get("/metrics").text
+
+
+def test_similarity_down_degrades_the_view_not_the_request(env: dict[str, str], engine: Any) -> None:
+    for api in system(similarity=Down()):
+        position = api.post("/v1/entities", json={"id": "concept:a", "name": "A"}).json()["position"]
+        view = api.get("/v1/entities/concept:a/neighborhood", params={"after": position})
+        assert view.status_code == 200
+        assert view.json()["warnings"] == ["similarity service unavailable: related_by_similarity is empty"]
