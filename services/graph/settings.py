@@ -13,7 +13,7 @@ from platograph.settings import CoreSettings, DatabaseSettings
 class GraphSettings(CoreSettings, DatabaseSettings):
     group: str = "graph"
     consumer: str = Field(default_factory=lambda: f"projector-{socket.gethostname()}-{os.getpid()}")
-    batch_size: int = 1000
+    batch_size: int = 50  # entries per transaction; an entry holds up to events_per_entry events
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5

@@ -1,0 +1,103 @@
+"""End to end: `platograph up` as `make run` starts it, seeds loaded, the seed page's neighborhood, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests import servers
+from tests.integration.test_gateway import QUOTE
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["external", "embedded"])
+def up_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env |= {
+        "PLATOGRAPH_DATA_DIR": str(tmp_path / "data"),
+        "PLATOGRAPH_STREAM": f"e2e:{uuid.uuid4().hex}",
+        "PLATOGRAPH_PORT": str(free_port()),
+        "PLATOGRAPH_INGEST_PORT": str(free_port()),
+        "PLATOGRAPH_GRAPH_PORT": str(free_port()),
+        "PLATOGRAPH_SIMILARITY_PORT": str(free_port()),
+    }
+    with ExitStack() as stack:
+        if request.param == "external":
+            found = stack.enter_context(servers.external())
+            env |= {"REDIS_URL": found.redis_url, "DATABASE_URL": found.database_url}
+        yield env
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if marker in seen[-1]:
+            return seen
+    raise AssertionError("".join(seen) or f"no output; exit code {proc.poll()}")
+
+
+def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[str, str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=up_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        output = "".join(read_until(proc, "Press Ctrl-C", timeout=180))
+        gateway = f"http://127.0.0.1:{up_env['PLATOGRAPH_PORT']}"
+        assert f"Platograph is up at {gateway}" in output and f"{gateway}/docs" in output
+        assert f"{gateway}/v1/entities/{QUOTE}/neighborhood" in output
+        view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10).json()
+        counts = [(g["label"], g["count"]) for g in view["neighborhood"]]
+        assert counts == [("Papers", 1), ("Concepts", 1), ("Hypotheses", 5), ("Claims", 3), ("Findings", 2),
+                          ("Questions", 1)]
+        paper = view["source_paper"]
+        assert (paper["year"], len(paper["authors"])) == (2024, 4)
+        assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
+        status = subprocess.run([sys.executable, "-m", "platograph.cli", "status", "--gateway", gateway],
+                                capture_output=True, text=True, env=up_env, timeout=60)
+        assert status.returncode == 0 and "journal_events" in status.stdout
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert proc.returncode == 0
+    time.sleep(0.5)
+    alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [c.cmdline() for c in alive]
