@@ -123,6 +123,16 @@ def rebuild(
     console.print(f"rebuilt the read model from {count} events")
 
 
+@app.command()
+def migrate() -> None:
+    """Bring the database (DATABASE_URL) to the newest schema; safe to repeat."""
+    from platograph.settings import DatabaseSettings
+    from services.graph.adapters import migrations
+
+    migrations.upgrade(DatabaseSettings().database_url)
+    console.print("database is at the newest schema")
+
+
 @app.command(hidden=True)
 def projector() -> None:
     """Run one graph projector (a member of the stream's consumer group)."""

@@ -17,4 +17,3 @@ class GraphSettings(CoreSettings, DatabaseSettings):
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
-    wait_ms_max: int = 30_000

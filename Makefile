@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed  ## start everything on embedded defaults, load seeds/, print the URLs
+	$(VENV)/bin/platograph up
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed lint  ## the whole suite: unit, integration and end-to-end, external and embedded servers
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed  ## the core benchmark (see bench/README.md)
+	$(PY) bench/core.py
+
+clean:
+	rm -rf $(VENV) .platograph .pytest_cache .mypy_cache .ruff_cache
