@@ -32,15 +32,22 @@ def ndjson_lines(rng: random.Random) -> list[bytes]:
         b = rng.randrange(ENTITIES)
         if a == b:
             b = (b + 1) % ENTITIES
-        lines.append(orjson.dumps({"kind": "edge", "source": f"concept:c{a}", "target": f"concept:c{b}",
-                                   "type": "associated_with"}))
+        lines.append(
+            orjson.dumps(
+                {"kind": "edge", "source": f"concept:c{a}", "target": f"concept:c{b}", "type": "associated_with"}
+            )
+        )
     return lines
 
 
 def start_projector(env: dict[str, str]) -> subprocess.Popen[bytes]:
     child_env = os.environ | env | {"PLATOGRAPH_CONSUMER": "fault-projector"}
-    return subprocess.Popen([sys.executable, "-m", "platograph.cli", "projector"], env=child_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "platograph.cli", "projector"],
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_kill_9_mid_import_then_restart_equals_rebuild(

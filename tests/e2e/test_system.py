@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests import servers
-from tests.integration.test_gateway import QUOTE
+from tests.integration.test_gateway import QUOTE, SEED_PAGE_COUNTS
 
 pytestmark = pytest.mark.e2e
 
@@ -73,8 +73,13 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list
 
 
 def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[str, str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=up_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "platograph.cli", "up"],
+        env=up_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         output = "".join(read_until(proc, "Press Ctrl-C", timeout=180))
         gateway = f"http://127.0.0.1:{up_env['PLATOGRAPH_PORT']}"
@@ -82,13 +87,17 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         assert f"{gateway}/v1/entities/{QUOTE}/neighborhood" in output
         view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10).json()
         counts = [(g["label"], g["count"]) for g in view["neighborhood"]]
-        assert counts == [("Papers", 1), ("Concepts", 1), ("Hypotheses", 5), ("Claims", 3), ("Findings", 2),
-                          ("Questions", 1)]
+        assert counts == SEED_PAGE_COUNTS
         paper = view["source_paper"]
         assert (paper["year"], len(paper["authors"])) == (2024, 4)
         assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
-        status = subprocess.run([sys.executable, "-m", "platograph.cli", "status", "--gateway", gateway],
-                                capture_output=True, text=True, env=up_env, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "platograph.cli", "status", "--gateway", gateway],
+            capture_output=True,
+            text=True,
+            env=up_env,
+            timeout=60,
+        )
         assert status.returncode == 0 and "journal_events" in status.stdout
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)

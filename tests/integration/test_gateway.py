@@ -29,6 +29,9 @@ QUOTE = (
 )
 
 
+SEED_PAGE_COUNTS = [("Papers", 1), ("Concepts", 1), ("Hypotheses", 5), ("Claims", 3), ("Findings", 2), ("Questions", 1)]
+
+
 class Down(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("down", request=request)
@@ -74,9 +77,11 @@ def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
     assert response.status_code == 200, response.text
     view = response.json()
     assert view["entity"]["type"] == "quote" and view["entity"]["status"] == "active"
-    assert view["entity"]["description"] == "The paper's central thesis statement, presented prominently after the abstract"
+    assert view["entity"]["description"] == (
+        "The paper's central thesis statement, presented prominently after the abstract"
+    )
     counts = [(g["label"], g["count"]) for g in view["neighborhood"]]
-    assert counts == [("Papers", 1), ("Concepts", 1), ("Hypotheses", 5), ("Claims", 3), ("Findings", 2), ("Questions", 1)]
+    assert counts == SEED_PAGE_COUNTS
     paper = view["source_paper"]
     assert (paper["name"], paper["year"]) == ("The Platonic Representation Hypothesis", 2024)
     assert paper["authors"] == ["Minyoung Huh", "Brian Cheung", "Tongzhou Wang", "Phillip Isola"]
@@ -84,7 +89,10 @@ def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
     assert groups["paper"]["neighbors"][0]["edges"] == ["introduces"]
     assert groups["question"]["neighbors"][0]["edges"] == ["gates"]
     assert {n["entity"]["name"] for n in groups["hypothesis"]["neighbors"]} >= {
-        "Multitask Scaling Hypothesis", "Capacity Hypothesis", "Simplicity Bias Hypothesis"}
+        "Multitask Scaling Hypothesis",
+        "Capacity Hypothesis",
+        "Simplicity Bias Hypothesis",
+    }
     assert view["related_by_similarity"] == {"threshold": 0.65, "count": 0, "items": []}
 
 
@@ -107,14 +115,16 @@ def test_neighbors_are_ranked_by_edge_count_and_groups_paginate(api: TestClient)
     assert claims["count"] == 5
     assert [n["entity"]["id"] for n in claims["neighbors"]] == ["claim:c3", "claim:c0"]
     assert claims["neighbors"][0]["edge_count"] == 2 and claims["neighbors"][0]["edges"] == ["mentions", "supports"]
-    page2 = api.get("/v1/entities/concept:hub/neighborhood",
-                    params={"group": "claim", "cursor": claims["next_cursor"], "limit": 2}).json()
+    page2 = api.get(
+        "/v1/entities/concept:hub/neighborhood", params={"group": "claim", "cursor": claims["next_cursor"], "limit": 2}
+    ).json()
     assert [n["entity"]["id"] for n in page2["neighborhood"][0]["neighbors"]] == ["claim:c1", "claim:c2"]
 
 
 def test_dangling_edges_wait_for_their_endpoint(api: TestClient) -> None:
     position = api.post("/v1/edges", json={"source": "paper:later", "target": "quote:q", "type": "introduces"}).json()[
-        "position"]
+        "position"
+    ]
     api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
     assert [e["source"] for e in api.get("/v1/edges", params={"dangling": True}).json()["items"]] == ["paper:later"]
     api.post("/v1/entities", json=[{"id": "paper:later", "name": "Later"}, {"id": "quote:q", "name": "Q"}])

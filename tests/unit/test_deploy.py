@@ -63,7 +63,10 @@ def test_app_services_run_real_entry_points() -> None:
         module, _, attr = factory.partition(":")
         assert callable(getattr(__import__(module, fromlist=[attr]), attr))
     assert {tuple(services[n]["command"]) for n in ("projector", "worker", "migrate")} == {
-        ("platograph", "projector"), ("platograph", "worker"), ("platograph", "migrate")}
+        ("platograph", "projector"),
+        ("platograph", "worker"),
+        ("platograph", "migrate"),
+    }
 
 
 def test_app_environment_points_at_the_compose_servers() -> None:
