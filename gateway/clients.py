@@ -23,7 +23,11 @@ class Services:
 def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Services:
     """One client per service; `transports` overrides the network (e.g. httpx.ASGITransport)."""
     transports = transports or {}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    # A small pool: httpcore polls every pooled connection on each request, so a big pool costs CPU
+    # per call, while requests to a local service finish fast enough that 16 connections keep up.
+    limits = httpx.Limits(
+        max_connections=settings.upstream_connections, max_keepalive_connections=settings.upstream_connections
+    )
 
     def client(name: str, url: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(

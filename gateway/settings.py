@@ -14,4 +14,5 @@ class GatewaySettings(BaseSettings):
     similarity_url: str = "http://127.0.0.1:8003"
     similarity_threshold: float = Field(0.65, ge=-1, le=1)
     timeout_s: float = Field(30.0, gt=0)
+    upstream_connections: int = Field(16, ge=1, le=1000)
     read_your_writes_wait_ms: int = Field(5000, ge=0, le=30_000)

@@ -8,11 +8,12 @@ appended atomically by a single XADD.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 EntityStatus = Literal["active", "retracted", "merged"]
 ENTRY_FIELD = b"events"
@@ -60,6 +61,9 @@ PAYLOADS: dict[str, type[Frozen]] = {
 }
 
 
+EVENT_TYPES: dict[type[Frozen], str] = {cls: name for name, cls in PAYLOADS.items()}
+
+
 class Envelope(Frozen):
     event_id: uuid.UUID
     type: str
@@ -69,18 +73,33 @@ class Envelope(Frozen):
     payload: dict[str, Any]
 
 
+ENVELOPES = TypeAdapter(list[Envelope])
+
+
 def new_envelope(
     payload: Frozen, *, producer: str, event_id: uuid.UUID | None = None, at: datetime | None = None
 ) -> Envelope:
     """Wrap a payload in an envelope, naming its type from the payload class."""
-    (event_type,) = (name for name, cls in PAYLOADS.items() if cls is type(payload))
-    return Envelope(
-        event_id=event_id or uuid.uuid4(),
-        type=event_type,
-        occurred_at=at or datetime.now(UTC),
-        producer=producer,
-        payload=payload.model_dump(mode="json"),
-    )
+    return new_envelopes([payload], producer=producer, event_ids=[event_id] if event_id else None, at=at)[0]
+
+
+def new_envelopes(
+    payloads: Sequence[Frozen],
+    *,
+    producer: str,
+    event_ids: Sequence[uuid.UUID] | None = None,
+    at: datetime | None = None,
+) -> list[Envelope]:
+    """Envelopes for many payloads, validated in one pass (much cheaper than one model at a time)."""
+    at = at or datetime.now(UTC)
+    ids = event_ids or [uuid.uuid4() for _ in payloads]
+    return ENVELOPES.validate_python(
+        [
+            {"event_id": i, "type": EVENT_TYPES[type(p)], "occurred_at": at, "producer": producer,
+             "payload": p.model_dump(mode="json")}
+            for i, p in zip(ids, payloads, strict=True)
+        ]
+    )  # fmt: skip
 
 
 def parse_payload(envelope: Envelope) -> Frozen | None:
@@ -90,8 +109,8 @@ def parse_payload(envelope: Envelope) -> Frozen | None:
 
 
 def encode_entry(envelopes: list[Envelope]) -> dict[bytes, bytes]:
-    """Stream-entry fields for a list of envelopes."""
-    return {ENTRY_FIELD: orjson.dumps([e.model_dump(mode="json") for e in envelopes])}
+    """Stream-entry fields for a list of envelopes (orjson writes UUIDs and datetimes itself)."""
+    return {ENTRY_FIELD: ENVELOPES.dump_json(envelopes)}
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:

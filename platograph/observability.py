@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("platograph_http_requests_total", "HTTP requests", ["service", "route", "status"])
 LATENCY = Histogram(
@@ -22,18 +22,37 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def instrument(app: FastAPI, service: str) -> None:
-    """Add /healthz, /metrics and request metrics labelled by route template (not raw path)."""
+class MetricsMiddleware:
+    """Request count and latency labelled by route template, as plain ASGI (no per-request task)."""
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        LATENCY.labels(service, template).observe(time.perf_counter() - started)
-        REQUESTS.labels(service, template, str(response.status_code)).inc()
-        return response
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(self.service, template).observe(time.perf_counter() - started)
+            REQUESTS.labels(self.service, template, str(status)).inc()
+
+
+def instrument(app: FastAPI, service: str) -> None:
+    """Add /healthz, /metrics and request metrics."""
+    app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -42,11 +42,12 @@ def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) 
             result.dead_lettered += 1
             continue
         events: list[PositionedEvent] = []
+        base = event_position(entry_id, 0)
         for index, raw in enumerate(raws):
             try:
                 envelope = Envelope.model_validate(raw)
-                parse_payload(envelope)
-                events.append(PositionedEvent(event_position(entry_id, index), entry_id, envelope))
+                payload = parse_payload(envelope)
+                events.append(PositionedEvent(base + index, entry_id, envelope, payload))
             except (ValidationError, ValueError) as exc:
                 consumer.dead_letter(entry_id, raw, f"event breaks its contract: {exc}", index)
                 result.dead_lettered += 1

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from platograph.contracts import EdgeAdded, EntityUpserted, Envelope, Frozen, new_envelope
+from platograph.contracts import EdgeAdded, EntityUpserted, Envelope, Frozen, new_envelopes
 from services.ingest.adapters.event_log import EventLog
 from services.ingest.domain.validation import InvalidInput, error
 
@@ -31,11 +31,9 @@ def request_hash(body: bytes) -> str:
 def envelopes_for(payloads: Sequence[Frozen], key: str | None, body_hash: str) -> list[Envelope]:
     """Envelopes for payloads; ids are uuid5(key, body, index) when an idempotency key is given."""
     if key is None:
-        return [new_envelope(p, producer=PRODUCER) for p in payloads]
-    return [
-        new_envelope(p, producer=PRODUCER, event_id=uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{body_hash}\n{i}"))
-        for i, p in enumerate(payloads)
-    ]
+        return new_envelopes(payloads, producer=PRODUCER)
+    ids = [uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{body_hash}\n{i}") for i in range(len(payloads))]
+    return new_envelopes(payloads, producer=PRODUCER, event_ids=ids)
 
 
 def describe(payloads: Sequence[EntityUpserted | EdgeAdded], envelopes: list[Envelope], full: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from platograph.views import NeighborhoodView
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
 from services.graph.entrypoints import projector
@@ -76,6 +77,7 @@ def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
     response = api.get(f"/v1/entities/{QUOTE}/neighborhood", params={"after": position})
     assert response.status_code == 200, response.text
     view = response.json()
+    NeighborhoodView.model_validate(view)  # the SQL-built document has the documented shape
     assert view["entity"]["type"] == "quote" and view["entity"]["status"] == "active"
     assert view["entity"]["description"] == (
         "The paper's central thesis statement, presented prominently after the abstract"
@@ -111,6 +113,7 @@ def test_neighbors_are_ranked_by_edge_count_and_groups_paginate(api: TestClient)
     edges += [{"source": "claim:c3", "target": "concept:hub", "type": "mentions"}]
     position = api.post("/v1/edges", json=edges).json()["position"]
     view = api.get("/v1/entities/concept:hub/neighborhood", params={"after": position, "limit": 2}).json()
+    NeighborhoodView.model_validate(view)
     (claims,) = view["neighborhood"]
     assert claims["count"] == 5
     assert [n["entity"]["id"] for n in claims["neighbors"]] == ["claim:c3", "claim:c0"]

@@ -8,50 +8,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from platograph.ontology import Ontology
-from platograph.views import (
-    EdgePage,
-    EdgeView,
-    EntityPage,
-    EntitySummary,
-    EntityView,
-    Neighbor,
-    NeighborGroup,
-    Neighborhood,
-    SourcePaper,
-)
+from platograph.views import EdgePage, EdgeView, EntityPage, EntityView
 
 ENTITY_COLUMNS = "id, type, status, name, description, text, attributes, version, created_at, updated_at"
-
-NEIGHBORS_SQL = text(
-    """
-    WITH incident AS (
-        SELECT target AS nid, type FROM edges
-         WHERE source = :id AND NOT removed AND type <> 'extracted_from'
-        UNION ALL
-        SELECT source AS nid, type FROM edges WHERE target = :id AND NOT removed
-    ), agg AS (
-        SELECT nid, array_agg(DISTINCT type ORDER BY type) AS edge_types, count(*) AS edge_count
-          FROM incident WHERE nid <> :id GROUP BY nid
-    ), ranked AS (
-        SELECT e.id, e.type, e.status, e.name, e.description, agg.edge_types, agg.edge_count,
-               count(*) OVER (PARTITION BY e.type) AS group_count,
-               row_number() OVER (PARTITION BY e.type ORDER BY agg.edge_count DESC, e.name, e.id) AS rank
-          FROM agg JOIN entities e ON e.id = agg.nid AND e.version > 0
-    )
-    SELECT * FROM ranked
-     WHERE (CAST(:group AS text) IS NULL OR type = :group) AND rank > :offset AND rank <= :offset + :limit
-     ORDER BY type, rank
-    """
-)
-
-SOURCE_SQL = text(
-    """
-    SELECT p.id, p.name, p.attributes FROM edges e JOIN entities p ON p.id = e.target AND p.version > 0
-     WHERE e.source = :id AND e.type = 'extracted_from' AND NOT e.removed
-     ORDER BY p.name, p.id LIMIT 1
-    """
-)
 
 
 def encode_cursor(value: Any) -> str:
@@ -68,13 +27,19 @@ def decode_cursor(cursor: str | None) -> Any:
         raise ValueError("cursor is not valid") from exc
 
 
-def get_entity(conn: Connection, entity_id: str) -> EntityView | None:
+def entity_row(conn: Connection, entity_id: str) -> dict[str, Any] | None:
+    """The entity as a plain dict (the hot path skips model validation)."""
     row = (
         conn.execute(text(f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id = :id AND version > 0"), {"id": entity_id})
         .mappings()
         .first()
     )
-    return None if row is None else EntityView.model_validate(dict(row))
+    return None if row is None else dict(row)
+
+
+def get_entity(conn: Connection, entity_id: str) -> EntityView | None:
+    row = entity_row(conn, entity_id)
+    return None if row is None else EntityView.model_validate(row)
 
 
 def list_entities(
@@ -100,71 +65,6 @@ def list_entities(
     items = [EntityView.model_validate(dict(r)) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
     return EntityPage(items=items, next_cursor=next_cursor)
-
-
-def source_paper(conn: Connection, entity_id: str) -> SourcePaper | None:
-    row = conn.execute(SOURCE_SQL, {"id": entity_id}).mappings().first()
-    if row is None:
-        return None
-    attrs = row["attributes"] or {}
-    year = attrs.get("year")
-    return SourcePaper(
-        id=row["id"],
-        name=row["name"],
-        year=year if isinstance(year, int) else None,
-        authors=[str(a) for a in attrs.get("authors", [])],
-    )
-
-
-def neighborhood(
-    conn: Connection,
-    ontology: Ontology,
-    entity: EntityView,
-    *,
-    limit: int,
-    group: str | None = None,
-    cursor: str | None = None,
-) -> Neighborhood:
-    """The entity's typed neighbors grouped by type (ontology order), best-connected first."""
-    offset = int(decode_cursor(cursor) or 0) if group else 0
-    rows = (
-        conn.execute(NEIGHBORS_SQL, {"id": entity.id, "group": group, "offset": offset, "limit": limit})
-        .mappings()
-        .all()
-    )
-    by_type: dict[str, list[Any]] = {}
-    for row in rows:
-        by_type.setdefault(row["type"], []).append(row)
-    groups = []
-    for entity_type, label in ontology.entity_types.items():
-        members = by_type.get(entity_type)
-        if not members:
-            continue
-        total = int(members[0]["group_count"])
-        last_rank = int(members[-1]["rank"])
-        groups.append(
-            NeighborGroup(
-                type=entity_type,
-                label=label,
-                count=total,
-                neighbors=[
-                    Neighbor(
-                        entity=EntitySummary(
-                            id=m["id"],
-                            type=m["type"],
-                            status=m["status"],
-                            name=m["name"],
-                            description=m["description"],
-                        ),
-                        edges=list(m["edge_types"]),
-                        edge_count=int(m["edge_count"]),
-                    )
-                    for m in members
-                ],
-                next_cursor=encode_cursor(last_rank) if last_rank < total else None,
-            )
-        )
-    return Neighborhood(entity=entity, source_paper=source_paper(conn, entity.id), neighborhood=groups)
 
 
 def dangling_edges(conn: Connection, *, cursor: str | None, limit: int) -> EdgePage:

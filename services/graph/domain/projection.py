@@ -27,6 +27,10 @@ class PositionedEvent:
     position: int
     stream_id: str
     envelope: Envelope
+    payload: Frozen | None = None  # the typed payload when already parsed (saves validating twice)
+
+    def typed(self) -> Frozen | None:
+        return self.payload if self.payload is not None else parse_payload(self.envelope)
 
 
 @dataclass
@@ -147,7 +151,7 @@ def fold(events: list[PositionedEvent]) -> Deltas:
     """Fold new events into one delta per entity and edge; unknown event types change nothing."""
     deltas = Deltas()
     for event in events:
-        payload: Frozen | None = parse_payload(event.envelope)
+        payload = event.typed()
         at = event.envelope.occurred_at
         if isinstance(payload, EntityUpserted):
             _upserted(deltas, payload, event.position, at)

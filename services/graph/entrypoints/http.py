@@ -6,14 +6,16 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from redis.exceptions import ResponseError
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from platograph.observability import instrument
 from platograph.positions import parse_entry_id
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from services.graph.adapters import queries
+from services.graph.adapters.neighborhood_sql import neighborhood_json
 from services.graph.bootstrap import Graph, bootstrap
 
 router = APIRouter(prefix="/v1", tags=["graph"])
@@ -37,12 +39,14 @@ def _bad_cursor(exc: ValueError, field: str = "cursor") -> HTTPException:
     return HTTPException(422, detail=[{"loc": ["query", field], "msg": str(exc), "type": "value_error"}])
 
 
+def _not_found(entity_id: str) -> HTTPException:
+    return HTTPException(404, detail=[{"loc": ["path", "id"], "msg": f"no entity {entity_id!r}", "type": "not_found"}])
+
+
 def _entity_or_404(conn: Connection, entity_id: str) -> EntityView:
     entity = queries.get_entity(conn, entity_id)
     if entity is None:
-        raise HTTPException(
-            404, detail=[{"loc": ["path", "id"], "msg": f"no entity {entity_id!r}", "type": "not_found"}]
-        )
+        raise _not_found(entity_id)
     return entity
 
 
@@ -67,24 +71,31 @@ def list_entities(
 
 
 @router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
-def neighborhood(
+async def neighborhood(
     id: str,
-    conn: ConnDep,
     graph: GraphDep,
     limit: Limit = 50,
     group: str | None = None,
     cursor: str | None = None,
-) -> Neighborhood:
+) -> Response:
     """The entity, its source paper and its typed neighbors grouped by type."""
-    entity = _entity_or_404(conn, id)
     if group is not None and group not in graph.ontology.entity_types:
         raise HTTPException(
             422, detail=[{"loc": ["query", "group"], "msg": f"unknown entity type {group!r}", "type": "ontology"}]
         )
+
+    def query() -> bytes | None:
+        with graph.engine.connect() as conn:
+            return neighborhood_json(conn, graph.ontology, id, limit=limit, group=group, cursor=cursor)
+
     try:
-        return queries.neighborhood(conn, graph.ontology, entity, limit=limit, group=group, cursor=cursor)
+        # One hop to a worker thread for checkout + query (a sync dependency would add two more).
+        view = await run_in_threadpool(query)
     except ValueError as exc:
         raise _bad_cursor(exc) from exc
+    if view is None:
+        raise _not_found(id)
+    return Response(view, media_type="application/json")
 
 
 @router.get("/entities/{id:path}", response_model=EntityView)

@@ -1,0 +1,255 @@
+"""Core benchmark: a skewed graph pushed through ingest, then the neighborhood view under load.
+
+Prints, from one run on one machine:
+- events/s from the first POST to the last projected event, against COPYing the same rows straight into
+  the same Postgres (ratio);
+- neighborhood view p50/p99 and views/s under 50 concurrent clients (wrk), against the raw SQL for the
+  same view (ratio of p50s);
+- peak memory of each process.
+
+Usage: python bench/core.py [--entities N] [--edges M] [--duration S]   (see bench/README.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from platograph import loader  # noqa: E402
+from platograph.ontology import load as load_ontology  # noqa: E402
+from platograph.supervisor import System, UpSettings  # noqa: E402
+from services.graph.adapters import neighborhood_sql  # noqa: E402
+
+console = Console()
+TYPES = ["paper", "concept", "hypothesis", "claim", "finding", "question", "quote"]
+
+
+def generate(path: Path, entities: int, edges: int, rng: random.Random) -> list[str]:
+    """Entities of every type and edges with a heavy-tailed degree (a few hubs, a long tail)."""
+    ids = [f"{TYPES[i % len(TYPES)]}:e{i}" for i in range(entities)]
+    with path.open("wb") as f:
+        for i, entity_id in enumerate(ids):
+            f.write(
+                orjson.dumps(
+                    {
+                        "kind": "entity",
+                        "id": entity_id,
+                        "name": f"Entity {i}",
+                        "text": f"Text of entity {i}",
+                        "description": "generated",
+                    }
+                )
+                + b"\n"
+            )
+        for _ in range(edges):
+            a = min(int(rng.paretovariate(1.1)) - 1, entities - 1)
+            a = (a * 7919) % entities  # spread the hubs over the id space
+            b = rng.randrange(entities)
+            if a == b:
+                b = (b + 1) % entities
+            f.write(orjson.dumps({"kind": "edge", "source": ids[a], "target": ids[b], "type": "mentions"}) + b"\n")
+    return ids
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of every process of the system, sampled twice a second."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.peak: dict[str, int] = dict.fromkeys(processes, 0)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            for name, proc in self.processes.items():
+                try:
+                    rss = proc.memory_info().rss
+                    rss += sum(c.memory_info().rss for c in proc.children(recursive=True))
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak[name], rss)
+
+
+def processes_of(system: System) -> dict[str, int]:
+    found = {c.name: c.process.pid for c in system.children if c.process is not None}
+    if system.redis is not None:
+        found["valkey (embedded)"] = system.redis._server._process.pid
+    if system.postgres is not None:
+        found["postgres (embedded)"] = system.postgres._server.get_pid()
+    return found
+
+
+def copy_baseline(database_url: str, path: Path) -> tuple[int, float]:
+    """COPY the same entity and edge rows into fresh tables shaped like the read model."""
+    entities, edges = [], []
+    with path.open("rb") as f:
+        for line in f:
+            item = orjson.loads(line)
+            if item["kind"] == "entity":
+                entities.append(
+                    (item["id"], item["id"].partition(":")[0], item["name"], item["text"], item["description"])
+                )
+            else:
+                edges.append((item["source"], item["type"], item["target"]))
+    edges = list(dict.fromkeys(edges))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_entities, bench_edges")
+        conn.execute(
+            "CREATE TABLE bench_entities (id text PRIMARY KEY, type text, name text, text text, description text)"
+        )
+        conn.execute(
+            "CREATE TABLE bench_edges (source text, type text, target text, PRIMARY KEY (source, type, target))"
+        )
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            with cur.copy("COPY bench_entities FROM STDIN") as copy:
+                for row in entities:
+                    copy.write_row(row)
+            with cur.copy("COPY bench_edges FROM STDIN") as copy:
+                for row in edges:
+                    copy.write_row(row)
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_entities, bench_edges")
+    return len(entities) + len(edges), seconds
+
+
+def raw_view_latency(database_url: str, ids: list[str], n: int, rng: random.Random) -> list[float]:
+    """Milliseconds of the view's own SQL run straight on psycopg, one client, for random entities."""
+    ontology = load_ontology()
+    params = {
+        "group": None,
+        "offset": 0,
+        "limit": 50,
+        "types": list(ontology.entity_types),
+        "labels": list(ontology.entity_types.values()),
+        "ranking": neighborhood_sql.RANKING,
+    }
+    out = []
+    with psycopg.connect(database_url) as conn:
+        for _ in range(n):
+            started = time.perf_counter()
+            conn.execute(neighborhood_sql.SQL, params | {"id": rng.choice(ids)}).fetchall()
+            out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def wrk(url: str, ids_file: Path, duration: int, connections: int) -> dict[str, float]:
+    """Run wrk against the neighborhood view; p50/p99 in ms and requests/s."""
+    script = ROOT / "bench" / "wrk_neighborhood.lua"
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url, "--", str(ids_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--edges", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=20, help="seconds of view load")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--projectors", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the view load (Debian: apt-get install wrk)")
+    rng = random.Random(42)
+    work = Path(tempfile.mkdtemp(prefix="platograph-bench-"))
+    data = work / "graph.ndjson"
+    with console.status(f"generating {args.entities:,} entities and {args.edges:,} edges"):
+        ids = generate(data, args.entities, args.edges, rng)
+    (work / "ids.txt").write_text("\n".join(ids) + "\n")
+    os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
+    os.environ["PLATOGRAPH_PROJECTORS"] = str(args.projectors)
+    system = System(UpSettings())
+    try:
+        system.start_infrastructure()
+        system.plan()
+        system.start_children()
+        sampler = MemorySampler(processes_of(system))
+        sampler.start()
+        started = time.perf_counter()
+        totals = loader.import_file(system.gateway_url, data, show_progress=True)
+        ingest_seconds = time.perf_counter() - started
+        events = int(totals["event_count"])
+        # Fresh planner statistics, as autovacuum would gather within a minute of a bulk load.
+        with psycopg.connect(system.env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        rows, copy_seconds = copy_baseline(system.env["DATABASE_URL"], data)
+        raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
+        with console.status(f"view load: {args.connections} clients for {args.duration}s"):
+            views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections)
+        sampler.stopped.set()
+        report(args, events, ingest_seconds, rows, copy_seconds, raw, views, sampler.peak)
+    finally:
+        system.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(
+    args: argparse.Namespace,
+    events: int,
+    ingest_s: float,
+    rows: int,
+    copy_s: float,
+    raw: list[float],
+    views: dict[str, float],
+    peak: dict[str, int],
+) -> None:
+    raw_p50 = statistics.median(raw)
+    raw_p99 = statistics.quantiles(raw, n=100)[98]
+    table = Table(
+        "measure",
+        "Platograph",
+        "raw baseline",
+        "ratio",
+        title=f"{args.entities:,} entities, {args.edges:,} edges, {os.cpu_count()} CPUs",
+    )
+    eps, rps = events / ingest_s, rows / copy_s
+    table.add_row("events/s, first POST → last projected", f"{eps:,.0f}", f"{rps:,.0f} rows/s COPY", f"{eps / rps:.3f}")
+    table.add_row("view p50 (ms)", f"{views['p50']:.2f}", f"{raw_p50:.2f} raw SQL", f"{views['p50'] / raw_p50:.1f}×")
+    table.add_row("view p99 (ms)", f"{views['p99']:.2f}", f"{raw_p99:.2f} raw SQL", f"{views['p99'] / raw_p99:.1f}×")
+    table.add_row(f"views/s, {args.connections} clients", f"{views['rps']:,.0f}", "", "")
+    table.add_row("non-2xx view responses", f"{views['errors']:.0f}", "", "")
+    console.print(table)
+    mem = Table("process", "peak RSS (MiB)", title="memory")
+    for name, value in sorted(peak.items()):
+        mem.add_row(name, f"{value / 2**20:,.0f}")
+    console.print(mem)
+
+
+if __name__ == "__main__":
+    main()

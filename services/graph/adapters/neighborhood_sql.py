@@ -1,0 +1,93 @@
+"""The neighborhood view as one SQL statement that returns the finished JSON document.
+
+Postgres builds the JSON (json_build_object / json_agg), so the graph service passes bytes through
+instead of turning rows into objects and back: the view's cost is the query. The shape is
+platograph.views.Neighborhood; tests compare it with that model.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from platograph.ontology import Ontology
+
+RANKING = "edge_count desc, then name, then id"
+
+SQL = """
+WITH ent AS (
+    SELECT id, type, status, name, description, text, attributes, version, created_at, updated_at
+      FROM entities WHERE id = %(id)s AND version > 0
+), incident AS (
+    SELECT target AS nid, type FROM edges
+     WHERE source = %(id)s AND NOT removed AND type <> 'extracted_from'
+    UNION ALL
+    SELECT source AS nid, type FROM edges WHERE target = %(id)s AND NOT removed
+), agg AS (
+    SELECT nid, array_agg(DISTINCT type ORDER BY type) AS edge_types, count(*) AS edge_count
+      FROM incident WHERE nid <> %(id)s GROUP BY nid
+), ranked AS (
+    SELECT e.id, e.type, e.status, e.name, e.description, agg.edge_types, agg.edge_count,
+           count(*) OVER (PARTITION BY e.type) AS group_count,
+           row_number() OVER (PARTITION BY e.type ORDER BY agg.edge_count DESC, e.name, e.id) AS rank
+      FROM agg JOIN entities e ON e.id = agg.nid AND e.version > 0
+), page AS (
+    SELECT * FROM ranked
+     WHERE (%(group)s::text IS NULL OR type = %(group)s)
+       AND rank > %(offset)s::int AND rank <= %(offset)s::int + %(limit)s::int
+), groups AS (
+    SELECT type, max(group_count) AS count, max(rank) AS last_rank,
+           json_agg(json_build_object(
+               'entity', json_build_object('id', id, 'type', type, 'status', status, 'name', name,
+                                           'description', description),
+               'edges', edge_types, 'edge_count', edge_count) ORDER BY rank) AS neighbors
+      FROM page GROUP BY type
+), source AS (
+    SELECT p.id, p.name, p.attributes FROM edges e JOIN entities p ON p.id = e.target AND p.version > 0
+     WHERE e.source = %(id)s AND e.type = 'extracted_from' AND NOT e.removed
+     ORDER BY p.name, p.id LIMIT 1
+)
+SELECT json_build_object(
+    'entity', (SELECT row_to_json(ent) FROM ent),
+    'source_paper', (SELECT json_build_object(
+        'id', id, 'name', name,
+        'year', CASE WHEN jsonb_typeof(attributes -> 'year') = 'number' THEN (attributes ->> 'year')::int END,
+        'authors', CASE WHEN jsonb_typeof(attributes -> 'authors') = 'array' THEN attributes -> 'authors'
+                        ELSE '[]'::jsonb END,
+        'edge', 'extracted_from') FROM source),
+    'neighborhood', COALESCE((
+        SELECT json_agg(json_build_object(
+            'type', g.type, 'label', (%(labels)s::text[])[array_position(%(types)s::text[], g.type)],
+            'count', g.count, 'neighbors', g.neighbors,
+            'next_cursor', CASE WHEN g.last_rank < g.count THEN 'r' || g.last_rank END)
+            ORDER BY array_position(%(types)s::text[], g.type))
+          FROM groups g), '[]'::json),
+    'ranking', %(ranking)s::text
+)::text
+ WHERE EXISTS (SELECT 1 FROM ent)
+"""
+
+
+def parse_group_cursor(cursor: str | None) -> int:
+    """The rank a group page starts after; ValueError for a cursor we did not make."""
+    if cursor is None:
+        return 0
+    if not cursor.startswith("r") or not cursor[1:].isdigit():
+        raise ValueError("cursor is not valid")
+    return int(cursor[1:])
+
+
+def neighborhood_json(
+    conn: Connection, ontology: Ontology, entity_id: str, *, limit: int, group: str | None, cursor: str | None
+) -> bytes | None:
+    """The neighborhood document as JSON bytes, or None when the entity does not exist."""
+    params = {
+        "id": entity_id,
+        "group": group,
+        "offset": parse_group_cursor(cursor) if group else 0,
+        "limit": limit,
+        "types": list(ontology.entity_types),
+        "labels": list(ontology.entity_types.values()),
+        "ranking": RANKING,
+    }
+    row = conn.exec_driver_sql(SQL, params).first()
+    return None if row is None else str(row[0]).encode()
