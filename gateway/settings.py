@@ -12,7 +12,8 @@ class GatewaySettings(BaseSettings):
     ingest_url: str = "http://127.0.0.1:8001"
     graph_url: str = "http://127.0.0.1:8002"
     similarity_url: str = "http://127.0.0.1:8003"
-    similarity_threshold: float = Field(0.65, ge=-1, le=1)
+    # None: the similarity service's default for its model, which the view reports as `threshold`.
+    similarity_threshold: float | None = Field(None, ge=-1, le=1)
     timeout_s: float = Field(30.0, gt=0)
     upstream_connections: int = Field(16, ge=1, le=1000)
     read_your_writes_wait_ms: int = Field(5000, ge=0, le=30_000)

@@ -51,13 +51,44 @@ class EdgeRemoved(Frozen):
     type: str
 
 
-Payload = EntityUpserted | EntityRetracted | EdgeAdded | EdgeRemoved
+CandidateKind = Literal["link", "duplicate"]
+
+
+class CandidateProposed(Frozen):
+    """Two entities close in embedding space with no typed edge; `a` < `b` (a pair has one name)."""
+
+    a: str
+    b: str
+    score: float
+    kind: CandidateKind
+    model: str
+    reason: str = ""
+    suggested_edge: str | None = None
+
+
+class CandidateWithdrawn(Frozen):
+    a: str
+    b: str
+    reason: str
+
+
+class CandidateRejected(Frozen):
+    a: str
+    b: str
+    by: str = ""
+    reason: str = ""
+
+
+Payload = EntityUpserted | EntityRetracted | EdgeAdded | EdgeRemoved | CandidateProposed | CandidateWithdrawn
 
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
     "edge.added": EdgeAdded,
     "edge.removed": EdgeRemoved,
+    "candidate.proposed": CandidateProposed,
+    "candidate.withdrawn": CandidateWithdrawn,
+    "candidate.rejected": CandidateRejected,
 }
 
 

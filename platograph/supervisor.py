@@ -135,16 +135,15 @@ class System:
             ("graph", "services.graph.entrypoints.http:create_app", s.graph_port),
             ("similarity", "services.similarity.entrypoints.http:create_app", s.similarity_port),
         ]
+        # The similarity process owns the embedded index (one opener per directory) and runs its consumer.
+        similarity_env = {
+            "PLATOGRAPH_INDEX_DIR": str(s.data_dir.resolve() / "index"),
+            "PLATOGRAPH_SIMILARITY_CONSUMER": "similarity-1",
+        }
         for name, factory, port in http:
-            self.children.append(
-                Child(
-                    name,
-                    _uvicorn(factory, s.host, port),
-                    self.env,
-                    logs / f"{name}.log",
-                    f"http://{s.host}:{port}/healthz",
-                )
-            )
+            env = self.env | similarity_env if name == "similarity" else self.env
+            health = f"http://{s.host}:{port}/healthz"
+            self.children.append(Child(name, _uvicorn(factory, s.host, port), env, logs / f"{name}.log", health))
         for n in range(1, s.projectors + 1):
             env = self.env | {"PLATOGRAPH_CONSUMER": f"projector-{n}"}
             argv = [sys.executable, "-m", "platograph.cli", "projector"]

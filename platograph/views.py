@@ -61,7 +61,7 @@ class SimilarItem(View):
 
 
 class RelatedBySimilarity(View):
-    threshold: float
+    threshold: float | None  # None only when the similarity service could not be asked
     count: int
     items: list[SimilarItem]
 

@@ -8,8 +8,8 @@ import redis
 from sqlalchemy import Engine, text
 
 from platograph.contracts import Envelope, Frozen, encode_entry, new_envelope
+from platograph.stream import StreamConsumer
 from services.graph import projector
-from services.graph.adapters.stream import StreamConsumer
 
 
 def consumer(client: redis.Redis, stream: str, name: str = "c1", group: str = "graph") -> StreamConsumer:

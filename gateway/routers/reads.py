@@ -6,10 +6,10 @@ import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from gateway.deps import ServicesDep, SettingsDep
-from gateway.upstream import call, raise_for_client_error
+from gateway.upstream import call, raise_for_client_error, relay
 from platograph.views import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -17,6 +17,7 @@ After = Annotated[
     str | None,
     Query(description="A `position` token from a write: wait until the view includes that write."),
 ]
+Types = Annotated[list[str] | None, Query(description="Only these entity types (repeatable)")]
 NOT_FOUND = {
     404: {"description": "No entity with this id"},
     503: {"description": "A service is unavailable, or `after` was not reached in time"},
@@ -81,16 +82,15 @@ async def neighborhood(
     limit: int = Query(50, ge=1, le=500, description="Neighbors per group"),
     group: str | None = Query(None, description="Page through one group only"),
     cursor: str | None = Query(None, description="A group's `next_cursor` (with `group`)"),
-    min_score: float | None = Query(None, ge=-1, le=1, description="Similarity threshold (default 0.65)"),
+    min_score: float | None = Query(None, ge=-1, le=1, description="Similarity threshold (default: the model's)"),
 ) -> Response:
     """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity."""
     await wait_for(services, settings, after)
     threshold = settings.similarity_threshold if min_score is None else min_score
+    similar_params = {} if threshold is None else {"min_score": threshold}
     params = {k: v for k, v in {"limit": limit, "group": group, "cursor": cursor}.items() if v is not None}
     graph_call = call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
-    similar_call = call(
-        services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar", params={"min_score": threshold}
-    )
+    similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar", params=similar_params)
     graph_response, similar = await asyncio.gather(graph_call, similar_call, return_exceptions=True)
     if isinstance(graph_response, BaseException):
         raise graph_response
@@ -111,6 +111,25 @@ def splice(view: bytes, related: bytes, warnings: bytes) -> bytes:
     if not view.endswith(b"}"):
         raise ValueError("the graph service did not answer with a JSON object")
     return view[:-1] + b',"related_by_similarity":' + related + b',"warnings":' + warnings + b"}"
+
+
+async def _passthrough(client: Any, service: str, url: str, request: Request) -> Response:
+    response = await call(client, service, "GET", url, params=list(request.query_params.multi_items()))
+    return relay(response)
+
+
+@router.get("/entities/{id:path}/similar", tags=["similarity"], responses=NOT_FOUND)  # type: ignore[arg-type]
+async def similar(
+    id: str,
+    request: Request,
+    services: ServicesDep,
+    limit: int = Query(20, ge=1, le=200),
+    min_score: float | None = Query(None, ge=-1, le=1, description="Default: the model's threshold"),
+    type: Types = None,
+    include_linked: bool = Query(False, description="Also list entities that already have a typed edge"),
+) -> Response:
+    """Entities close in embedding space to this one, best first, with their scores (any `limit`, `min_score`)."""
+    return await _passthrough(services.similarity, "similarity", f"/v1/entities/{id}/similar", request)
 
 
 @router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
@@ -143,6 +162,42 @@ async def projection(services: ServicesDep, position: str, wait_ms: int = Query(
     )
     raise_for_client_error(response)
     return response.json()
+
+
+@router.get("/search", tags=["similarity"])
+async def search(
+    request: Request,
+    services: ServicesDep,
+    q: str = Query(min_length=1, max_length=2000),
+    limit: int = Query(20, ge=1, le=200),
+    min_score: float | None = Query(None, ge=-1, le=1),
+    type: Types = None,
+) -> Response:
+    """Entities ranked for free text by meaning (the same embedding as candidates)."""
+    return await _passthrough(services.similarity, "similarity", "/v1/search", request)
+
+
+@router.get("/candidates", tags=["similarity"])
+async def candidates(
+    request: Request,
+    services: ServicesDep,
+    status: str = Query("proposed", pattern="^(proposed|withdrawn|accepted|rejected)$"),
+    kind: str | None = Query(None, pattern="^(link|duplicate)$"),
+    min_score: float = Query(-1.0, ge=-1, le=1),
+    max_score: float = Query(1.0, ge=-1, le=1),
+    entity: str | None = None,
+    type_pair: str | None = Query(None, description="Two entity types joined by `|`, e.g. `claim|paper`"),
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+) -> Response:
+    """Candidate edges and duplicates, best score first; each says why (score, evidence) and what edge it suggests."""
+    return await _passthrough(services.graph, "graph", "/v1/candidates", request)
+
+
+@router.get("/models", tags=["similarity"])
+async def models(request: Request, services: ServicesDep) -> Response:
+    """Registered embedding models and which one is active."""
+    return await _passthrough(services.similarity, "similarity", "/v1/models", request)
 
 
 @router.get("/status", tags=["operations"])

@@ -8,7 +8,7 @@ import redis
 from sqlalchemy import Engine, create_engine
 
 from platograph import ontology
-from services.graph.adapters.stream import StreamConsumer
+from platograph.stream import StreamConsumer
 from services.graph.settings import GraphSettings
 
 

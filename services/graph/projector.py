@@ -16,8 +16,8 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from platograph.contracts import Envelope, decode_entry, parse_payload
 from platograph.positions import event_position
+from platograph.stream import Entry, StreamConsumer
 from services.graph.adapters import projection_store
-from services.graph.adapters.stream import Entry, StreamConsumer
 from services.graph.domain.projection import PositionedEvent
 
 log = logging.getLogger(__name__)

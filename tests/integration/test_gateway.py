@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,11 @@ from services.graph.entrypoints import projector
 from services.graph.settings import GraphSettings
 from services.ingest.bootstrap import bootstrap as ingest_bootstrap
 from services.ingest.entrypoints import http as ingest_http
+from services.similarity import consumer as similarity_consumer
+from services.similarity.adapters.embedder import MiniLMOnnx
+from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.entrypoints import http as similarity_http
+from services.similarity.settings import SimilaritySettings
 from tests.conftest import SEED_FILE
 
 pytestmark = pytest.mark.integration
@@ -38,17 +43,29 @@ class Down(httpx.AsyncBaseTransport):
         raise httpx.ConnectError("down", request=request)
 
 
-def system(similarity: httpx.AsyncBaseTransport | None = None) -> Iterator[TestClient]:
+EMBEDDER = MiniLMOnnx()  # loaded once for the module's tests
+
+
+def system(index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None) -> Iterator[TestClient]:
+    """Every service in-process, with the projector and the similarity consumer on threads."""
     graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    graph_app = graph_http.create_app(graph)
+    graph_client = TestClient(graph_app, base_url="http://graph")  # a sync httpx client over the ASGI app
+    sim = similarity_bootstrap(
+        SimilaritySettings(index_dir=index_dir, similarity_consumer="it-similarity"), embedder=EMBEDDER,
+        graph=graph_client,
+    )  # fmt: skip
     stop = threading.Event()
-    thread = threading.Thread(target=projector.run, args=(graph, stop), daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=projector.run, args=(graph, stop), daemon=True),
+               threading.Thread(target=similarity_consumer.run, args=(sim, stop), daemon=True)]  # fmt: skip
+    for thread in threads:
+        thread.start()
     ingest = ingest_bootstrap()
     ingest_app: FastAPI = ingest_http.create_app(ingest)
     transports: dict[str, httpx.AsyncBaseTransport] = {
         "ingest": httpx.ASGITransport(app=ingest_app),
-        "graph": httpx.ASGITransport(app=graph_http.create_app(graph)),
-        "similarity": similarity or httpx.ASGITransport(app=similarity_http.create_app()),
+        "graph": httpx.ASGITransport(app=graph_app),
+        "similarity": similarity or httpx.ASGITransport(app=similarity_http.create_app(sim, consume=False)),
     }
     try:
         with TestClient(create_app(GatewaySettings(), transports)) as client:
@@ -57,13 +74,15 @@ def system(similarity: httpx.AsyncBaseTransport | None = None) -> Iterator[TestC
             client.portal.call(ingest.log.aclose)  # type: ignore[union-attr]
     finally:
         stop.set()
-        thread.join(10)
+        for thread in threads:
+            thread.join(30)
+        sim.close()
         graph.close()
 
 
 @pytest.fixture
-def api(env: dict[str, str], engine: Any) -> Iterator[TestClient]:
-    yield from system()
+def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient]:
+    yield from system(tmp_path / "index")
 
 
 def load_seeds(api: TestClient) -> str:
@@ -95,7 +114,6 @@ def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
         "Capacity Hypothesis",
         "Simplicity Bias Hypothesis",
     }
-    assert view["related_by_similarity"] == {"threshold": 0.65, "count": 0, "items": []}
 
 
 def test_loading_seeds_twice_changes_nothing(api: TestClient) -> None:
@@ -167,8 +185,8 @@ def test_openapi_documents_the_public_routes(api: TestClient) -> None:
     assert "platograph_http_requests_total" in api.get("/metrics").text
 
 
-def test_similarity_down_degrades_the_view_not_the_request(env: dict[str, str], engine: Any) -> None:
-    for api in system(similarity=Down()):
+def test_similarity_down_degrades_the_view_not_the_request(env: dict[str, str], engine: Any, tmp_path: Path) -> None:
+    for api in system(tmp_path / "index", similarity=Down()):
         position = api.post("/v1/entities", json={"id": "concept:a", "name": "A"}).json()["position"]
         view = api.get("/v1/entities/concept:a/neighborhood", params={"after": position})
         assert view.status_code == 200

@@ -49,7 +49,7 @@ def test_edge_add_and_remove_are_last_writer_wins() -> None:
 
 
 def test_unknown_event_types_change_nothing() -> None:
-    other = event(EntityUpserted(id="concept:a", type="concept", name="A"), 1, type_="candidate.proposed")
+    other = event(EntityUpserted(id="concept:a", type="concept", name="A"), 1, type_="webhook.delivered")
     deltas = fold([other])
     assert deltas.entities == {} and deltas.edges == {}
 

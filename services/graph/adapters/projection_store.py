@@ -21,11 +21,16 @@ ENTITY_COLUMNS = (
     "created_at", "updated_at",
 )  # fmt: skip
 EDGE_COLUMNS = ("source", "type", "target", "description", "removed", "position", "created_at")
+CANDIDATE_COLUMNS = (
+    "a", "b", "a_type", "b_type", "score", "kind", "reason", "suggested_edge", "model", "state", "state_reason",
+    "position", "state_position", "decision", "decided_by", "decision_position", "status", "created_at", "updated_at",
+)  # fmt: skip
 
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_journal (LIKE journal INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_entities (LIKE entities) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_edges (LIKE edges) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_candidates (LIKE candidates) ON COMMIT DELETE ROWS;
 """
 
 INSERT_JOURNAL = f"""
@@ -60,6 +65,26 @@ ON CONFLICT (source, type, target) DO UPDATE SET
     description = CASE WHEN excluded.position > edges.position THEN excluded.description ELSE edges.description END,
     position = GREATEST(edges.position, excluded.position),
     created_at = LEAST(edges.created_at, excluded.created_at)
+"""
+
+_PROPOSAL = ("score", "kind", "reason", "suggested_edge", "model")
+_NEWER = "CASE WHEN excluded.{p} > candidates.{p} THEN excluded.{c} ELSE candidates.{c} END"
+UPSERT_CANDIDATES = f"""
+INSERT INTO candidates ({", ".join(CANDIDATE_COLUMNS)}) SELECT {", ".join(CANDIDATE_COLUMNS)} FROM stage_candidates
+ORDER BY a, b
+ON CONFLICT (a, b) DO UPDATE SET
+    {", ".join(f"{c} = {_NEWER.format(p='position', c=c)}" for c in _PROPOSAL)},
+    state = {_NEWER.format(p="state_position", c="state")},
+    state_reason = {_NEWER.format(p="state_position", c="state_reason")},
+    decision = {_NEWER.format(p="decision_position", c="decision")},
+    decided_by = {_NEWER.format(p="decision_position", c="decided_by")},
+    status = COALESCE({_NEWER.format(p="decision_position", c="decision")},
+                      {_NEWER.format(p="state_position", c="state")}),
+    position = GREATEST(candidates.position, excluded.position),
+    state_position = GREATEST(candidates.state_position, excluded.state_position),
+    decision_position = GREATEST(candidates.decision_position, excluded.decision_position),
+    created_at = LEAST(candidates.created_at, excluded.created_at),
+    updated_at = GREATEST(candidates.updated_at, excluded.updated_at)
 """
 
 TRACK = """
@@ -112,8 +137,12 @@ def apply(conn: Connection, events: Sequence[PositionedEvent]) -> None:
     if deltas.edges:
         _copy(conn, "stage_edges", EDGE_COLUMNS, ([r[c] for c in EDGE_COLUMNS] for r in deltas.edge_rows()))
         conn.execute(text(UPSERT_EDGES))
+    if deltas.candidates:
+        _copy(conn, "stage_candidates", CANDIDATE_COLUMNS,
+              ([r[c] for c in CANDIDATE_COLUMNS] for r in deltas.candidate_rows()))  # fmt: skip
+        conn.execute(text(UPSERT_CANDIDATES))
     # Staged rows are deleted at commit; rebuild applies several chunks in one transaction.
-    conn.execute(text("TRUNCATE stage_entities, stage_edges"))
+    conn.execute(text("TRUNCATE stage_entities, stage_edges, stage_candidates"))
 
 
 def track(conn: Connection, consumer: str, last_stream_id: str, count: int) -> None:
@@ -135,7 +164,7 @@ def rebuild(engine: Engine, batch: int = 20_000) -> int:
     with engine.begin() as conn:
         # Lock the journal first, in the order projectors take their locks, so a live projector waits.
         conn.execute(text("LOCK TABLE journal IN SHARE MODE"))
-        conn.execute(text("TRUNCATE entities, edges"))
+        conn.execute(text("TRUNCATE entities, edges, candidates"))
         last: Any = -1
         while True:
             rows = (

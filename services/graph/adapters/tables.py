@@ -74,4 +74,32 @@ class ProjectionTracking(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-READ_MODEL = (Entity, Edge)
+class Candidate(SQLModel, table=True):
+    """A proposed pair. `state` (proposed/withdrawn) and `decision` (accepted/rejected, by a person) are
+    separate last-writer-wins registers, so a late proposal never undoes a person's decision."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        Index("ix_candidates_status_score", "status", "score"),
+        Index("ix_candidates_b", "b"),
+    )
+
+    a: str = Field(sa_column=Column(Text, primary_key=True))
+    b: str = Field(sa_column=Column(Text, primary_key=True))
+    a_type: str = Field(sa_column=Column(Text, nullable=False))
+    b_type: str = Field(sa_column=Column(Text, nullable=False))
+    score: float
+    kind: str = Field(sa_column=Column(Text, nullable=False))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    suggested_edge: str | None = Field(sa_column=Column(Text))
+    model: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    state_reason: str = Field(sa_column=Column(Text, nullable=False))
+    position: Decimal = Field(sa_column=Column(POSITION, nullable=False))  # of the latest proposal
+    state_position: Decimal = Field(sa_column=Column(POSITION, nullable=False))
+    decision: str | None = Field(sa_column=Column(Text))
+    decided_by: str | None = Field(sa_column=Column(Text))
+    decision_position: Decimal = Field(sa_column=Column(POSITION, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))  # decision if any, else state
+    created_at: datetime | None = Field(sa_column=Column(DateTime(timezone=True)))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from platograph.contracts import (
+    CandidateProposed,
+    CandidateRejected,
+    CandidateWithdrawn,
     EdgeAdded,
     EdgeRemoved,
     EntityRetracted,
@@ -88,9 +91,44 @@ class EdgeDelta:
 
 
 @dataclass
+class CandidateDelta:
+    a: str
+    b: str
+    position: int = 0
+    score: float = 0.0
+    kind: str = "link"
+    reason: str = ""
+    suggested_edge: str | None = None
+    model: str = ""
+    state: str = "proposed"
+    state_reason: str = ""
+    state_position: int = 0
+    decision: str | None = None
+    decided_by: str | None = None
+    decision_position: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row = dict(self.__dict__)
+        row["a_type"], row["b_type"] = self.a.partition(":")[0], self.b.partition(":")[0]
+        row["status"] = self.decision or self.state
+        return row
+
+
+@dataclass
 class Deltas:
     entities: dict[str, EntityDelta] = field(default_factory=dict)
     edges: dict[tuple[str, str, str], EdgeDelta] = field(default_factory=dict)
+    candidates: dict[tuple[str, str], CandidateDelta] = field(default_factory=dict)
+
+    def candidate(self, a: str, b: str) -> CandidateDelta:
+        if (a, b) not in self.candidates:
+            self.candidates[(a, b)] = CandidateDelta(a=a, b=b)
+        return self.candidates[(a, b)]
+
+    def candidate_rows(self) -> list[dict[str, Any]]:
+        return [self.candidates[k].as_row() for k in sorted(self.candidates)]
 
     def entity(self, entity_id: str) -> EntityDelta:
         if entity_id not in self.entities:
@@ -147,6 +185,25 @@ def _edge(deltas: Deltas, p: EdgeAdded | EdgeRemoved, pos: int, at: datetime) ->
         d.description = p.description if isinstance(p, EdgeAdded) else ""
 
 
+def _candidate(
+    deltas: Deltas, p: CandidateProposed | CandidateWithdrawn | CandidateRejected, pos: int, at: datetime
+) -> None:
+    d = deltas.candidate(p.a, p.b)
+    d.updated_at = _later(d.updated_at, at)
+    if isinstance(p, CandidateProposed):
+        d.created_at = _earlier(d.created_at, at)
+        if pos > d.position:
+            d.position, d.score, d.kind, d.reason = pos, p.score, p.kind, p.reason
+            d.suggested_edge, d.model = p.suggested_edge, p.model
+        if pos > d.state_position:
+            d.state_position, d.state, d.state_reason = pos, "proposed", ""
+    elif isinstance(p, CandidateWithdrawn):
+        if pos > d.state_position:
+            d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
+    elif pos > d.decision_position:
+        d.decision_position, d.decision, d.decided_by = pos, "rejected", p.by
+
+
 def fold(events: list[PositionedEvent]) -> Deltas:
     """Fold new events into one delta per entity and edge; unknown event types change nothing."""
     deltas = Deltas()
@@ -159,4 +216,6 @@ def fold(events: list[PositionedEvent]) -> Deltas:
             _retracted(deltas, payload, event.position, at)
         elif isinstance(payload, EdgeAdded | EdgeRemoved):
             _edge(deltas, payload, event.position, at)
+        elif isinstance(payload, CandidateProposed | CandidateWithdrawn | CandidateRejected):
+            _candidate(deltas, payload, event.position, at)
     return deltas

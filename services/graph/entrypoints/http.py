@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from platograph.observability import instrument
 from platograph.positions import parse_entry_id
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
-from services.graph.adapters import queries
+from services.graph.adapters import candidate_queries, queries
 from services.graph.adapters.neighborhood_sql import neighborhood_json
 from services.graph.bootstrap import Graph, bootstrap
 
@@ -131,6 +132,46 @@ def projection(graph: GraphDep, position: str, wait_ms: int = Query(0, ge=0, le=
         if reached or time.monotonic() >= deadline:
             return ProjectionState(position=position, reached=reached)
         time.sleep(0.01)
+
+
+class LinkedQuery(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=5000)
+
+
+@router.post("/linked")
+def linked(body: LinkedQuery, conn: ConnDep) -> dict[str, dict[str, list[str]]]:
+    """For each id, the ids it has a live typed edge with, and the ids a person rejected as its candidates."""
+    return candidate_queries.linked(conn, body.ids)
+
+
+@router.get("/candidates")
+def list_candidates(
+    conn: ConnDep,
+    graph: GraphDep,
+    status: str = Query("proposed", pattern="^(proposed|withdrawn|accepted|rejected)$"),
+    kind: str | None = Query(None, pattern="^(link|duplicate)$"),
+    min_score: float = Query(-1.0, ge=-1, le=1),
+    max_score: float = Query(1.0, ge=-1, le=1),
+    entity: str | None = None,
+    type_pair: str | None = Query(None, description="`claim|paper` (either order)"),
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Candidate pairs, best score first, filtered by status, kind, score range, entity or type pair."""
+    pair = None
+    if type_pair is not None:
+        left, sep, right = type_pair.partition("|")
+        if not sep or left not in graph.ontology.entity_types or right not in graph.ontology.entity_types:
+            msg = "type_pair must be two entity types joined by '|', e.g. claim|paper"
+            raise HTTPException(422, detail=[{"loc": ["query", "type_pair"], "msg": msg, "type": "value_error"}])
+        pair = (left, right)
+    try:
+        return candidate_queries.list_candidates(
+            conn, status=status, kind=kind, min_score=min_score, max_score=max_score, entity=entity,
+            type_pair=pair, cursor=cursor, limit=limit,
+        )  # fmt: skip
+    except (ValueError, TypeError, IndexError) as exc:
+        raise _bad_cursor(ValueError("cursor is not valid")) from exc
 
 
 @router.get("/stats")

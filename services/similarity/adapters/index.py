@@ -36,11 +36,11 @@ class Indexed:
     type: str
     name: str
     description: str = ""
-    status: str = "active"
+    text: str = ""  # the text that was embedded: the duplicate check reads it
 
     def payload(self) -> dict[str, Any]:
         return {"entity_id": self.id, "type": self.type, "name": self.name, "description": self.description,
-                "status": self.status}  # fmt: skip
+                "text": self.text}  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Indexed:
@@ -49,7 +49,7 @@ class Indexed:
             type=payload["type"],
             name=payload.get("name", ""),
             description=payload.get("description", ""),
-            status=payload.get("status", "active"),
+            text=payload.get("text", ""),
         )
 
 
@@ -183,8 +183,10 @@ class EdgeIndex:
         records = self._shard.retrieve([point_id(entity_id)], with_payload=False, with_vector=True)
         if not records or records[0].vector is None:
             return None
-        vector = records[0].vector
-        return list(vector if isinstance(vector, list) else next(iter(vector.values())))
+        vector: Any = records[0].vector
+        if isinstance(vector, dict):  # named vectors: this shard has one unnamed dense vector
+            vector = next(iter(vector.values()))
+        return [float(x) for x in vector]
 
     def search(
         self,

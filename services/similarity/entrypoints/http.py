@@ -1,31 +1,109 @@
-"""Placeholder similarity API: the seam the gateway calls. It ranks nothing until embeddings exist.
-
-The similarity issue replaces the body of `similar` with a Qdrant-backed ranking; the contract
-(threshold, count, items) stays.
-"""
+"""The similarity API. This process owns the vector index; its stream consumer runs here as a thread."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Query
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from platograph.observability import instrument
-from platograph.views import RelatedBySimilarity
+from services.similarity import consumer, service
+from services.similarity.adapters.index import Hit
+from services.similarity.bootstrap import Similarity, bootstrap
+from services.similarity.domain.models import REGISTRY
 
 router = APIRouter(prefix="/v1", tags=["similarity"])
-DEFAULT_THRESHOLD = 0.65
 
 
-@router.get("/entities/{id:path}/similar", response_model=RelatedBySimilarity)
-def similar(
-    id: str, min_score: float = Query(DEFAULT_THRESHOLD, ge=-1, le=1), limit: int = Query(20, ge=1, le=200)
-) -> RelatedBySimilarity:
-    """Entities close in embedding space with no typed edge (none yet: no embedder runs)."""
-    return RelatedBySimilarity(threshold=min_score, count=0, items=[])
+def get_sim(request: Request) -> Similarity:
+    return request.app.state.sim  # type: ignore[no-any-return]
 
 
-def create_app() -> FastAPI:
-    """The similarity ASGI app."""
-    app = FastAPI(title="Platograph similarity (placeholder)")
+SimDep = Annotated[Similarity, Depends(get_sim)]
+Types = Annotated[list[str] | None, Query(alias="type", description="Only these entity types (repeatable)")]
+
+
+def _items(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [
+        {"entity": {"id": h.entity.id, "type": h.entity.type, "status": "active", "name": h.entity.name,
+                    "description": h.entity.description},
+         "score": round(h.score, 4)}
+        for h in hits
+    ]  # fmt: skip
+
+
+def _check_types(sim: Similarity, types: list[str] | None) -> None:
+    unknown = [t for t in types or [] if t not in sim.ontology.entity_types]
+    if unknown:
+        raise HTTPException(422, detail=[{"loc": ["query", "type"], "msg": f"unknown entity type(s) {unknown}",
+                                           "type": "ontology"}])  # fmt: skip
+
+
+@router.get("/entities/{id:path}/similar")
+async def similar(
+    id: str,
+    sim: SimDep,
+    limit: int = Query(20, ge=1, le=200),
+    min_score: float | None = Query(None, ge=-1, le=1, description="Default: the configured threshold"),
+    types: Types = None,
+    include_linked: bool = Query(False, description="Also list entities that already have a typed edge"),
+) -> dict[str, Any]:
+    """Entities whose embedding is close to this one's, best first (typed neighbors excluded by default)."""
+    _check_types(sim, types)
+    threshold = sim.threshold if min_score is None else min_score
+    hits = await run_in_threadpool(
+        service.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked
+    )
+    items = _items(hits or [])
+    return {"threshold": threshold, "count": len(items), "items": items, "model": sim.model.key,
+            "indexed": hits is not None}  # fmt: skip
+
+
+@router.get("/search")
+async def search(
+    sim: SimDep,
+    q: str = Query(min_length=1, max_length=2000),
+    limit: int = Query(20, ge=1, le=200),
+    min_score: float | None = Query(None, ge=-1, le=1),
+    types: Types = None,
+) -> dict[str, Any]:
+    """Entities ranked for free text by embedding similarity."""
+    _check_types(sim, types)
+    hits = await run_in_threadpool(service.search, sim, q, limit=limit, min_score=min_score, types=types)
+    return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key}
+
+
+@router.get("/models")
+def models(sim: SimDep) -> list[dict[str, Any]]:
+    """Registered embedding models."""
+    return [{"name": m.name, "version": m.version, "dimension": m.dimension, "active": m is sim.model,
+             "default_threshold": m.default_threshold} for m in REGISTRY.values()]  # fmt: skip
+
+
+def create_app(sim: Similarity | None = None, consume: bool | None = None) -> FastAPI:
+    """The similarity ASGI app; it starts the stream consumer unless told not to."""
+    wired = sim or bootstrap()
+    run_consumer = wired.settings.consume if consume is None else consume
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(wired, stop), name="similarity-consumer", daemon=True)
+        if run_consumer:
+            thread.start()
+        yield
+        stop.set()
+        if run_consumer:
+            thread.join(30)
+        if sim is None:
+            wired.close()
+
+    app = FastAPI(title="Platograph similarity", lifespan=lifespan)
+    app.state.sim = wired
     app.include_router(router)
     instrument(app, "similarity")
     return app

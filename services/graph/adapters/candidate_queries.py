@@ -1,0 +1,91 @@
+"""Read-side SQL for candidates and for what the similarity service must not propose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from services.graph.adapters.queries import decode_cursor, encode_cursor
+
+LINKED_SQL = text(
+    """
+    SELECT source AS id, target AS other, 'edge' AS why FROM edges WHERE source = ANY(:ids) AND NOT removed
+    UNION SELECT target, source, 'edge' FROM edges WHERE target = ANY(:ids) AND NOT removed
+    UNION SELECT a, b, 'rejected' FROM candidates WHERE a = ANY(:ids) AND decision = 'rejected'
+    UNION SELECT b, a, 'rejected' FROM candidates WHERE b = ANY(:ids) AND decision = 'rejected'
+    """
+)
+
+
+def linked(conn: Connection, ids: list[str]) -> dict[str, dict[str, list[str]]]:
+    """For each id: the ids joined to it by a live typed edge, and those a person rejected as candidates."""
+    out: dict[str, dict[str, list[str]]] = {i: {"edge": [], "rejected": []} for i in ids}
+    for row in conn.execute(LINKED_SQL, {"ids": ids}):
+        out[row.id][row.why].append(row.other)
+    return out
+
+
+CANDIDATES_SQL = """
+SELECT c.a, c.b, c.score, c.kind, c.reason, c.suggested_edge, c.model, c.status, c.state_reason, c.decision,
+       c.decided_by, c.created_at, c.updated_at,
+       json_build_object('id', ea.id, 'type', ea.type, 'status', ea.status, 'name', ea.name,
+                         'description', ea.description) AS a_entity,
+       json_build_object('id', eb.id, 'type', eb.type, 'status', eb.status, 'name', eb.name,
+                         'description', eb.description) AS b_entity
+  FROM candidates c
+  JOIN entities ea ON ea.id = c.a AND ea.version > 0
+  JOIN entities eb ON eb.id = c.b AND eb.version > 0
+ WHERE c.position > 0 AND c.status = :status
+   AND (CAST(:kind AS text) IS NULL OR c.kind = :kind)
+   AND c.score >= :min_score AND c.score <= :max_score
+   AND (CAST(:entity AS text) IS NULL OR c.a = :entity OR c.b = :entity)
+   AND (CAST(:ta AS text) IS NULL OR (c.a_type = :ta AND c.b_type = :tb) OR (c.a_type = :tb AND c.b_type = :ta))
+   AND (c.score, c.a, c.b) {op} (:after_score, :after_a, :after_b)
+ ORDER BY c.score DESC, c.a DESC, c.b DESC
+ LIMIT :limit
+"""
+
+
+def list_candidates(
+    conn: Connection,
+    *,
+    status: str,
+    kind: str | None,
+    min_score: float,
+    max_score: float,
+    entity: str | None,
+    type_pair: tuple[str, str] | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """Candidates best score first, with both entities; `next_cursor` pages on."""
+    after = decode_cursor(cursor)
+    ta, tb = type_pair or (None, None)
+    after_score, after_a, after_b = after if after else (2.0, "", "")
+    params = {
+        "status": status, "kind": kind, "min_score": min_score, "max_score": max_score, "entity": entity,
+        "ta": ta, "tb": tb, "limit": limit + 1,
+        "after_score": after_score, "after_a": after_a, "after_b": after_b,
+    }  # fmt: skip
+    sql = CANDIDATES_SQL.format(op="<" if after else "<>")
+    rows = conn.execute(text(sql), params).mappings().all()
+    items = [
+        {
+            "a": r["a_entity"],
+            "b": r["b_entity"],
+            "score": r["score"],
+            "kind": r["kind"],
+            "reason": r["reason"],
+            "suggested_edge": r["suggested_edge"],
+            "model": r["model"],
+            "status": r["status"],
+            "status_reason": r["state_reason"],
+            "decided_by": r["decided_by"],
+            "created_at": r["created_at"],
+            "updated_at": r["updated_at"],
+        }  # fmt: skip
+        for r in rows[:limit]
+    ]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return {"items": items, "next_cursor": encode_cursor([last["score"], last["a"], last["b"]]) if last else None}

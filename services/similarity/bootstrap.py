@@ -1,0 +1,78 @@
+"""The one place that wires the similarity service's dependencies."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import httpx
+import redis
+
+from platograph import ontology
+from platograph.stream import StreamConsumer
+from services.similarity.adapters.embedder import Embedder, MiniLMOnnx
+from services.similarity.adapters.index import EdgeIndex, QdrantClientIndex, VectorIndex
+from services.similarity.domain.models import REGISTRY, ModelSpec
+from services.similarity.settings import SimilaritySettings
+
+
+@dataclass
+class Similarity:
+    settings: SimilaritySettings
+    model: ModelSpec
+    embedder: Embedder
+    index: VectorIndex
+    consumer: StreamConsumer
+    graph: httpx.Client
+    ontology: ontology.Ontology
+    # qdrant-client's local mode is not thread-safe; HTTP threads and the consumer share the index.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def threshold(self) -> float:
+        """The default threshold: configured, else the model's own."""
+        configured = self.settings.similarity_threshold
+        return self.model.default_threshold if configured is None else configured
+
+    def close(self) -> None:
+        self.index.close()
+        self.graph.close()
+        self.consumer.client.close()
+
+
+def open_index(settings: SimilaritySettings, model: ModelSpec) -> VectorIndex:
+    """A Qdrant server when QDRANT_URL is set, else the embedded qdrant-edge shard in index_dir."""
+    if settings.qdrant_url:
+        from qdrant_client import QdrantClient
+
+        return QdrantClientIndex(QdrantClient(url=settings.qdrant_url), model.key, model.dimension)
+    return EdgeIndex(settings.index_dir, model.key, model.dimension)
+
+
+def bootstrap(
+    settings: SimilaritySettings | None = None,
+    index: VectorIndex | None = None,
+    embedder: Embedder | None = None,
+    graph: httpx.Client | None = None,
+) -> Similarity:
+    """Real adapters unless others are passed in (tests share one loaded model, or call graph in-process)."""
+    settings = settings or SimilaritySettings()
+    model = REGISTRY.get(settings.model)
+    if model is None:
+        raise ValueError(f"PLATOGRAPH_MODEL: unknown model {settings.model!r}; known: {', '.join(REGISTRY)}")
+    consumer = StreamConsumer(
+        redis.Redis.from_url(settings.redis_url),
+        stream=settings.stream,
+        group=settings.similarity_group,
+        consumer=settings.similarity_consumer,
+        dead_letter_stream=settings.dead_letter_stream,
+    )
+    return Similarity(
+        settings=settings,
+        model=model,
+        embedder=embedder or MiniLMOnnx(max_tokens=model.max_tokens),
+        index=index or open_index(settings, model),
+        consumer=consumer,
+        graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
+        ontology=ontology.load(settings.ontology),
+    )

@@ -1,0 +1,99 @@
+"""Which close pairs become candidates, of which kind, and which edge type they would become. Pure.
+
+Cosine cannot tell "X promotes Y" from "X counteracts Y" (SciFact's negated twins sit at a median 0.97),
+so a pair is called a duplicate only when it is very close *and* its wording shows no reversal: no
+negation on one side only, no antonym pair split across the two texts, and the same words in much the
+same order (PAWS's word-swapped pairs share every word). A reversed pair stays a candidate, suggested
+as `contradicts` where the ontology allows it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from platograph.ontology import Ontology
+
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+NEGATIONS = frozenset(
+    "not no never none nor neither without cannot can't don't doesn't didn't isn't aren't wasn't weren't won't "
+    "lack lacks lacking absence absent fail fails failed unable".split()
+)
+ANTONYMS = [
+    ("increase", "decrease"), ("increases", "decreases"), ("increased", "decreased"), ("increasing", "decreasing"),
+    ("higher", "lower"), ("high", "low"), ("more", "less"), ("greater", "smaller"), ("larger", "smaller"),
+    ("promote", "inhibit"), ("promotes", "inhibits"), ("promotes", "counteracts"), ("promotes", "prevents"),
+    ("promote", "prevent"), ("activates", "inhibits"), ("activate", "inhibit"), ("activates", "suppresses"),
+    ("enhances", "impairs"), ("enhance", "impair"), ("enhances", "reduces"), ("improves", "worsens"),
+    ("induces", "prevents"), ("induce", "prevent"), ("up", "down"), ("upregulates", "downregulates"),
+    ("positive", "negative"), ("positively", "negatively"), ("benefit", "harm"), ("beneficial", "harmful"),
+    ("protects", "exacerbates"), ("raises", "lowers"), ("rise", "fall"), ("gain", "loss"), ("before", "after"),
+    ("accelerates", "slows"), ("stimulates", "inhibits"), ("strengthens", "weakens"), ("safe", "unsafe"),
+    ("effective", "ineffective"), ("associated", "unassociated"), ("correlated", "uncorrelated"),
+    ("sufficient", "insufficient"), ("necessary", "unnecessary"), ("likely", "unlikely"), ("common", "rare"),
+]  # fmt: skip
+ANTONYM_OF = {
+    w: {b for a, b in ANTONYMS if a == w} | {a for a, b in ANTONYMS if b == w} for pair in ANTONYMS for w in pair
+}
+SUGGESTION_ORDER = ("supports", "evidence_for", "refines", "associated_with", "mentions")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # "link" | "duplicate"
+    reason: str
+    opposite: bool = False
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def reversal(a: str, b: str) -> str | None:
+    """Why two texts say opposite things, or None when their wording shows no reversal."""
+    wa, wb = set(words(a)), set(words(b))
+    only_a, only_b = wa - wb, wb - wa
+    negated = (only_a | only_b) & NEGATIONS
+    if negated:
+        return f"negation on one side only ({', '.join(sorted(negated))})"
+    for word in only_a:
+        opposite = ANTONYM_OF.get(word, set()) & only_b
+        if opposite:
+            return f"antonyms across the pair ({word} / {sorted(opposite)[0]})"
+    return None
+
+
+def same_wording(a: str, b: str, min_ratio: float = 0.85) -> bool:
+    """Same words in much the same order (word-swapped pairs share every word but not the order)."""
+    return difflib.SequenceMatcher(a=words(a), b=words(b), autojunk=False).ratio() >= min_ratio
+
+
+def classify(text_a: str, text_b: str, score: float, duplicate_threshold: float) -> Verdict:
+    """Link or duplicate, with the evidence."""
+    if score < duplicate_threshold:
+        return Verdict("link", f"cosine {score:.3f}")
+    why = reversal(text_a, text_b)
+    if why is not None:
+        return Verdict("link", f"cosine {score:.3f} but {why}: likely contradicting, not a duplicate", opposite=True)
+    if not same_wording(text_a, text_b):
+        return Verdict("link", f"cosine {score:.3f} but the wording differs in content or order")
+    return Verdict("duplicate", f"cosine {score:.3f}, same wording and no negation or antonym across the pair")
+
+
+def suggest_edge(ontology: Ontology, type_a: str, type_b: str, opposite: bool) -> str | None:
+    """The edge type the candidate would most plausibly become, among those the ontology allows."""
+    allowed = set(ontology.allowed_edge_types(type_a, type_b))
+    if opposite and "contradicts" in allowed:
+        return "contradicts"
+    return next((t for t in SUGGESTION_ORDER if t in allowed), None)
+
+
+def pair(x: str, y: str) -> tuple[str, str]:
+    """The canonical (sorted) name of an unordered pair."""
+    return (x, y) if x < y else (y, x)
+
+
+def threshold_for(type_a: str, type_b: str, default: float, per_pair: dict[str, float]) -> float:
+    """The threshold for a type pair: `a|b` keys in either order, else the default."""
+    return per_pair.get(f"{type_a}|{type_b}", per_pair.get(f"{type_b}|{type_a}", default))

@@ -1,0 +1,174 @@
+"""Similarity handlers: index entities, propose and withdraw candidates, answer similar/search queries.
+
+Candidate events get ids derived from the stream entry that caused them, so a redelivered entry
+re-appends the same events and the graph journal keeps one copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from platograph.contracts import (
+    CandidateProposed,
+    CandidateWithdrawn,
+    EdgeAdded,
+    EntityRetracted,
+    EntityUpserted,
+    Envelope,
+    Frozen,
+    encode_entry,
+    new_envelopes,
+)
+from services.similarity.adapters.index import Hit, Indexed
+from services.similarity.bootstrap import Similarity
+from services.similarity.domain.candidates import classify, pair, suggest_edge, threshold_for
+
+log = logging.getLogger(__name__)
+PRODUCER = "similarity"
+EVENT_NAMESPACE = uuid.UUID("a4f1e9a2-5c0b-4d7e-8e63-1b2c3d4e5f60")
+
+
+def indexed(sim: Similarity, entity: EntityUpserted) -> Indexed:
+    data = entity.model_dump()
+    return Indexed(id=entity.id, type=entity.type, name=entity.name, description=entity.description,
+                   text=sim.model.text_of(data))  # fmt: skip
+
+
+def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> dict[str, np.ndarray]:
+    """Embed and upsert active entities, drop the others; returns the new vectors by entity id."""
+    active = [indexed(sim, e) for e in entities if e.status == "active"]
+    inactive = [e.id for e in entities if e.status != "active"]
+    vectors = sim.embedder.embed([i.text for i in active]) if active else np.zeros((0, sim.model.dimension))
+    with sim.lock:
+        sim.index.upsert(active, vectors.astype(np.float32))
+        sim.index.delete(inactive)
+    return {item.id: vectors[i] for i, item in enumerate(active)}
+
+
+def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
+    """Ids each entity must not be proposed with: typed neighbors and pairs a person rejected."""
+    if not ids:
+        return {}
+    response = sim.graph.post("/v1/linked", json={"ids": ids})
+    response.raise_for_status()
+    return {k: set(v["edge"]) | set(v["rejected"]) for k, v in response.json().items()}
+
+
+def candidates_for(sim: Similarity, entity: Indexed, vector: np.ndarray, exclude: set[str]) -> list[CandidateProposed]:
+    """Proposals for one entity: neighbors above their type pair's threshold with no typed edge."""
+    settings = sim.settings
+    floor = min([sim.threshold, *settings.thresholds.values()])
+    with sim.lock:
+        hits = sim.index.search(vector.tolist(), limit=settings.candidates_per_entity + len(exclude), min_score=floor,
+                                exclude=[entity.id])  # fmt: skip
+    out = []
+    for hit in hits:
+        other = hit.entity
+        if other.id in exclude:
+            continue
+        if hit.score < threshold_for(entity.type, other.type, sim.threshold, settings.thresholds):
+            continue
+        verdict = classify(entity.text, other.text, hit.score, settings.duplicate_threshold)
+        a, b = pair(entity.id, other.id)
+        type_a, type_b = a.partition(":")[0], b.partition(":")[0]
+        out.append(
+            CandidateProposed(
+                a=a,
+                b=b,
+                score=round(hit.score, 6),
+                kind=verdict.kind,
+                model=sim.model.key,
+                reason=verdict.reason,
+                suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
+            )  # fmt: skip
+        )
+        if len(out) >= settings.candidates_per_entity:
+            break
+    return out
+
+
+def proposed_with(sim: Similarity, entity_id: str) -> list[tuple[str, str]]:
+    """Pairs currently proposed that involve an entity."""
+    pairs: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"entity": entity_id, "status": "proposed", "limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        response = sim.graph.get("/v1/candidates", params=params)
+        response.raise_for_status()
+        page = response.json()
+        pairs += [(c["a"]["id"], c["b"]["id"]) for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return pairs
+
+
+def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> list[Envelope]:
+    """The candidate events one stream entry leads to (indexing happens on the way)."""
+    upserts: dict[str, EntityUpserted] = {}
+    payloads: list[Frozen] = []
+    edges: set[tuple[str, str]] = set()
+    for envelope in envelopes:
+        if envelope.producer == PRODUCER:
+            continue
+        if envelope.type == "entity.upserted":
+            entity = EntityUpserted.model_validate(envelope.payload)
+            upserts[entity.id] = entity
+        elif envelope.type == "entity.retracted":
+            retracted = EntityRetracted.model_validate(envelope.payload)
+            upserts.pop(retracted.id, None)
+            with sim.lock:
+                sim.index.delete([retracted.id])
+            payloads += [CandidateWithdrawn(a=a, b=b, reason=f"{retracted.id} was retracted")
+                         for a, b in proposed_with(sim, retracted.id)]  # fmt: skip
+        elif envelope.type == "edge.added":
+            edge = EdgeAdded.model_validate(envelope.payload)
+            a, b = pair(edge.source, edge.target)
+            edges.add((a, b))
+            payloads.append(CandidateWithdrawn(a=a, b=b, reason=f"typed edge added: {edge.type}"))
+    if upserts:
+        vectors = index_entities(sim, list(upserts.values()))
+        blocked = linked(sim, list(vectors))
+        for entity_id, vector in vectors.items():
+            exclude = blocked.get(entity_id, set()) | {
+                b if a == entity_id else a for a, b in edges if entity_id in (a, b)
+            }
+            payloads += candidates_for(sim, indexed(sim, upserts[entity_id]), vector, exclude)
+    ids = [uuid.uuid5(EVENT_NAMESPACE, f"{entry_id}|{i}|{p.model_dump_json()}") for i, p in enumerate(payloads)]
+    return new_envelopes(payloads, producer=PRODUCER, event_ids=ids) if payloads else []
+
+
+def publish(sim: Similarity, envelopes: list[Envelope]) -> str | None:
+    """Append candidate events as one stream entry; returns its id."""
+    if not envelopes:
+        return None
+    entry = sim.consumer.client.xadd(sim.settings.stream, encode_entry(envelopes))  # type: ignore[arg-type]
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+def similar(
+    sim: Similarity, entity_id: str, *, limit: int, min_score: float, types: list[str] | None, include_linked: bool
+) -> list[Hit] | None:
+    """Entities closest to one entity, best first; None when it is not indexed."""
+    with sim.lock:
+        vector = sim.index.vector(entity_id)
+    if vector is None:
+        return None
+    exclude = {entity_id}
+    if not include_linked:
+        exclude |= linked(sim, [entity_id]).get(entity_id, set())
+    with sim.lock:
+        return sim.index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types)
+
+
+def search(sim: Similarity, q: str, *, limit: int, min_score: float | None, types: list[str] | None) -> list[Hit]:
+    """Entities ranked for free text, the same way candidates are ranked."""
+    vector = sim.embedder.embed([q])[0]
+    with sim.lock:
+        return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types)

@@ -1,0 +1,28 @@
+"""Similarity service settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+
+from platograph.settings import CoreSettings
+
+
+class SimilaritySettings(CoreSettings):
+    graph_url: str = "http://127.0.0.1:8002"
+    qdrant_url: str | None = Field(None, validation_alias=AliasChoices("QDRANT_URL", "PLATOGRAPH_QDRANT_URL"))
+    index_dir: Path = Path(".platograph/index")
+    model: str = "all-minilm-l6-v2-int8"
+    # None: the model's own default (thresholds are per model; see docs/similarity.md).
+    similarity_threshold: float | None = Field(None, ge=-1, le=1)
+    # Per type pair, e.g. PLATOGRAPH_THRESHOLDS='{"claim|paper": 0.55}' (either order).
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    duplicate_threshold: float = Field(0.93, ge=-1, le=1)
+    candidates_per_entity: int = Field(10, ge=1, le=200)
+    similarity_group: str = "similarity"
+    similarity_consumer: str = Field(default_factory=lambda: f"similarity-{socket.gethostname()}-{os.getpid()}")
+    similarity_batch_size: int = Field(20, ge=1)
+    consume: bool = True  # run the stream consumer in this process (the one that owns an embedded index)

@@ -1,0 +1,75 @@
+"""One contract for the vector-index port, passed by the qdrant-client adapter (local mode, the same
+code path as a server) and by the embedded qdrant-edge adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from services.similarity.adapters.index import EdgeIndex, Indexed, QdrantClientIndex, VectorIndex
+
+pytestmark = pytest.mark.integration
+DIM = 16
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(params=["qdrant-client", "qdrant-edge"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "qdrant-client":
+        idx: VectorIndex = QdrantClientIndex(QdrantClient(":memory:"), "test-v1", DIM, server=False)
+    else:
+        idx = EdgeIndex(tmp_path, "test-v1", DIM)
+    yield idx
+    idx.close()
+
+
+def items(n: int) -> list[Indexed]:
+    return [Indexed(id=f"{'claim' if i % 2 else 'concept'}:e{i}", type="claim" if i % 2 else "concept",
+                    name=f"E{i}", text=f"text {i}") for i in range(n)]  # fmt: skip
+
+
+def test_nearest_first_with_exact_cosine(index: VectorIndex) -> None:
+    vectors = unit(np.random.default_rng(1).normal(size=(30, DIM)))
+    index.upsert(items(30), vectors)
+    hits = index.search(vectors[4].tolist(), limit=5)
+    assert hits[0].entity.id == "concept:e4" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    expected = sorted(range(30), key=lambda i: -float(vectors[i] @ vectors[4]))[:5]
+    assert [h.entity.id for h in hits] == [items(30)[i].id for i in expected]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].entity.text == "text 4"
+
+
+def test_exclude_types_and_threshold(index: VectorIndex) -> None:
+    vectors = unit(np.random.default_rng(2).normal(size=(30, DIM)))
+    index.upsert(items(30), vectors)
+    hits = index.search(vectors[3].tolist(), limit=10, exclude=["claim:e3"], types=["claim"])
+    assert hits and all(h.entity.type == "claim" and h.entity.id != "claim:e3" for h in hits)
+    assert all(h.score >= 0.2 for h in index.search(vectors[3].tolist(), limit=30, min_score=0.2))
+
+
+def test_upsert_is_idempotent_and_delete_removes(index: VectorIndex) -> None:
+    vectors = unit(np.random.default_rng(3).normal(size=(5, DIM)))
+    index.upsert(items(5), vectors)
+    index.upsert(items(5), vectors)
+    assert index.count() == 5
+    stored = index.vector("concept:e0")
+    assert stored is not None and np.allclose(stored, vectors[0], atol=1e-5)
+    index.delete(["concept:e0", "never:seen"])
+    assert index.count() == 4 and index.vector("concept:e0") is None
+
+
+def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
+    vectors = unit(np.random.default_rng(4).normal(size=(5, DIM)))
+    first = EdgeIndex(tmp_path, "test-v1", DIM)
+    first.upsert(items(5), vectors)
+    first.close()
+    again = EdgeIndex(tmp_path, "test-v1", DIM)
+    assert again.count() == 5 and again.search(vectors[2].tolist(), limit=1)[0].entity.id == "concept:e2"
+    again.close()
