@@ -14,6 +14,7 @@ from gateway.settings import GatewaySettings
 from platograph.supervisor import UpSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
+from services.similarity.settings import SimilaritySettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "projector", "worker", "gateway"}
@@ -79,5 +80,5 @@ def test_app_environment_points_at_the_compose_servers() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    read = set().union(*(env_names(s) for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings)))
+    read = set().union(*(env_names(s) for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings)))
     assert read - documented() == set()

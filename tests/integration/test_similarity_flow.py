@@ -1,0 +1,134 @@
+"""From entity events to candidates and back, through the public API with every service in-process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from platograph.contracts import CandidateRejected, decode_entry
+from tests.helpers import append
+from tests.integration.test_gateway import QUOTE, load_seeds, system
+
+pytestmark = pytest.mark.integration
+SEED_PAGE_RELATED = {
+    "hypothesis:the-platonic-representation-hypothesis",
+    "hypothesis:linear-representation-hypothesis",
+    "hypothesis:superposition-hypothesis",
+    "hypothesis:convergence-extends-to-brain-machine-alignment",
+    "claim:primary-empirical-claim-of-the-prh",
+    "quote:vision-statement-in-the-conclusion",
+    "finding:empirical-evidence-for-the-universality-hypothesis",
+    "hypothesis:universality-hypothesis",
+}
+
+
+@pytest.fixture
+def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient]:
+    yield from system(tmp_path / "index")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def candidates(api: TestClient, **params: Any) -> list[tuple[str, str]]:
+    page = api.get("/v1/candidates", params=params | {"limit": 500}).json()
+    return [(c["a"]["id"], c["b"]["id"]) for c in page["items"]]
+
+
+def test_seed_quote_related_list_holds_page_entities_and_no_typed_neighbor(api: TestClient) -> None:
+    position = load_seeds(api)
+    neighbors = {
+        n["entity"]["id"]
+        for g in api.get(f"/v1/entities/{QUOTE}/neighborhood", params={"after": position}).json()["neighborhood"]
+        for n in g["neighbors"]
+    }
+    view = eventually(lambda: (v := api.get(f"/v1/entities/{QUOTE}/neighborhood").json())["related_by_similarity"]
+                      ["count"] and v)  # fmt: skip
+    related = view["related_by_similarity"]
+    ids = [i["entity"]["id"] for i in related["items"]]
+    assert related["threshold"] == 0.5 and related["count"] == len(ids)
+    assert set(ids) & SEED_PAGE_RELATED, ids
+    assert not set(ids) & neighbors
+    scores = [i["score"] for i in related["items"]]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.5
+    wide = api.get(f"/v1/entities/{QUOTE}/similar", params={"min_score": 0.3, "limit": 50}).json()
+    assert SEED_PAGE_RELATED <= {i["entity"]["id"] for i in wide["items"]}
+    with_linked = api.get(
+        f"/v1/entities/{QUOTE}/similar", params={"min_score": 0.0, "limit": 50, "include_linked": True}
+    )
+    assert neighbors <= {i["entity"]["id"] for i in with_linked.json()["items"]}
+
+
+def test_entity_event_to_candidate_on_the_stream_to_the_view(
+    api: TestClient, redis_client: redis.Redis, stream: str
+) -> None:
+    api.post("/v1/entities", json=[
+        {"id": "hypothesis:lrh", "name": "Linear representation hypothesis",
+         "text": "Neural networks represent meaningful concepts as directions in their activation spaces."},
+        {"id": "claim:directions", "name": "Concepts are directions",
+         "text": "Language models encode concepts as linear directions in activation space."},
+    ])  # fmt: skip
+    pair = ("claim:directions", "hypothesis:lrh")
+    eventually(lambda: pair in candidates(api))
+    on_stream = [
+        e for _, f in redis_client.xrange(stream) for e in decode_entry(f) if e["type"] == "candidate.proposed"
+    ]
+    assert any((e["payload"]["a"], e["payload"]["b"]) == pair and e["producer"] == "similarity" for e in on_stream)
+    item = api.get("/v1/candidates").json()["items"][0]
+    assert item["kind"] == "link" and item["suggested_edge"] == "supports" and "cosine" in item["reason"]
+    view = api.get("/v1/entities/hypothesis:lrh/neighborhood").json()
+    assert [i["entity"]["id"] for i in view["related_by_similarity"]["items"]] == ["claim:directions"]
+    found = api.get("/v1/search", params={"q": "concepts as directions", "limit": 1}).json()["items"]
+    assert found[0]["entity"]["id"] in pair
+
+
+def test_a_typed_edge_withdraws_the_candidate(api: TestClient) -> None:
+    api.post("/v1/entities", json=[
+        {"id": "finding:alignment", "name": "Bigger models share representations",
+         "text": "Bigger vision models converge to more similar representations."},
+        {"id": "hypothesis:capacity", "name": "Capacity hypothesis",
+         "text": "Bigger models are more likely to converge to a shared representation."},
+    ])  # fmt: skip
+    pair = ("finding:alignment", "hypothesis:capacity")
+    eventually(lambda: pair in candidates(api))
+    api.post("/v1/edges", json={"source": "finding:alignment", "target": "hypothesis:capacity", "type": "supports"})
+    eventually(lambda: pair in candidates(api, status="withdrawn"))
+    assert pair not in candidates(api)
+    withdrawn = api.get("/v1/candidates", params={"status": "withdrawn"}).json()["items"][0]
+    assert withdrawn["status_reason"] == "typed edge added: supports"
+    view = api.get("/v1/entities/finding:alignment/neighborhood").json()
+    assert view["related_by_similarity"]["items"] == []
+
+
+def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: redis.Redis, stream: str) -> None:
+    first = [
+        {"id": "claim:sleep", "name": "Sleep consolidates memory", "text": "Sleep helps consolidate new memories."},
+        {"id": "finding:sleep", "name": "Sleep improves recall", "text": "Participants recalled more after sleep."},
+    ]
+    api.post("/v1/entities", json=first)
+    pair = ("claim:sleep", "finding:sleep")
+    eventually(lambda: pair in candidates(api))
+    append(redis_client, stream, CandidateRejected(a=pair[0], b=pair[1], by="test"))  # issue 6 adds the API
+    eventually(lambda: pair in candidates(api, status="rejected"))
+    changed = [dict(first[1], text="Participants recalled more words after a night of sleep.")]
+    position = api.post("/v1/entities", json=changed).json()["position"]
+    api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
+    time.sleep(1.5)  # give the similarity consumer the time it took to propose the first time
+    assert pair not in candidates(api) and pair in candidates(api, status="rejected")
+    assert "claim:sleep" not in {
+        i["entity"]["id"]
+        for i in api.get("/v1/entities/finding:sleep/similar", params={"min_score": 0}).json()["items"]
+    }
