@@ -123,6 +123,24 @@ def rebuild(
     console.print(f"rebuilt the read model from {count} events")
 
 
+@app.command("eval")
+def eval_(
+    data: Annotated[Path, typer.Option(help="The evaluation data (SciFact, STS-B, PAWS)")] = Path("../shared/eval"),
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+) -> None:
+    """Measure similarity quality on real data through the running system (see docs/similarity.md)."""
+    import tempfile
+
+    from platograph import evaluation
+
+    with tempfile.TemporaryDirectory() as work:
+        report = evaluation.run(gateway, data, Path(work))
+    table = Table("measure", "value", title="similarity evaluation")
+    for name, value in report.rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database (DATABASE_URL) to the newest schema; safe to repeat."""

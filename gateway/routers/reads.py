@@ -194,6 +194,14 @@ async def candidates(
     return await _passthrough(services.graph, "graph", "/v1/candidates", request)
 
 
+@router.post("/compare", tags=["similarity"])
+async def compare(request: Request, services: ServicesDep) -> Response:
+    """Score text pairs with the active model: `{"pairs": [[a, b], ...]}` → cosine, and duplicate or link with why."""
+    response = await call(services.similarity, "similarity", "POST", "/v1/compare", content=await request.body(),
+                          headers={"content-type": "application/json"})  # fmt: skip
+    return relay(response)
+
+
 @router.get("/models", tags=["similarity"])
 async def models(request: Request, services: ServicesDep) -> Response:
     """Registered embedding models and which one is active."""
@@ -211,9 +219,10 @@ async def status(services: ServicesDep) -> dict[str, Any]:
             out["services"][name] = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
         except Exception as exc:  # noqa: BLE001 - any failure is reported as that service's state
             out["services"][name] = f"unreachable: {exc.__class__.__name__}"
-    try:
-        stats = await services.graph.get("/v1/stats")
-        out["graph"] = stats.json() if stats.status_code == 200 else None
-    except Exception:  # noqa: BLE001 - reported above as unreachable
-        out["graph"] = None
+    for name, path in (("graph", "/v1/stats"), ("similarity", "/v1/stats")):
+        try:
+            stats = await getattr(services, name).get(path)
+            out[name] = stats.json() if stats.status_code == 200 else None
+        except Exception:  # noqa: BLE001 - reported above as unreachable
+            out[name] = None
     return out

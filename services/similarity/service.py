@@ -172,3 +172,15 @@ def search(sim: Similarity, q: str, *, limit: int, min_score: float | None, type
     vector = sim.embedder.embed([q])[0]
     with sim.lock:
         return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types)
+
+
+def compare(sim: Similarity, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Score text pairs as candidates are scored, with the duplicate verdict."""
+    texts = [t for p in pairs for t in p]
+    vectors = sim.embedder.embed(texts)
+    out = []
+    for i, (a, b) in enumerate(pairs):
+        score = float(vectors[2 * i] @ vectors[2 * i + 1])
+        verdict = classify(a, b, score, sim.settings.duplicate_threshold)
+        out.append({"score": round(score, 6), "kind": verdict.kind, "reason": verdict.reason})
+    return out

@@ -80,5 +80,7 @@ def test_app_environment_points_at_the_compose_servers() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    read = set().union(*(env_names(s) for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings)))
+    read = set().union(
+        *(env_names(s) for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings))
+    )
     assert read - documented() == set()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.observability import instrument
@@ -75,6 +76,24 @@ async def search(
     _check_types(sim, types)
     hits = await run_in_threadpool(service.search, sim, q, limit=limit, min_score=min_score, types=types)
     return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key}
+
+
+class ComparePairs(BaseModel):
+    pairs: list[tuple[str, str]] = Field(min_length=1, max_length=1000)
+
+
+@router.post("/compare")
+async def compare(body: ComparePairs, sim: SimDep) -> dict[str, Any]:
+    """Cosine of text pairs, and whether each would be flagged a duplicate (with the evidence)."""
+    return {"model": sim.model.key, "duplicate_threshold": sim.settings.duplicate_threshold,
+            "items": await run_in_threadpool(service.compare, sim, body.pairs)}  # fmt: skip
+
+
+@router.get("/stats")
+def stats(sim: SimDep) -> dict[str, Any]:
+    """How many entities the index holds, and for which model."""
+    with sim.lock:
+        return {"indexed": sim.index.count(), "model": sim.model.key, "threshold": sim.threshold}
 
 
 @router.get("/models")
