@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench eval install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -25,8 +25,12 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed lint  ## the whole suite: unit, integration and end-to-end, external and embedded servers
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed  ## the core benchmark (see bench/README.md)
+bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/core.py
+	$(PY) bench/similarity.py
+
+eval: $(VENV)/.installed  ## similarity quality on ../shared/eval, against a running `make run`
+	$(VENV)/bin/platograph eval
 
 clean:
 	rm -rf $(VENV) .platograph .pytest_cache .mypy_cache .ruff_cache

@@ -75,6 +75,18 @@ class StreamConsumer:
         }
         self.client.xadd(self.dead_letter_stream, fields)  # type: ignore[arg-type]
 
+    def backlog(self) -> dict[str, int | None]:
+        """Entries of this group delivered but not acked (pending), and not yet delivered (lag)."""
+        try:
+            groups = self.client.xinfo_groups(self.stream)
+        except ResponseError:  # no stream yet
+            return {"pending": 0, "lag": 0}
+        for group in groups:
+            if _text(group["name"]) == self.group:
+                lag = group.get("lag")
+                return {"pending": int(group["pending"]), "lag": None if lag is None else int(lag)}
+        return {"pending": None, "lag": None}
+
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""
         try:

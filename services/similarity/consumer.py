@@ -74,8 +74,9 @@ def run(sim: Similarity, stop: threading.Event) -> None:
     first = True
     while not stop.is_set():
         try:
-            first = first and step(first) > 0
+            handled = step(first)
         except (RedisConnectionError, httpx.TransportError):
             if stop.is_set():
                 break
             raise
+        first = first and handled > 0

@@ -126,7 +126,11 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
     changed = [dict(first[1], text="Participants recalled more words after a night of sleep.")]
     position = api.post("/v1/entities", json=changed).json()["position"]
     api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
-    time.sleep(1.5)  # give the similarity consumer the time it took to propose the first time
+    # A third, close entity after an idle spell: the consumer is alive and proposes it, not the rejected pair.
+    time.sleep(1.5)
+    api.post("/v1/entities", json={"id": "claim:sleep-memory", "name": "Sleep strengthens memory",
+                                   "text": "Sleep helps consolidate and strengthen new memories."})  # fmt: skip
+    eventually(lambda: any("claim:sleep-memory" in p for p in candidates(api)))
     assert pair not in candidates(api) and pair in candidates(api, status="rejected")
     assert "claim:sleep" not in {
         i["entity"]["id"]

@@ -2,9 +2,10 @@
 
 Cosine cannot tell "X promotes Y" from "X counteracts Y" (SciFact's negated twins sit at a median 0.97),
 so a pair is called a duplicate only when it is very close *and* its wording shows no reversal: no
-negation on one side only, no antonym pair split across the two texts, and the same words in much the
-same order (PAWS's word-swapped pairs share every word). A reversed pair stays a candidate, suggested
-as `contradicts` where the ontology allows it.
+negation on one side only, no antonym pair split across the two texts, no content word or number on one
+side only (SciFact twins differ by one verb or figure: "increases" / "reduces", "10%" / "90%"), and the
+same words in much the same order (PAWS's word-swapped pairs share every word). A reversed pair stays a
+candidate, suggested as `contradicts` where the ontology allows it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ ANTONYMS = [
 ANTONYM_OF = {
     w: {b for a, b in ANTONYMS if a == w} | {a for a, b in ANTONYMS if b == w} for pair in ANTONYMS for w in pair
 }
+STOPWORDS = frozenset(
+    "a an the of in on at to for from by with and or as is are was were be been being that this these those it its "
+    "which who whom whose than then there their they them he she his her we our you your i".split()
+)
 SUGGESTION_ORDER = ("supports", "evidence_for", "refines", "associated_with", "mentions")
 
 
@@ -64,7 +69,13 @@ def reversal(a: str, b: str) -> str | None:
     return None
 
 
-def same_wording(a: str, b: str, min_ratio: float = 0.85) -> bool:
+def changed_words(a: str, b: str) -> set[str]:
+    """Content words (and numbers) found in one text only."""
+    wa, wb = set(words(a)) - STOPWORDS, set(words(b)) - STOPWORDS
+    return wa ^ wb
+
+
+def same_wording(a: str, b: str, min_ratio: float = 0.9) -> bool:
     """Same words in much the same order (word-swapped pairs share every word but not the order)."""
     return difflib.SequenceMatcher(a=words(a), b=words(b), autojunk=False).ratio() >= min_ratio
 
@@ -76,8 +87,12 @@ def classify(text_a: str, text_b: str, score: float, duplicate_threshold: float)
     why = reversal(text_a, text_b)
     if why is not None:
         return Verdict("link", f"cosine {score:.3f} but {why}: likely contradicting, not a duplicate", opposite=True)
+    changed = changed_words(text_a, text_b)
+    if changed:
+        shown = ", ".join(sorted(changed)[:4])
+        return Verdict("link", f"cosine {score:.3f} but words differ ({shown}): a different statement, not a copy")
     if not same_wording(text_a, text_b):
-        return Verdict("link", f"cosine {score:.3f} but the wording differs in content or order")
+        return Verdict("link", f"cosine {score:.3f} but the same words in a different order")
     return Verdict("duplicate", f"cosine {score:.3f}, same wording and no negation or antonym across the pair")
 
 

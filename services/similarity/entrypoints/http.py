@@ -91,9 +91,10 @@ async def compare(body: ComparePairs, sim: SimDep) -> dict[str, Any]:
 
 @router.get("/stats")
 def stats(sim: SimDep) -> dict[str, Any]:
-    """How many entities the index holds, and for which model."""
+    """How many entities the index holds, for which model, and how far behind the stream the consumer is."""
     with sim.lock:
-        return {"indexed": sim.index.count(), "model": sim.model.key, "threshold": sim.threshold}
+        indexed = sim.index.count()
+    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog()
 
 
 @router.get("/models")

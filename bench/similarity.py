@@ -1,0 +1,136 @@
+"""Similarity benchmark: entities embedded + indexed + candidate-checked per second through the running
+system, against the raw encoder on the same texts in the same run; nearest-neighbour query latency;
+recall of the index's top-10 against exact search; peak memory of the similarity process.
+
+Usage: python bench/similarity.py [--entities N]   (see bench/README.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from platograph import loader  # noqa: E402
+from platograph.supervisor import System, UpSettings  # noqa: E402
+from services.similarity.adapters.embedder import MiniLMOnnx  # noqa: E402
+
+console = Console()
+
+
+def texts(data: Path, n: int, rng: random.Random) -> list[str]:
+    """Sentences of SciFact abstracts (claim-sized texts); pairs of them once single ones run out."""
+    sentences: list[str] = []
+    with gzip.open(data / "scifact" / "corpus.jsonl.gz", "rt") as f:
+        for line in f:
+            sentences += [s for s in json.loads(line)["abstract"] if 30 <= len(s) <= 400]
+    out = list(dict.fromkeys(sentences))
+    while len(out) < n:
+        out.append(f"{rng.choice(sentences)} {rng.choice(sentences)}")
+    rng.shuffle(out)
+    return out[:n]
+
+
+def peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    proc = psutil.Process(pid)
+    while not stop.wait(0.5):
+        try:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+        except psutil.Error:
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "eval")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    corpus = texts(args.data, args.entities, rng)
+
+    encoder = MiniLMOnnx()
+    encoder.embed(corpus[:64])  # load the model outside the timing
+    started = time.perf_counter()
+    vectors = encoder.embed(corpus)
+    raw_rate = len(corpus) / (time.perf_counter() - started)
+    del encoder
+
+    work = Path(tempfile.mkdtemp(prefix="platograph-simbench-"))
+    path = work / "entities.ndjson"
+    with path.open("wb") as f:
+        for i, text in enumerate(corpus):
+            f.write(orjson.dumps({"kind": "entity", "id": f"claim:s{i}", "name": text}) + b"\n")
+    os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
+    system = System(UpSettings())
+    try:
+        system.start_infrastructure()
+        system.plan()
+        system.start_children()
+        similarity = next(c for c in system.children if c.name == "similarity")
+        assert similarity.process is not None
+        stop, peak = threading.Event(), [0]
+        threading.Thread(target=peak_rss, args=(similarity.process.pid, stop, peak), daemon=True).start()
+        sim_url = f"http://{system.settings.host}:{system.settings.similarity_port}"
+        with httpx.Client(timeout=60) as client:
+            started = time.perf_counter()
+            loader.import_file(system.gateway_url, path, wait=False)
+            with console.status("embedding, indexing, checking candidates"):
+                # Indexed, and candidate-checked: the consumer group has nothing pending or unread.
+                while True:
+                    state = client.get(f"{sim_url}/v1/stats").json()
+                    if state["indexed"] >= len(corpus) and state["pending"] == 0 and state["lag"] == 0:
+                        break
+                    time.sleep(0.5)
+            system_rate = len(corpus) / (time.perf_counter() - started)
+            latencies, recalls = [], []
+            for _ in range(args.queries):
+                i = rng.randrange(len(corpus))
+                t0 = time.perf_counter()
+                items = client.get(
+                    f"{sim_url}/v1/entities/claim:s{i}/similar",
+                    params={"limit": 10, "min_score": -1, "include_linked": True},
+                ).json()["items"]
+                latencies.append((time.perf_counter() - t0) * 1000)
+                exact = np.argsort(-(vectors @ vectors[i]))
+                truth = {f"claim:s{j}" for j in exact[:11] if j != i}
+                recalls.append(len(truth & {it["entity"]["id"] for it in items}) / 10)
+        stop.set()
+    finally:
+        system.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = Table("measure", "value", title=f"similarity, {len(corpus):,} entities, {os.cpu_count()} CPUs")
+    table.add_row("raw encoder (texts/s)", f"{raw_rate:,.1f}")
+    table.add_row("system: embedded + indexed + candidate-checked (entities/s)", f"{system_rate:,.1f}")
+    table.add_row("ratio system / raw encoder", f"{system_rate / raw_rate:.2f}")
+    table.add_row(
+        "similar query p50 / p99 (ms, HTTP to the similarity service)",
+        f"{statistics.median(latencies):.2f} / {statistics.quantiles(latencies, n=100)[98]:.2f}",
+    )
+    table.add_row("recall of top-10 against exact search", f"{statistics.mean(recalls):.3f}")
+    table.add_row("similarity process peak RSS (MiB)", f"{peak[0] / 2**20:,.0f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
