@@ -43,7 +43,11 @@ def up(
             system.start_infrastructure()
             system.plan()
         with console.status("starting services"):
-            system.start_children()
+            try:
+                system.start_children()
+            except RuntimeError as exc:
+                console.print(f"[red]cannot start:[/] {exc}")
+                raise typer.Exit(1) from exc
         if seed:
             for path in loader.seed_files():
                 loader.import_file(system.gateway_url, path)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import redis
 from redis.exceptions import ResponseError
+from tenacity import before_sleep_log, retry, retry_if_exception_type, wait_exponential
+
+log = logging.getLogger(__name__)
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -126,3 +132,46 @@ def _text(value: Any) -> str:
 def _id_tuple(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def consume(
+    consumer: StreamConsumer,
+    handle: Callable[[list[Entry]], int],
+    stop: threading.Event,
+    *,
+    batch: int,
+    block_ms: int,
+    claim_idle_ms: int,
+    transient: tuple[type[BaseException], ...],
+    triage: Callable[[list[Entry]], list[Entry]] | None = None,
+) -> None:
+    """Run a group member until stopped: its own pending entries first (after a restart), then entries
+    reclaimed from dead members (`triage` may dead-letter some), then new ones. `handle` acks what it
+    processed. Transient errors (servers away) are retried with backoff until they pass or stop is set."""
+
+    @retry(
+        retry=retry_if_exception_type(transient),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=lambda _state: stop.is_set(),
+        reraise=True,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+    )
+    def step(first: bool) -> int:
+        entries = consumer.own_pending(batch) if first else []
+        if not entries:
+            entries = consumer.reclaim(claim_idle_ms, batch)
+            entries = triage(entries) if triage and entries else entries
+        if not entries:
+            entries = consumer.read_new(batch, block_ms)
+        return handle(entries) if entries else 0
+
+    consumer.ensure_group()
+    first = True
+    while not stop.is_set():
+        try:
+            handled = step(first)
+        except transient:
+            if stop.is_set():  # asked to stop while a server was unreachable: nothing was acked
+                break
+            raise
+        first = first and handled > 0

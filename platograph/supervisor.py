@@ -10,6 +10,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,7 +154,23 @@ class System:
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
         self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
 
+    def check_ports(self) -> None:
+        """Refuse to start over another process's port (a restart loop would hide the clash)."""
+        s = self.settings
+        ports = {"PLATOGRAPH_PORT": s.port, "PLATOGRAPH_INGEST_PORT": s.ingest_port,
+                 "PLATOGRAPH_GRAPH_PORT": s.graph_port, "PLATOGRAPH_SIMILARITY_PORT": s.similarity_port}  # fmt: skip
+        for variable, port in ports.items():
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((s.host, port))
+                except OSError as exc:
+                    raise RuntimeError(
+                        f"port {port} on {s.host} is in use (another Platograph?); set {variable}"
+                    ) from exc
+
     def start_children(self, timeout: float = 60.0) -> None:
+        self.check_ports()
         for child in self.children:
             child.start()
         deadline = time.monotonic() + timeout

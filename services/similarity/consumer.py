@@ -13,10 +13,9 @@ import threading
 import httpx
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from tenacity import before_sleep_log, retry, retry_if_exception_type, wait_exponential
 
 from platograph.contracts import Envelope, decode_entry
-from platograph.stream import Entry
+from platograph.stream import Entry, consume
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
 
@@ -31,7 +30,7 @@ def wait_for_graph(sim: Similarity, entry_id: str) -> None:
 
 
 def handle(sim: Similarity, entries: list[Entry]) -> int:
-    """Index, propose, publish, then ack; returns the candidate events published."""
+    """Index, propose, publish, then ack; returns the entries handled."""
     published = 0
     for entry_id, fields in entries:
         try:
@@ -47,36 +46,19 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
         service.publish(sim, events)
         published += len(events)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
-    return published
+    log.info("%d entries, %d candidate events", len(entries), published)
+    return len(entries)
 
 
 def run(sim: Similarity, stop: threading.Event) -> None:
-    """Consume until stopped: own pending entries first, then reclaimed and new ones."""
-    consumer, batch = sim.consumer, sim.settings.similarity_batch_size
-    consumer.ensure_group()
-
-    @retry(
-        retry=retry_if_exception_type((RedisConnectionError, httpx.TransportError)),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=lambda _state: stop.is_set(),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
+    """Consume until stopped."""
+    settings = sim.settings
+    consume(
+        sim.consumer,
+        lambda entries: handle(sim, entries),
+        stop,
+        batch=settings.similarity_batch_size,
+        block_ms=500,
+        claim_idle_ms=30_000,
+        transient=(RedisConnectionError, httpx.TransportError),
     )
-    def step(first: bool) -> int:
-        entries = consumer.own_pending(batch) if first else []
-        if not entries:
-            entries = consumer.reclaim(30_000, batch)
-        if not entries:
-            entries = consumer.read_new(batch, 500)
-        handle(sim, entries)
-        return len(entries)
-
-    first = True
-    while not stop.is_set():
-        try:
-            handled = step(first)
-        except (RedisConnectionError, httpx.TransportError):
-            if stop.is_set():
-                break
-            raise
-        first = first and handled > 0
