@@ -127,6 +127,7 @@ async def similar(
     min_score: float | None = Query(None, ge=-1, le=1, description="Default: the model's threshold"),
     type: Types = None,
     include_linked: bool = Query(False, description="Also list entities that already have a typed edge"),
+    mode: str = Query("dense", pattern="^(dense|hybrid)$", description="Rank by cosine, or cosine fused with BM25"),
 ) -> Response:
     """Entities close in embedding space to this one, best first, with their scores (any `limit`, `min_score`)."""
     return await _passthrough(services.similarity, "similarity", f"/v1/entities/{id}/similar", request)
@@ -172,8 +173,9 @@ async def search(
     limit: int = Query(20, ge=1, le=200),
     min_score: float | None = Query(None, ge=-1, le=1),
     type: Types = None,
+    mode: str = Query("hybrid", pattern="^(dense|hybrid)$", description="Cosine fused with BM25, or cosine only"),
 ) -> Response:
-    """Entities ranked for free text by meaning (the same embedding as candidates)."""
+    """Entities ranked for free text by meaning and words (the same embedding as candidates)."""
     return await _passthrough(services.similarity, "similarity", "/v1/search", request)
 
 

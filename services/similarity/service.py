@@ -153,25 +153,37 @@ def publish(sim: Similarity, envelopes: list[Envelope]) -> str | None:
 
 
 def similar(
-    sim: Similarity, entity_id: str, *, limit: int, min_score: float, types: list[str] | None, include_linked: bool
+    sim: Similarity,
+    entity_id: str,
+    *,
+    limit: int,
+    min_score: float,
+    types: list[str] | None,
+    include_linked: bool,
+    hybrid: bool = False,
 ) -> list[Hit] | None:
-    """Entities closest to one entity, best first; None when it is not indexed."""
+    """Entities closest to one entity, best first (by cosine, or dense + BM25 fused); None if not indexed."""
     with sim.lock:
-        vector = sim.index.vector(entity_id)
-    if vector is None:
+        found = sim.index.lookup(entity_id)
+    if found is None:
         return None
+    stored, vector = found
     exclude = {entity_id}
     if not include_linked:
         exclude |= linked(sim, [entity_id]).get(entity_id, set())
     with sim.lock:
-        return sim.index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types)
+        return sim.index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types,
+                                text=stored.text if hybrid else None)  # fmt: skip
 
 
-def search(sim: Similarity, q: str, *, limit: int, min_score: float | None, types: list[str] | None) -> list[Hit]:
-    """Entities ranked for free text, the same way candidates are ranked."""
+def search(
+    sim: Similarity, q: str, *, limit: int, min_score: float | None, types: list[str] | None, hybrid: bool = True
+) -> list[Hit]:
+    """Entities ranked for free text: dense + BM25 fused by default (words matter in a search box)."""
     vector = sim.embedder.embed([q])[0]
     with sim.lock:
-        return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types)
+        return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types,
+                                text=q if hybrid else None)  # fmt: skip
 
 
 def compare(sim: Similarity, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -59,10 +59,25 @@ def test_upsert_is_idempotent_and_delete_removes(index: VectorIndex) -> None:
     index.upsert(items(5), vectors)
     index.upsert(items(5), vectors)
     assert index.count() == 5
-    stored = index.vector("concept:e0")
-    assert stored is not None and np.allclose(stored, vectors[0], atol=1e-5)
+    stored = index.lookup("concept:e0")
+    assert stored is not None and np.allclose(stored[1], vectors[0], atol=1e-5) and stored[0].name == "E0"
     index.delete(["concept:e0", "never:seen"])
-    assert index.count() == 4 and index.vector("concept:e0") is None
+    assert index.count() == 4 and index.lookup("concept:e0") is None
+
+
+def test_hybrid_lets_words_rank_and_reports_cosine(index: VectorIndex) -> None:
+    vectors = unit(np.random.default_rng(5).normal(size=(3, DIM)))
+    docs = [Indexed(id="claim:a", type="claim", name="a", text="aspirin lowers stroke risk"),
+            Indexed(id="claim:b", type="claim", name="b", text="cats sleep most of the day"),
+            Indexed(id="claim:c", type="claim", name="c", text="markets fell sharply")]  # fmt: skip
+    index.upsert(docs, vectors)
+    query = unit((vectors[1] + 0.3 * vectors[0])[None, :])[0]  # closest to b by cosine
+    assert index.search(query.tolist(), limit=1)[0].entity.id == "claim:b"
+    hybrid = index.search(query.tolist(), limit=3, text="aspirin stroke")
+    assert hybrid[0].entity.id == "claim:a"  # the words outweigh a small cosine gap
+    cosine = {h.entity.id: h.score for h in hybrid}
+    assert cosine["claim:a"] == pytest.approx(float(query @ vectors[0]), abs=1e-4)
+    assert all(h.score >= 0.0 for h in index.search(query.tolist(), limit=3, text="aspirin", min_score=0.0))
 
 
 def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
@@ -70,6 +85,6 @@ def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
     first = EdgeIndex(tmp_path, "test-v1", DIM)
     first.upsert(items(5), vectors)
     first.close()
-    again = EdgeIndex(tmp_path, "test-v1", DIM)
+    again = EdgeIndex(tmp_path, "test-v1", DIM)  # a second opener would fail: this one is alone
     assert again.count() == 5 and again.search(vectors[2].tolist(), limit=1)[0].entity.id == "concept:e2"
     again.close()

@@ -5,14 +5,18 @@
 - `EdgeIndex`: qdrant-edge, Qdrant's Rust engine in-process (HNSW, payload filters) in a directory per
   model version. It has no aliases: the directory name plays the collection's part. One process opens it.
 
-Point ids are uuid5 of the entity id, so a retried upsert overwrites instead of adding.
+Point ids are uuid5 of the entity id, so a retried upsert overwrites instead of adding. Each point holds
+two vectors: `dense` (the model's) and `bm25` (a sparse BM25 vector of the embedded text, weighted by IDF
+inside Qdrant). A search is dense by default; given `text`, it is hybrid: dense and BM25 candidates fused
+by score (DBSF), while each hit still reports its cosine.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +26,36 @@ import numpy.typing as npt
 Vectors = npt.NDArray[np.float32]
 POINT_NAMESPACE = uuid.UUID("3b8f0c52-6a1e-4c3e-9f57-0d3f5c2b7a41")
 ALIAS = "entities"
+DENSE, SPARSE = "dense", "bm25"
+FUSION_DEPTH = 100  # candidates each side contributes before fusion
 
 
 def point_id(entity_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, entity_id))
+
+
+@lru_cache(maxsize=1)
+def _bm25() -> Any:
+    import qdrant_edge as q
+
+    return q.Bm25(q.Bm25Config(language="english"))
+
+
+def sparse_document(text: str) -> tuple[list[int], list[float]]:
+    """BM25 term weights of a stored text (qdrant-edge's tokenizer; IDF is applied by the index)."""
+    vector = _bm25().embed_document(text or " ")
+    return list(vector.indices), list(vector.values)
+
+
+def sparse_query(text: str) -> tuple[list[int], list[float]]:
+    vector = _bm25().embed_query(text or " ")
+    return list(vector.indices), list(vector.values)
+
+
+def _cosine(query: Sequence[float], vector: Any) -> float:
+    if isinstance(vector, dict):
+        vector = vector[DENSE]
+    return float(np.dot(np.asarray(query, dtype=np.float32), np.asarray(vector, dtype=np.float32)))
 
 
 @dataclass(frozen=True)
@@ -56,7 +86,7 @@ class Indexed:
 @dataclass(frozen=True)
 class Hit:
     entity: Indexed
-    score: float
+    score: float  # cosine, whatever ranked the hit
 
 
 class VectorIndex(Protocol):
@@ -66,8 +96,8 @@ class VectorIndex(Protocol):
 
     def delete(self, entity_ids: Sequence[str]) -> None: ...
 
-    def vector(self, entity_id: str) -> list[float] | None:
-        """The stored vector of an entity, or None."""
+    def lookup(self, entity_id: str) -> tuple[Indexed, list[float]] | None:
+        """What is stored for an entity (payload and dense vector), or None."""
         ...
 
     def search(
@@ -78,13 +108,21 @@ class VectorIndex(Protocol):
         min_score: float | None = None,
         exclude: Sequence[str] = (),
         types: Sequence[str] | None = None,
+        text: str | None = None,
     ) -> list[Hit]:
-        """Nearest entities by cosine, best first."""
+        """Nearest entities, best first: by cosine, or with `text` by dense + BM25 fusion. `min_score` is
+        always on the cosine."""
         ...
 
     def count(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def _fused(ranked: Iterable[tuple[dict[str, Any], float]], limit: int, min_score: float | None) -> list[Hit]:
+    """Fused order kept; cosine reported and thresholded."""
+    hits = [Hit(Indexed.from_payload(payload), cosine) for payload, cosine in ranked]
+    return [h for h in hits if min_score is None or h.score >= min_score][:limit]
 
 
 class QdrantClientIndex:
@@ -96,7 +134,9 @@ class QdrantClientIndex:
         self.collection = f"{ALIAS}__{model_key}"
         if not client.collection_exists(self.collection):
             client.create_collection(
-                self.collection, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+                self.collection,
+                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
             if server:  # local mode has no payload indexes (and warns when asked for one)
                 client.create_payload_index(self.collection, "type", models.PayloadSchemaType.KEYWORD)
@@ -111,10 +151,11 @@ class QdrantClientIndex:
             )
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors) -> None:
-        points = [
-            self._m.PointStruct(id=point_id(item.id), vector=vectors[i].tolist(), payload=item.payload())
-            for i, item in enumerate(items)
-        ]
+        points = []
+        for i, item in enumerate(items):
+            indices, values = sparse_document(item.text)
+            vector = {DENSE: vectors[i].tolist(), SPARSE: self._m.SparseVector(indices=indices, values=values)}
+            points.append(self._m.PointStruct(id=point_id(item.id), vector=vector, payload=item.payload()))
         if points:
             self._client.upsert(self.collection, points=points, wait=True)
 
@@ -123,9 +164,13 @@ class QdrantClientIndex:
             ids = [point_id(e) for e in entity_ids]
             self._client.delete(self.collection, points_selector=self._m.PointIdsList(points=ids), wait=True)
 
-    def vector(self, entity_id: str) -> list[float] | None:
-        records = self._client.retrieve(self.collection, ids=[point_id(entity_id)], with_vectors=True)
-        return None if not records else list(records[0].vector)
+    def lookup(self, entity_id: str) -> tuple[Indexed, list[float]] | None:
+        records = self._client.retrieve(
+            self.collection, ids=[point_id(entity_id)], with_vectors=[DENSE], with_payload=True
+        )
+        if not records:
+            return None
+        return Indexed.from_payload(records[0].payload), [float(x) for x in records[0].vector[DENSE]]
 
     def search(
         self,
@@ -135,19 +180,34 @@ class QdrantClientIndex:
         min_score: float | None = None,
         exclude: Sequence[str] = (),
         types: Sequence[str] | None = None,
+        text: str | None = None,
     ) -> list[Hit]:
         m = self._m
         must = [m.FieldCondition(key="type", match=m.MatchAny(any=list(types)))] if types else None
         must_not = [m.HasIdCondition(has_id=[point_id(e) for e in exclude])] if exclude else None
+        where = m.Filter(must=must, must_not=must_not)
+        if text is None:
+            result = self._client.query_points(
+                ALIAS, query=list(vector), using=DENSE, limit=limit, score_threshold=min_score, query_filter=where,
+                with_payload=True,
+            )  # fmt: skip
+            return [Hit(Indexed.from_payload(p.payload), float(p.score)) for p in result.points]
+        indices, values = sparse_query(text)
+        depth = max(FUSION_DEPTH, limit)
         result = self._client.query_points(
             ALIAS,
-            query=list(vector),
-            limit=limit,
-            score_threshold=min_score,
-            query_filter=m.Filter(must=must, must_not=must_not),
+            prefetch=[
+                m.Prefetch(query=list(vector), using=DENSE, limit=depth, filter=where),
+                m.Prefetch(
+                    query=m.SparseVector(indices=indices, values=values), using=SPARSE, limit=depth, filter=where
+                ),
+            ],  # fmt: skip
+            query=m.FusionQuery(fusion=m.Fusion.DBSF),
+            limit=depth,
             with_payload=True,
+            with_vectors=[DENSE],
         )
-        return [Hit(Indexed.from_payload(p.payload), float(p.score)) for p in result.points]
+        return _fused(((p.payload, _cosine(vector, p.vector)) for p in result.points), limit, min_score)
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
@@ -162,7 +222,10 @@ class EdgeIndex:
 
         self._q = q
         self.path = root / model_key
-        config = q.EdgeConfig(vectors=q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine))
+        config = q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+        )
         if (self.path / "edge_config.json").exists() or any(self.path.glob("*")):
             self._shard = q.EdgeShard.load(str(self.path), config)
         else:
@@ -171,7 +234,14 @@ class EdgeIndex:
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors) -> None:
         q = self._q
-        points = [q.Point(point_id(item.id), vectors[i].tolist(), item.payload()) for i, item in enumerate(items)]
+        points = [
+            q.Point(
+                point_id(item.id),
+                {DENSE: vectors[i].tolist(), SPARSE: q.SparseVector(*sparse_document(item.text))},
+                item.payload(),
+            )
+            for i, item in enumerate(items)
+        ]
         if points:
             self._shard.update(q.UpdateOperation.upsert_points(points))
 
@@ -179,14 +249,13 @@ class EdgeIndex:
         if entity_ids:
             self._shard.update(self._q.UpdateOperation.delete_points([point_id(e) for e in entity_ids]))
 
-    def vector(self, entity_id: str) -> list[float] | None:
-        records = self._shard.retrieve([point_id(entity_id)], with_payload=False, with_vector=True)
+    def lookup(self, entity_id: str) -> tuple[Indexed, list[float]] | None:
+        records = self._shard.retrieve([point_id(entity_id)], with_payload=True, with_vector=[DENSE])
         if not records or records[0].vector is None:
             return None
         vector: Any = records[0].vector
-        if isinstance(vector, dict):  # named vectors: this shard has one unnamed dense vector
-            vector = next(iter(vector.values()))
-        return [float(x) for x in vector]
+        dense = vector[DENSE] if isinstance(vector, dict) else vector
+        return Indexed.from_payload(records[0].payload or {}), [float(x) for x in dense]
 
     def search(
         self,
@@ -196,18 +265,31 @@ class EdgeIndex:
         min_score: float | None = None,
         exclude: Sequence[str] = (),
         types: Sequence[str] | None = None,
+        text: str | None = None,
     ) -> list[Hit]:
         q = self._q
         must = [q.FieldCondition(key="type", match=q.MatchAny(any=list(types)))] if types else None
         must_not = [q.HasIdCondition({point_id(e) for e in exclude})] if exclude else None
+        where = q.Filter(must=must, must_not=must_not) if (must or must_not) else None
+        if text is None:
+            request = q.QueryRequest(limit=limit, query=q.Query.Nearest(list(vector), using=DENSE), filter=where,
+                                     score_threshold=min_score, with_payload=True)  # fmt: skip
+            return [Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in self._shard.query(request)]
+        depth = max(FUSION_DEPTH, limit)
         request = q.QueryRequest(
-            limit=limit,
-            query=q.Query.Nearest(list(vector)),
-            filter=q.Filter(must=must, must_not=must_not) if (must or must_not) else None,
-            score_threshold=min_score,
+            limit=depth,
+            prefetches=[
+                q.Prefetch(limit=depth, query=q.Query.Nearest(list(vector), using=DENSE), filter=where),
+                q.Prefetch(
+                    limit=depth, query=q.Query.Nearest(q.SparseVector(*sparse_query(text)), using=SPARSE), filter=where
+                ),
+            ],  # fmt: skip
+            query=q.Fusion.Dbsf(),
             with_payload=True,
+            with_vector=[DENSE],
         )
-        return [Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in self._shard.query(request)]
+        points = self._shard.query(request)
+        return _fused(((p.payload or {}, _cosine(vector, p.vector)) for p in points), limit, min_score)
 
     def count(self) -> int:
         return int(self._shard.count(self._q.CountRequest(exact=True)))

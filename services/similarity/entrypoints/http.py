@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
@@ -25,6 +25,7 @@ def get_sim(request: Request) -> Similarity:
 
 
 SimDep = Annotated[Similarity, Depends(get_sim)]
+Mode = Annotated[Literal["dense", "hybrid"], Query(description="Ranking: cosine, or cosine fused with BM25")]
 Types = Annotated[list[str] | None, Query(alias="type", description="Only these entity types (repeatable)")]
 
 
@@ -52,15 +53,19 @@ async def similar(
     min_score: float | None = Query(None, ge=-1, le=1, description="Default: the configured threshold"),
     types: Types = None,
     include_linked: bool = Query(False, description="Also list entities that already have a typed edge"),
+    mode: Mode = "dense",
 ) -> dict[str, Any]:
-    """Entities whose embedding is close to this one's, best first (typed neighbors excluded by default)."""
+    """Entities close to this one, best first (typed neighbors excluded by default). `mode=dense` ranks by
+    cosine; `mode=hybrid` fuses cosine with BM25 over the texts (better for finding sources). `score` is
+    always the cosine and `min_score` applies to it."""
     _check_types(sim, types)
     threshold = sim.threshold if min_score is None else min_score
     hits = await run_in_threadpool(
-        service.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked
-    )
+        service.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked,
+        hybrid=mode == "hybrid",
+    )  # fmt: skip
     items = _items(hits or [])
-    return {"threshold": threshold, "count": len(items), "items": items, "model": sim.model.key,
+    return {"threshold": threshold, "count": len(items), "items": items, "model": sim.model.key, "mode": mode,
             "indexed": hits is not None}  # fmt: skip
 
 
@@ -71,11 +76,14 @@ async def search(
     limit: int = Query(20, ge=1, le=200),
     min_score: float | None = Query(None, ge=-1, le=1),
     types: Types = None,
+    mode: Mode = "hybrid",
 ) -> dict[str, Any]:
-    """Entities ranked for free text by embedding similarity."""
+    """Entities ranked for free text: dense + BM25 fused (`mode=hybrid`, default) or by cosine (`dense`)."""
     _check_types(sim, types)
-    hits = await run_in_threadpool(service.search, sim, q, limit=limit, min_score=min_score, types=types)
-    return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key}
+    hits = await run_in_threadpool(
+        service.search, sim, q, limit=limit, min_score=min_score, types=types, hybrid=mode == "hybrid"
+    )
+    return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key, "mode": mode}
 
 
 class ComparePairs(BaseModel):
