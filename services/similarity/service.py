@@ -132,6 +132,10 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
             a, b = pair(edge.source, edge.target)
             edges.add((a, b))
             payloads.append(CandidateWithdrawn(a=a, b=b, reason=f"typed edge added: {edge.type}"))
+    for entity in upserts.values():
+        if entity.status != "active":  # retracted or merged through an upsert: its candidates go too
+            payloads += [CandidateWithdrawn(a=a, b=b, reason=f"{entity.id} is {entity.status}")
+                         for a, b in proposed_with(sim, entity.id)]  # fmt: skip
     if upserts:
         vectors = index_entities(sim, list(upserts.values()))
         blocked = linked(sim, list(vectors))

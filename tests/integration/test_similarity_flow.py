@@ -136,3 +136,18 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
         i["entity"]["id"]
         for i in api.get("/v1/entities/finding:sleep/similar", params={"min_score": 0}).json()["items"]
     }
+
+
+def test_retracting_an_entity_withdraws_its_candidates(api: TestClient) -> None:
+    api.post("/v1/entities", json=[
+        {"id": "claim:coffee", "name": "Coffee improves alertness", "text": "Drinking coffee makes people more alert."},
+        {"id": "finding:coffee", "name": "Caffeine raises alertness", "text": "Caffeine intake increased alertness."},
+    ])  # fmt: skip
+    pair = ("claim:coffee", "finding:coffee")
+    eventually(lambda: pair in candidates(api))
+    api.post("/v1/entities", json={"id": "finding:coffee", "name": "Caffeine raises alertness",
+                                   "text": "Caffeine intake increased alertness.", "status": "retracted"})  # fmt: skip
+    eventually(lambda: pair in candidates(api, status="withdrawn"))
+    assert pair not in candidates(api)
+    found = api.get("/v1/search", params={"q": "caffeine alertness", "limit": 5}).json()["items"]
+    assert "finding:coffee" not in {i["entity"]["id"] for i in found}
