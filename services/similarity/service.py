@@ -41,11 +41,18 @@ def indexed(sim: Similarity, entity: EntityUpserted) -> Indexed:
 
 def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> dict[str, np.ndarray]:
     """Embed and upsert active entities, drop the others; returns the new vectors by entity id."""
-    active = [indexed(sim, e) for e in entities if e.status == "active"]
+    live = [e for e in entities if e.status == "active"]
+    active = [indexed(sim, e) for e in live]
     inactive = [e.id for e in entities if e.status != "active"]
-    vectors = sim.embedder.embed([i.text for i in active]) if active else np.zeros((0, sim.model.dimension))
+    # One embedding call for whole texts and sentences together: batches stay full and sorted by length.
+    parts = [sim.model.parts_of(e.model_dump()) for e in live]
+    texts = [i.text for i in active] + [p for ps in parts for p in ps]
+    embedded = sim.embedder.embed(texts) if texts else np.zeros((0, sim.model.dimension), dtype=np.float32)
+    vectors, rest = embedded[: len(active)], embedded[len(active) :]
+    offsets = np.cumsum([0] + [len(ps) for ps in parts])
+    part_vectors = [rest[offsets[i] : offsets[i + 1]] for i in range(len(parts))]
     with sim.lock:
-        sim.index.upsert(active, vectors.astype(np.float32))
+        sim.index.upsert(active, vectors.astype(np.float32), part_vectors)
         sim.index.delete(inactive)
     return {item.id: vectors[i] for i, item in enumerate(active)}
 

@@ -71,7 +71,7 @@ def test_hybrid_lets_words_rank_and_reports_cosine(index: VectorIndex) -> None:
             Indexed(id="claim:b", type="claim", name="b", text="cats sleep most of the day"),
             Indexed(id="claim:c", type="claim", name="c", text="markets fell sharply")]  # fmt: skip
     index.upsert(docs, vectors)
-    query = unit((vectors[1] + 0.3 * vectors[0])[None, :])[0]  # closest to b by cosine
+    query = unit((vectors[1] + 0.9 * vectors[0])[None, :])[0]  # a little closer to b by cosine
     assert index.search(query.tolist(), limit=1)[0].entity.id == "claim:b"
     hybrid = index.search(query.tolist(), limit=3, text="aspirin stroke")
     assert hybrid[0].entity.id == "claim:a"  # the words outweigh a small cosine gap

@@ -52,3 +52,10 @@ def test_papers_embed_as_title_and_abstract() -> None:
     text = MINILM.text_of({"type": "claim", "name": "N", "text": "Full text", "description": "D"})
     assert text == "N. Full text. D"
     assert MINILM.key == "all-minilm-l6-v2-int8-v1"
+
+
+def test_papers_are_also_embedded_sentence_by_sentence() -> None:
+    paper = {"type": "paper", "name": "Title", "text": "First finding here. Second finding (n=3). 3 more."}
+    assert MINILM.parts_of(paper) == ["Title", "First finding here.", "Second finding (n=3).", "3 more."]
+    assert MINILM.parts_of({"type": "paper", "name": "T", "text": "One sentence only."}) == []
+    assert MINILM.parts_of({"type": "claim", "name": "T", "text": "A long claim. With two sentences."}) == []

@@ -6,9 +6,10 @@
   model version. It has no aliases: the directory name plays the collection's part. One process opens it.
 
 Point ids are uuid5 of the entity id, so a retried upsert overwrites instead of adding. Each point holds
-two vectors: `dense` (the model's) and `bm25` (a sparse BM25 vector of the embedded text, weighted by IDF
-inside Qdrant). A search is dense by default; given `text`, it is hybrid: dense and BM25 candidates fused
-by score (DBSF), while each hit still reports its cosine.
+three vectors: `dense` (the whole text), `parts` (one vector per sentence of a long text, compared by
+MaxSim: the best sentence) and `bm25` (sparse BM25 of the text, IDF applied inside Qdrant). A search is
+dense by default; given `text`, it is hybrid: dense, best-sentence and BM25 candidates fused by score
+(DBSF), while each hit still reports its whole-text cosine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy.typing as npt
 Vectors = npt.NDArray[np.float32]
 POINT_NAMESPACE = uuid.UUID("3b8f0c52-6a1e-4c3e-9f57-0d3f5c2b7a41")
 ALIAS = "entities"
-DENSE, SPARSE = "dense", "bm25"
+DENSE, PARTS, SPARSE = "dense", "parts", "bm25"
+LAYOUT = "l2"  # bump when the vectors a point holds change: a new collection / directory is created
 FUSION_DEPTH = 100  # candidates each side contributes before fusion
 
 
@@ -90,8 +92,9 @@ class Hit:
 
 
 class VectorIndex(Protocol):
-    def upsert(self, items: Sequence[Indexed], vectors: Vectors) -> None:
-        """Insert or replace one point per item (row i of vectors is item i's)."""
+    def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
+        """Insert or replace one point per item: row i of vectors is item i's; parts[i] its sentences'
+        vectors (default: the whole-text vector alone)."""
         ...
 
     def delete(self, entity_ids: Sequence[str]) -> None: ...
@@ -119,6 +122,12 @@ class VectorIndex(Protocol):
     def close(self) -> None: ...
 
 
+def _parts(vectors: Vectors, parts: Sequence[Vectors] | None, i: int) -> list[list[float]]:
+    if parts is None or len(parts[i]) == 0:
+        return [vectors[i].tolist()]
+    return [row.tolist() for row in parts[i]]
+
+
 def _fused(ranked: Iterable[tuple[dict[str, Any], float]], limit: int, min_score: float | None) -> list[Hit]:
     """Fused order kept; cosine reported and thresholded."""
     hits = [Hit(Indexed.from_payload(payload), cosine) for payload, cosine in ranked]
@@ -131,11 +140,18 @@ class QdrantClientIndex:
 
         self._m = models
         self._client = client
-        self.collection = f"{ALIAS}__{model_key}"
+        self.collection = f"{ALIAS}__{model_key}.{LAYOUT}"
         if not client.collection_exists(self.collection):
             client.create_collection(
                 self.collection,
-                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                vectors_config={
+                    DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                    PARTS: models.VectorParams(
+                        size=dimension,
+                        distance=models.Distance.COSINE,
+                        multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                    ),
+                },
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
             if server:  # local mode has no payload indexes (and warns when asked for one)
@@ -150,11 +166,15 @@ class QdrantClientIndex:
                 ]
             )
 
-    def upsert(self, items: Sequence[Indexed], vectors: Vectors) -> None:
+    def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         points = []
         for i, item in enumerate(items):
             indices, values = sparse_document(item.text)
-            vector = {DENSE: vectors[i].tolist(), SPARSE: self._m.SparseVector(indices=indices, values=values)}
+            vector = {
+                DENSE: vectors[i].tolist(),
+                PARTS: _parts(vectors, parts, i),
+                SPARSE: self._m.SparseVector(indices=indices, values=values),
+            }
             points.append(self._m.PointStruct(id=point_id(item.id), vector=vector, payload=item.payload()))
         if points:
             self._client.upsert(self.collection, points=points, wait=True)
@@ -198,6 +218,7 @@ class QdrantClientIndex:
             ALIAS,
             prefetch=[
                 m.Prefetch(query=list(vector), using=DENSE, limit=depth, filter=where),
+                m.Prefetch(query=[list(vector)], using=PARTS, limit=depth, filter=where),
                 m.Prefetch(
                     query=m.SparseVector(indices=indices, values=values), using=SPARSE, limit=depth, filter=where
                 ),
@@ -221,9 +242,16 @@ class EdgeIndex:
         import qdrant_edge as q
 
         self._q = q
-        self.path = root / model_key
+        self.path = root / f"{model_key}.{LAYOUT}"
         config = q.EdgeConfig(
-            vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
+            vectors={
+                DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine),
+                PARTS: q.EdgeVectorParams(
+                    size=dimension,
+                    distance=q.Distance.Cosine,
+                    multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
+                ),
+            },
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
         )
         if (self.path / "edge_config.json").exists() or any(self.path.glob("*")):
@@ -232,12 +260,16 @@ class EdgeIndex:
             self.path.mkdir(parents=True, exist_ok=True)
             self._shard = q.EdgeShard.create(str(self.path), config)
 
-    def upsert(self, items: Sequence[Indexed], vectors: Vectors) -> None:
+    def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         q = self._q
         points = [
             q.Point(
                 point_id(item.id),
-                {DENSE: vectors[i].tolist(), SPARSE: q.SparseVector(*sparse_document(item.text))},
+                {
+                    DENSE: vectors[i].tolist(),
+                    PARTS: _parts(vectors, parts, i),
+                    SPARSE: q.SparseVector(*sparse_document(item.text)),
+                },
                 item.payload(),
             )
             for i, item in enumerate(items)
@@ -280,6 +312,7 @@ class EdgeIndex:
             limit=depth,
             prefetches=[
                 q.Prefetch(limit=depth, query=q.Query.Nearest(list(vector), using=DENSE), filter=where),
+                q.Prefetch(limit=depth, query=q.Query.Nearest([list(vector)], using=PARTS), filter=where),
                 q.Prefetch(
                     limit=depth, query=q.Query.Nearest(q.SparseVector(*sparse_query(text)), using=SPARSE), filter=where
                 ),

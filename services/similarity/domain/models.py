@@ -6,9 +6,12 @@ never inferred from their size: two models here can both have 384 dimensions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 Compose = Callable[[dict[str, Any]], str]
 
@@ -38,6 +41,8 @@ class ModelSpec:
     max_tokens: int
     default_threshold: float
     compose: dict[str, Compose]
+    # Types whose long texts are also embedded sentence by sentence (searched by their best sentence).
+    sentence_types: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def key(self) -> str:
@@ -47,6 +52,16 @@ class ModelSpec:
     def text_of(self, entity: dict[str, Any]) -> str:
         return self.compose.get(str(entity.get("type")), compose_default)(entity)
 
+    def parts_of(self, entity: dict[str, Any]) -> list[str]:
+        """The title and each sentence of the text, for types embedded by sentence; else nothing."""
+        if entity.get("type") not in self.sentence_types:
+            return []
+        text = str(entity.get("text") or "").strip()
+        sentences = [s for s in SENTENCE_END.split(text) if s.strip()]
+        if len(sentences) < 2:
+            return []
+        return [str(entity.get("name") or "").strip(), *sentences]
+
 
 MINILM = ModelSpec(
     name="all-minilm-l6-v2-int8",
@@ -55,6 +70,7 @@ MINILM = ModelSpec(
     max_tokens=256,
     default_threshold=0.5,  # measured, see docs/similarity.md; the seed page's 0.65 came from another model
     compose={"paper": compose_paper},
+    sentence_types=frozenset({"paper"}),
 )
 
 REGISTRY: dict[str, ModelSpec] = {MINILM.name: MINILM}
