@@ -28,7 +28,9 @@ class Graph:
 def bootstrap(settings: GraphSettings | None = None) -> Graph:
     """Real adapters built from settings."""
     settings = settings or GraphSettings()
-    engine = create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout on the hottest read. A connection Postgres dropped
+    # fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates the pool.
+    engine = create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_recycle=1800)
     consumer = StreamConsumer(
         redis.Redis.from_url(settings.redis_url),
         stream=settings.stream,

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from platograph.observability import instrument
@@ -199,4 +201,10 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app.state.graph = graph or bootstrap()
     app.include_router(router)
     instrument(app, "graph")
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        detail = [{"loc": ["server"], "msg": f"database unavailable: {exc.orig}", "type": "unavailable"}]
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+
     return app
