@@ -195,6 +195,9 @@ def main() -> None:
     (work / "ids.txt").write_text("\n".join(ids) + "\n")
     os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
     os.environ["PLATOGRAPH_PROJECTORS"] = str(args.projectors)
+    # The core path only: embedding 100k entities would take the cores for minutes (bench/similarity.py
+    # measures that). The similarity service still answers every view, from an empty index.
+    os.environ["PLATOGRAPH_CONSUME"] = "false"
     system = System(UpSettings())
     try:
         system.start_infrastructure()
