@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway import clients
-from gateway.routers import home, reads, writes
+from gateway.routers import home, reads, review, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import instrument
 
@@ -28,13 +29,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = clients.build(settings, transports)
+        app.state.redis = aioredis.Redis.from_url(settings.redis_url)
         yield
         await app.state.services.aclose()
+        await app.state.redis.aclose()
 
     app = FastAPI(title="Platograph", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(writes.router)
     app.include_router(reads.router)
+    app.include_router(review.router)
     app.include_router(home.router)
     instrument(app, "gateway")
     return app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from platograph.settings import CoreSettings
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+class GatewaySettings(CoreSettings):
+    """The gateway appends review decisions itself, so it needs the event log too."""
 
     ingest_url: str = "http://127.0.0.1:8001"
     graph_url: str = "http://127.0.0.1:8002"

@@ -72,6 +72,17 @@ class CandidateWithdrawn(Frozen):
     reason: str
 
 
+class CandidateAccepted(Frozen):
+    """A person turned the pair into a typed edge (appended with the edge.added event, in one entry)."""
+
+    a: str
+    b: str
+    edge_type: str
+    source: str
+    target: str
+    by: str = ""
+
+
 class CandidateRejected(Frozen):
     a: str
     b: str
@@ -88,6 +99,7 @@ PAYLOADS: dict[str, type[Frozen]] = {
     "edge.removed": EdgeRemoved,
     "candidate.proposed": CandidateProposed,
     "candidate.withdrawn": CandidateWithdrawn,
+    "candidate.accepted": CandidateAccepted,
     "candidate.rejected": CandidateRejected,
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from platograph.contracts import CandidateRejected, decode_entry
-from tests.helpers import append
+from platograph.contracts import decode_entry
 from tests.integration.test_gateway import QUOTE, load_seeds, system
 
 pytestmark = pytest.mark.integration
@@ -121,8 +121,11 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
     api.post("/v1/entities", json=first)
     pair = ("claim:sleep", "finding:sleep")
     eventually(lambda: pair in candidates(api))
-    append(redis_client, stream, CandidateRejected(a=pair[0], b=pair[1], by="test"))  # issue 6 adds the API
+    rejected = api.post(f"/v1/candidates/{pair[1]}/{pair[0]}/reject", json={"by": "ada", "reason": "same study"})
+    assert rejected.status_code == 202, rejected.text
     eventually(lambda: pair in candidates(api, status="rejected"))
+    item = api.get("/v1/candidates", params={"status": "rejected"}).json()["items"][0]
+    assert item["decided_by"] == "ada"
     changed = [dict(first[1], text="Participants recalled more words after a night of sleep.")]
     position = api.post("/v1/entities", json=changed).json()["position"]
     api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
@@ -151,3 +154,44 @@ def test_retracting_an_entity_withdraws_its_candidates(api: TestClient) -> None:
     assert pair not in candidates(api)
     found = api.get("/v1/search", params={"q": "caffeine alertness", "limit": 5}).json()["items"]
     assert "finding:coffee" not in {i["entity"]["id"] for i in found}
+
+
+def test_accepting_a_candidate_makes_the_edge_and_a_second_decision_is_409(api: TestClient) -> None:
+    api.post("/v1/entities", json=[
+        {"id": "finding:bigger", "name": "Bigger models share representations",
+         "text": "Bigger vision models converge to more similar representations."},
+        {"id": "hypothesis:capacity", "name": "Capacity hypothesis",
+         "text": "Bigger models are more likely to converge to a shared representation."},
+    ])  # fmt: skip
+    pair = ("finding:bigger", "hypothesis:capacity")
+    eventually(lambda: pair in candidates(api))
+    url = f"/v1/candidates/{pair[0]}/{pair[1]}"
+    forbidden = api.post(f"{url}/accept", json={"edge_type": "introduces"})
+    assert forbidden.status_code == 422 and forbidden.json()["detail"][0]["loc"] == ["body", "edge_type"]
+    assert "evidence_for" in forbidden.json()["detail"][0]["msg"]  # the message lists what is allowed
+    accepted = api.post(f"{url}/accept", json={"edge_type": "evidence_for", "by": "ada"})
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["edge"] == {"source": pair[0], "type": "evidence_for", "target": pair[1]}
+    second = api.post(f"{url}/reject", json={"by": "bob"})
+    assert second.status_code == 409 and "accepted by ada" in second.json()["detail"][0]["msg"]
+    view = api.get(f"/v1/entities/{pair[0]}/neighborhood", params={"after": accepted.json()["position"]}).json()
+    assert [n["entity"]["id"] for g in view["neighborhood"] for n in g["neighbors"]] == [pair[1]]
+    eventually(lambda: pair in candidates(api, status="accepted"))
+    assert api.get(f"/v1/entities/{pair[0]}/neighborhood").json()["related_by_similarity"]["items"] == []
+    assert api.post("/v1/candidates/claim:none/claim:nothing/reject", json={}).status_code == 404
+
+
+def test_concurrent_accept_and_reject_one_wins(api: TestClient) -> None:
+    api.post("/v1/entities", json=[
+        {"id": "claim:tea", "name": "Tea improves focus", "text": "Drinking green tea improves focus."},
+        {"id": "finding:tea", "name": "Green tea raised focus", "text": "Green tea intake improved focus scores."},
+    ])  # fmt: skip
+    pair = ("claim:tea", "finding:tea")
+    eventually(lambda: pair in candidates(api))
+    url = f"/v1/candidates/{pair[0]}/{pair[1]}"
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda call: call(), [
+            lambda: api.post(f"{url}/accept", json={"edge_type": "supports", "direction": "b_to_a"}),
+            lambda: api.post(f"{url}/reject", json={}),
+        ]))  # fmt: skip
+    assert sorted(r.status_code for r in results) == [202, 409]

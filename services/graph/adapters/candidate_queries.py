@@ -36,11 +36,12 @@ SELECT c.a, c.b, c.score, c.kind, c.reason, c.suggested_edge, c.model, c.status,
   FROM candidates c
   JOIN entities ea ON ea.id = c.a AND ea.version > 0
   JOIN entities eb ON eb.id = c.b AND eb.version > 0
- WHERE c.position > 0 AND c.status = :status
+ WHERE c.position > 0 AND (CAST(:status AS text) IS NULL OR c.status = :status)
    AND (CAST(:kind AS text) IS NULL OR c.kind = :kind)
    AND c.score >= :min_score AND c.score <= :max_score
    AND (CAST(:entity AS text) IS NULL OR c.a = :entity OR c.b = :entity)
    AND (CAST(:ta AS text) IS NULL OR (c.a_type = :ta AND c.b_type = :tb) OR (c.a_type = :tb AND c.b_type = :ta))
+   AND (CAST(:pair_a AS text) IS NULL OR (c.a = :pair_a AND c.b = :pair_b))
    AND (c.score, c.a, c.b) {op} (:after_score, :after_a, :after_b)
  ORDER BY c.score DESC, c.a DESC, c.b DESC
  LIMIT :limit
@@ -50,7 +51,7 @@ SELECT c.a, c.b, c.score, c.kind, c.reason, c.suggested_edge, c.model, c.status,
 def list_candidates(
     conn: Connection,
     *,
-    status: str,
+    status: str | None,
     kind: str | None,
     min_score: float,
     max_score: float,
@@ -58,6 +59,7 @@ def list_candidates(
     type_pair: tuple[str, str] | None,
     cursor: str | None,
     limit: int,
+    pair: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Candidates best score first, with both entities; `next_cursor` pages on."""
     after = decode_cursor(cursor)
@@ -67,6 +69,7 @@ def list_candidates(
         "status": status, "kind": kind, "min_score": min_score, "max_score": max_score, "entity": entity,
         "ta": ta, "tb": tb, "limit": limit + 1,
         "after_score": after_score, "after_a": after_a, "after_b": after_b,
+        "pair_a": pair[0] if pair else None, "pair_b": pair[1] if pair else None,
     }  # fmt: skip
     sql = CANDIDATES_SQL.format(op="<" if after else "<>")
     rows = conn.execute(text(sql), params).mappings().all()
@@ -89,3 +92,11 @@ def list_candidates(
     ]
     last = rows[limit - 1] if len(rows) > limit else None
     return {"items": items, "next_cursor": encode_cursor([last["score"], last["a"], last["b"]]) if last else None}
+
+
+def get_pair(conn: Connection, a: str, b: str) -> dict[str, Any] | None:
+    """One candidate by pair, in either order."""
+    low, high = (a, b) if a < b else (b, a)
+    page = list_candidates(conn, status=None, kind=None, min_score=-1.0, max_score=1.0, entity=None,
+                           type_pair=None, cursor=None, limit=1, pair=(low, high))  # fmt: skip
+    return page["items"][0] if page["items"] else None

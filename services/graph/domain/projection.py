@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from platograph.contracts import (
+    CandidateAccepted,
     CandidateProposed,
     CandidateRejected,
     CandidateWithdrawn,
@@ -185,9 +186,10 @@ def _edge(deltas: Deltas, p: EdgeAdded | EdgeRemoved, pos: int, at: datetime) ->
         d.description = p.description if isinstance(p, EdgeAdded) else ""
 
 
-def _candidate(
-    deltas: Deltas, p: CandidateProposed | CandidateWithdrawn | CandidateRejected, pos: int, at: datetime
-) -> None:
+Decision = CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected
+
+
+def _candidate(deltas: Deltas, p: Decision, pos: int, at: datetime) -> None:
     d = deltas.candidate(p.a, p.b)
     d.updated_at = _later(d.updated_at, at)
     if isinstance(p, CandidateProposed):
@@ -201,7 +203,8 @@ def _candidate(
         if pos > d.state_position:
             d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
     elif pos > d.decision_position:
-        d.decision_position, d.decision, d.decided_by = pos, "rejected", p.by
+        decision = "accepted" if isinstance(p, CandidateAccepted) else "rejected"
+        d.decision_position, d.decision, d.decided_by = pos, decision, p.by
 
 
 def fold(events: list[PositionedEvent]) -> Deltas:
@@ -216,6 +219,6 @@ def fold(events: list[PositionedEvent]) -> Deltas:
             _retracted(deltas, payload, event.position, at)
         elif isinstance(payload, EdgeAdded | EdgeRemoved):
             _edge(deltas, payload, event.position, at)
-        elif isinstance(payload, CandidateProposed | CandidateWithdrawn | CandidateRejected):
+        elif isinstance(payload, CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected):
             _candidate(deltas, payload, event.position, at)
     return deltas

@@ -176,6 +176,16 @@ def list_candidates(
         raise _bad_cursor(ValueError("cursor is not valid")) from exc
 
 
+@router.get("/candidates/pair")
+def candidate_pair(conn: ConnDep, a: str, b: str) -> dict[str, Any]:
+    """One candidate by its pair (either order), whatever its status."""
+    found = candidate_queries.get_pair(conn, a, b)
+    if found is None:
+        raise HTTPException(404, detail=[{"loc": ["query", "b"], "msg": f"no candidate for {a} and {b}",
+                                           "type": "not_found"}])  # fmt: skip
+    return found
+
+
 @router.get("/stats")
 def stats(conn: ConnDep, graph: GraphDep) -> dict[str, Any]:
     """Read-model counts, projector progress, stream length and dead letters."""
