@@ -105,6 +105,35 @@ class StreamConsumer:
         return not self.client.xpending_range(self.stream, self.group, min="-", max=entry_id, count=1)
 
 
+def safe_trim_point(client: redis.Redis, stream: str) -> str | None:
+    """The oldest entry some consumer group may still need (its oldest pending entry, or what follows
+    its last delivered one); None when the stream has no group yet. Everything before it can go: the
+    graph journal keeps every event."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except ResponseError:
+        return None
+    points: list[tuple[int, int]] = []
+    for group in groups:
+        name = _text(group["name"])
+        summary = client.xpending(stream, name)
+        if summary["pending"]:
+            points.append(_id_tuple(_text(summary["min"])))
+        else:
+            ms, seq = _id_tuple(_text(group["last-delivered-id"]))
+            points.append((ms, seq + 1))
+    if not points:
+        return None
+    ms, seq = min(points)
+    return f"{ms}-{seq}"
+
+
+def trim(client: redis.Redis, stream: str) -> int:
+    """Drop entries every group is done with; returns how many were removed."""
+    point = safe_trim_point(client, stream)
+    return 0 if point is None else int(client.xtrim(stream, minid=point, approximate=False))
+
+
 def _entries(reply: Any) -> Any:
     """The entries of the one stream in an XREADGROUP reply (RESP2 list or RESP3 map)."""
     if not reply:

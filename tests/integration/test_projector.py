@@ -10,6 +10,7 @@ import redis
 from sqlalchemy import Engine
 
 from platograph.contracts import ENTRY_FIELD, EdgeAdded, EdgeRemoved, EntityRetracted, EntityUpserted, Frozen
+from platograph.stream import trim
 from services.graph import projector
 from services.graph.adapters import projection_store
 from tests.helpers import append, consumer, count, drain, snapshot
@@ -155,3 +156,21 @@ def test_rebuild_gives_exactly_the_live_state(engine: Engine, redis_client: redi
     live = snapshot(engine)
     assert projection_store.rebuild(engine) == 500
     assert snapshot(engine) == live
+
+
+def test_trimming_keeps_what_any_group_still_needs(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
+    graph_consumer = consumer(redis_client, stream)
+    slow = consumer(redis_client, stream, name="s1", group="similarity")
+    ids = [append(redis_client, stream, EntityUpserted(id=f"concept:t{i}", type="concept", name="T"))[0]
+           for i in range(5)]  # fmt: skip
+    assert trim(redis_client, stream) == 0  # neither group has read anything
+    drain(graph_consumer, engine)
+    assert trim(redis_client, stream) == 0  # the similarity group has not
+    slow.read_new(3, block_ms=10)  # delivered 3, acked 1: the 2nd is still pending
+    slow.ack([ids[0]])
+    assert trim(redis_client, stream) == 1
+    assert [e.decode() for e, _ in redis_client.xrange(stream)] == ids[1:]
+    slow.ack(ids[1:3])
+    slow.ack([e for e, _ in slow.read_new(10, block_ms=10)])
+    assert trim(redis_client, stream) == 4 and redis_client.xlen(stream) == 0
+    assert count(engine, "SELECT count(*) FROM journal") == 5  # the journal still has every event

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
-from platograph.stream import Entry, consume
+from platograph.stream import Entry, consume, trim
 from services.graph import projector
 from services.graph.bootstrap import Graph, bootstrap
 
@@ -23,10 +24,16 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
     settings, consumer = graph.settings, graph.consumer
     log.info("projector %s reading %s as group %s", settings.consumer, settings.stream, settings.group)
 
+    last_trim = [time.monotonic()]
+
     def handle(entries: list[Entry]) -> int:
         result = projector.handle(entries, engine=graph.engine, consumer=consumer)
         if result.dead_lettered:
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
+        if settings.trim_every_s and time.monotonic() - last_trim[0] > settings.trim_every_s:
+            last_trim[0] = time.monotonic()
+            removed = trim(consumer.client, settings.stream)
+            log.info("trimmed %d stream entries every group is done with", removed)
         return result.entries
 
     consume(
