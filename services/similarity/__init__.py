@@ -1,1 +1,1 @@
-"""Similarity: embeds entities and proposes candidate links (placeholder until the similarity issue)."""
+"""Similarity: embeds entities into a vector index and proposes candidate edges and duplicates."""
