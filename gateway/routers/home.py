@@ -22,6 +22,9 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;border-bottom:1px so
 metrics: <a href="/metrics">/metrics</a> · JSON status: <a href="/v1/status">/v1/status</a></p>
 <h2>Services</h2><table>{services}</table>
 <h2>Graph</h2><table>{graph}</table>
+<h2>Similarity</h2><table>{similarity}</table>
+<h2>Candidates</h2><p>Close in meaning, no typed edge yet (<a href="/v1/candidates">all, as JSON</a>):</p>
+<ul>{candidates}</ul>
 <h2>Entities</h2><ul>{entities}</ul></body></html>"""
 
 
@@ -34,7 +37,7 @@ def _rows(items: dict[str, Any]) -> str:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(services: ServicesDep) -> HTMLResponse:
-    """Status of the system and the first entities, with links to their neighborhoods."""
+    """Status of the system, the best candidates, and the first entities with links to their neighborhoods."""
     state = await status(services)
     graph = state.get("graph") or {}
     counts = {f"entities: {k}": v for k, v in sorted((graph.get("entities") or {}).items())}
@@ -46,6 +49,21 @@ async def home(services: ServicesDep) -> HTMLResponse:
         f"<code>{escape(e['type'])}</code></li>"
         for e in items
     )
+    similarity = state.get("similarity") or {}
+    sim_rows = {k: similarity.get(k) for k in ("model", "indexed", "threshold", "pending", "lag")}
+    found = await services.graph.get("/v1/candidates", params={"limit": 10}) if graph else None
+    pairs = found.json()["items"] if found is not None and found.status_code == 200 else []
+    candidates = "".join(
+        f"<li>{escape(c['a']['name'])} ↔ {escape(c['b']['name'])} <code>{c['score']:.3f}</code> "
+        f"<code>{escape(c['kind'])}</code> {escape(c['suggested_edge'] or '')}</li>"
+        for c in pairs
+    )
     return HTMLResponse(
-        PAGE.format(services=_rows(state["services"]), graph=_rows(counts), entities=entities or "<li>none yet</li>")
+        PAGE.format(
+            services=_rows(state["services"]),
+            graph=_rows(counts),
+            similarity=_rows(sim_rows),
+            candidates=candidates or "<li>none yet</li>",
+            entities=entities or "<li>none yet</li>",
+        )
     )

@@ -93,6 +93,8 @@ def test_entity_event_to_candidate_on_the_stream_to_the_view(
     assert [i["entity"]["id"] for i in view["related_by_similarity"]["items"]] == ["claim:directions"]
     found = api.get("/v1/search", params={"q": "concepts as directions", "limit": 1}).json()["items"]
     assert found[0]["entity"]["id"] in pair
+    page = api.get("/").text  # the status page a person looks at lists the candidate
+    assert "Concepts are directions ↔ Linear representation hypothesis" in page
 
 
 def test_a_typed_edge_withdraws_the_candidate(api: TestClient) -> None:
