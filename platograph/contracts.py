@@ -90,8 +90,6 @@ class CandidateRejected(Frozen):
     reason: str = ""
 
 
-Payload = EntityUpserted | EntityRetracted | EdgeAdded | EdgeRemoved | CandidateProposed | CandidateWithdrawn
-
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,

@@ -15,13 +15,21 @@ from pydantic import BaseModel, Field
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.upstream import call, raise_for_client_error
 from platograph import ontology
-from platograph.contracts import CandidateAccepted, CandidateRejected, EdgeAdded, Frozen, encode_entry, new_envelopes
+from platograph.contracts import (
+    ENTRY_FIELD,
+    CandidateAccepted,
+    CandidateRejected,
+    EdgeAdded,
+    Frozen,
+    encode_entry,
+    new_envelopes,
+)
 
 router = APIRouter(prefix="/v1/candidates", tags=["review"])
 PRODUCER = "gateway"
 CLAIM_AND_APPEND = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  return {1, redis.call('XADD', KEYS[2], '*', 'events', ARGV[2])}
+  return {1, redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[2])}
 end
 return {0, redis.call('GET', KEYS[1])}
 """
@@ -58,7 +66,8 @@ async def _decide(
     envelopes = new_envelopes(payloads, producer=PRODUCER)
     claim = orjson.dumps({"decision": decision, "by": by})
     key = f"{settings.stream}:decision:{a}|{b}"
-    won, value = await redis.eval(CLAIM_AND_APPEND, 2, key, settings.stream, claim, encode_entry(envelopes)[b"events"])
+    fields = encode_entry(envelopes)
+    won, value = await redis.eval(CLAIM_AND_APPEND, 2, key, settings.stream, claim, fields[ENTRY_FIELD], ENTRY_FIELD)
     if not won:
         earlier = orjson.loads(value)
         msg = f"this pair was already {earlier['decision']}" + (f" by {earlier['by']}" if earlier["by"] else "")

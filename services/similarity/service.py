@@ -39,8 +39,8 @@ def indexed(sim: Similarity, entity: EntityUpserted) -> Indexed:
                    text=sim.model.text_of(data))  # fmt: skip
 
 
-def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> dict[str, np.ndarray]:
-    """Embed and upsert active entities, drop the others; returns the new vectors by entity id."""
+def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> list[tuple[Indexed, np.ndarray]]:
+    """Embed and upsert active entities, drop the others; returns what was indexed with its vector."""
     live = [e for e in entities if e.status == "active"]
     active = [indexed(sim, e) for e in live]
     inactive = [e.id for e in entities if e.status != "active"]
@@ -54,7 +54,7 @@ def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> dict[
     with sim.lock:
         sim.index.upsert(active, vectors.astype(np.float32), part_vectors)
         sim.index.delete(inactive)
-    return {item.id: vectors[i] for i, item in enumerate(active)}
+    return [(item, vectors[i]) for i, item in enumerate(active)]
 
 
 def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
@@ -71,13 +71,11 @@ def candidates_for(sim: Similarity, entity: Indexed, vector: np.ndarray, exclude
     settings = sim.settings
     floor = min([sim.threshold, *settings.thresholds.values()])
     with sim.lock:
-        hits = sim.index.search(vector.tolist(), limit=settings.candidates_per_entity + len(exclude), min_score=floor,
-                                exclude=[entity.id])  # fmt: skip
+        hits = sim.index.search(vector.tolist(), limit=settings.candidates_per_entity, min_score=floor,
+                                exclude=sorted(exclude | {entity.id}))  # fmt: skip
     out = []
     for hit in hits:
         other = hit.entity
-        if other.id in exclude:
-            continue
         if hit.score < threshold_for(entity.type, other.type, sim.threshold, settings.thresholds):
             continue
         verdict = classify(entity.text, other.text, hit.score, settings.duplicate_threshold)
@@ -94,9 +92,12 @@ def candidates_for(sim: Similarity, entity: Indexed, vector: np.ndarray, exclude
                 suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
             )  # fmt: skip
         )
-        if len(out) >= settings.candidates_per_entity:
-            break
     return out
+
+
+def withdraw_all(sim: Similarity, entity_id: str, reason: str) -> list[Frozen]:
+    """Withdrawals of every pair currently proposed with an entity."""
+    return [CandidateWithdrawn(a=a, b=b, reason=reason) for a, b in proposed_with(sim, entity_id)]
 
 
 def proposed_with(sim: Similarity, entity_id: str) -> list[tuple[str, str]]:
@@ -132,8 +133,7 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
             upserts.pop(retracted.id, None)
             with sim.lock:
                 sim.index.delete([retracted.id])
-            payloads += [CandidateWithdrawn(a=a, b=b, reason=f"{retracted.id} was retracted")
-                         for a, b in proposed_with(sim, retracted.id)]  # fmt: skip
+            payloads += withdraw_all(sim, retracted.id, f"{retracted.id} was retracted")
         elif envelope.type == "edge.added":
             edge = EdgeAdded.model_validate(envelope.payload)
             a, b = pair(edge.source, edge.target)
@@ -141,16 +141,13 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
             payloads.append(CandidateWithdrawn(a=a, b=b, reason=f"typed edge added: {edge.type}"))
     for entity in upserts.values():
         if entity.status != "active":  # retracted or merged through an upsert: its candidates go too
-            payloads += [CandidateWithdrawn(a=a, b=b, reason=f"{entity.id} is {entity.status}")
-                         for a, b in proposed_with(sim, entity.id)]  # fmt: skip
+            payloads += withdraw_all(sim, entity.id, f"{entity.id} is {entity.status}")
     if upserts:
-        vectors = index_entities(sim, list(upserts.values()))
-        blocked = linked(sim, list(vectors))
-        for entity_id, vector in vectors.items():
-            exclude = blocked.get(entity_id, set()) | {
-                b if a == entity_id else a for a, b in edges if entity_id in (a, b)
-            }
-            payloads += candidates_for(sim, indexed(sim, upserts[entity_id]), vector, exclude)
+        fresh = index_entities(sim, list(upserts.values()))
+        blocked = linked(sim, [item.id for item, _ in fresh])
+        for item, vector in fresh:
+            in_entry = {b if a == item.id else a for a, b in edges if item.id in (a, b)}
+            payloads += candidates_for(sim, item, vector, blocked.get(item.id, set()) | in_entry)
     ids = [uuid.uuid5(EVENT_NAMESPACE, f"{entry_id}|{i}|{p.model_dump_json()}") for i, p in enumerate(payloads)]
     return new_envelopes(payloads, producer=PRODUCER, event_ids=ids) if payloads else []
 

@@ -254,7 +254,7 @@ class EdgeIndex:
             },
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
         )
-        if (self.path / "edge_config.json").exists() or any(self.path.glob("*")):
+        if self.path.exists() and any(self.path.iterdir()):
             self._shard = q.EdgeShard.load(str(self.path), config)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -326,10 +326,6 @@ class EdgeIndex:
 
     def count(self) -> int:
         return int(self._shard.count(self._q.CountRequest(exact=True)))
-
-    def optimize(self) -> None:
-        """Build the HNSW graph for what has been written (blocking)."""
-        self._shard.optimize()
 
     def close(self) -> None:
         self._shard.flush()
