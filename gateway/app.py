@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway import clients
-from gateway.routers import home, reads, review, writes
+from gateway.routers import home, reads, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import instrument
 
@@ -39,6 +39,7 @@ def create_app(
     app.include_router(writes.router)
     app.include_router(reads.router)
     app.include_router(review.router)
+    app.include_router(webhooks.router)
     app.include_router(home.router)
     instrument(app, "gateway")
     return app

@@ -14,9 +14,10 @@ class Services:
     ingest: httpx.AsyncClient
     graph: httpx.AsyncClient
     similarity: httpx.AsyncClient
+    webhooks: httpx.AsyncClient
 
     async def aclose(self) -> None:
-        for client in (self.ingest, self.graph, self.similarity):
+        for client in (self.ingest, self.graph, self.similarity, self.webhooks):
             await client.aclose()
 
 
@@ -38,4 +39,5 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         ingest=client("ingest", settings.ingest_url),
         graph=client("graph", settings.graph_url),
         similarity=client("similarity", settings.similarity_url),
+        webhooks=client("webhooks", settings.webhooks_url),
     )

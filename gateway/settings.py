@@ -13,6 +13,7 @@ class GatewaySettings(CoreSettings):
     ingest_url: str = "http://127.0.0.1:8001"
     graph_url: str = "http://127.0.0.1:8002"
     similarity_url: str = "http://127.0.0.1:8003"
+    webhooks_url: str = "http://127.0.0.1:8004"
     # None: the similarity service's default for its model, which the view reports as `threshold`.
     similarity_threshold: float | None = Field(None, ge=-1, le=1)
     timeout_s: float = Field(30.0, gt=0)

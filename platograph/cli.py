@@ -165,12 +165,27 @@ def projector() -> None:
 
 
 @app.command(hidden=True)
-def worker() -> None:
+def worker(
+    queue: Annotated[str, typer.Option(help="The RQ queue to work")] = "platograph",
+    simple: Annotated[bool, typer.Option(help="Run jobs in this process (no fork per job)")] = False,
+    maintenance_s: Annotated[int, typer.Option(help="How often to requeue jobs of dead workers")] = 600,
+) -> None:
     """Run an RQ worker."""
     from platograph import jobs
 
     configure_logging()
-    jobs.work()
+    jobs.work(queue, simple=simple, maintenance_s=maintenance_s)
+
+
+@app.command(hidden=True)
+def scheduler(
+    queue: Annotated[list[str], typer.Option(help="A queue whose delayed jobs to enqueue (repeatable)")],
+) -> None:
+    """Run RQ's scheduler."""
+    from platograph import jobs
+
+    configure_logging()
+    jobs.schedule(queue)
 
 
 if __name__ == "__main__":

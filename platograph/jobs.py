@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine
 
@@ -27,7 +30,36 @@ def queue(connection: redis.Redis) -> Queue:
     return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
 
-def work() -> None:
-    """Run an RQ worker on the platograph queue until stopped."""
+class DeliveryWorker(SimpleWorker):
+    """A worker that runs jobs in its own process. Nothing refreshes a job's heartbeat while it runs here,
+    so its started entry lives for the job's timeout plus a margin; RQ's default margin (60 s) would let
+    a job whose worker was killed wait a minute before its retry, this one lets it wait 10 s."""
+
+    def get_heartbeat_ttl(self, job: Any) -> int:
+        return int(job.timeout or 180) + 10
+
+
+def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 600) -> None:
+    """Run an RQ worker on one queue until stopped. A simple worker runs jobs in
+    its own process instead of forking one per job: cheap jobs (webhook deliveries) keep their pools."""
     connection = redis.Redis.from_url(CoreSettings().redis_url)
-    Worker([queue(connection)], connection=connection, serializer=JSONSerializer).work(with_scheduler=True)
+    worker_class = DeliveryWorker if simple else Worker
+    worker = worker_class(
+        [Queue(queue_name, connection=connection, serializer=JSONSerializer)],
+        connection=connection,
+        serializer=JSONSerializer,
+        maintenance_interval=maintenance_s,
+        # An idle worker blocks on the queue for worker_ttl - 15 s and only looks after the registries
+        # (requeueing jobs of dead workers) between blocks; this makes it look every maintenance_s.
+        worker_ttl=maintenance_s + 15,
+    )
+    # The scheduler runs as its own supervised process (`schedule`): a worker's scheduler is a forked
+    # child that a kill -9 of the worker would orphan.
+    worker.work(with_scheduler=False, logging_level="WARNING" if simple else "INFO")
+
+
+def schedule(queue_names: list[str]) -> None:
+    """Run RQ's scheduler (delayed jobs and retries) for these queues in this process until stopped."""
+    connection = redis.Redis.from_url(CoreSettings().redis_url)
+    scheduler = RQScheduler(queue_names, connection=connection, serializer=JSONSerializer, logging_level="WARNING")
+    scheduler.work()  # type: ignore[no-untyped-call]

@@ -39,8 +39,23 @@ class UpSettings(BaseSettings):
     ingest_port: int = 8001
     graph_port: int = 8002
     similarity_port: int = 8003
+    webhooks_port: int = 8004
+    webhook_workers: int = Field(2, ge=1, le=64)
+    webhook_queue: str = "platograph-webhooks"
     projectors: int = Field(1, ge=1, le=16)
     redis_fsync: str = Field("everysec", pattern="^(always|everysec|no)$")
+
+
+def webhook_key(path: Path) -> str:
+    """The Fernet key that encrypts webhook secrets at rest: made once, readable by its owner only."""
+    from cryptography.fernet import Fernet
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
 
 
 def _die_with_parent() -> None:
@@ -125,7 +140,10 @@ class System:
             self.postgres = EmbeddedPostgres(data_dir / "pg")
             self.env["DATABASE_URL"] = self.postgres.start()
         migrations.upgrade(self.env["DATABASE_URL"])
-        s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port}
+        if not self.env.get("PLATOGRAPH_WEBHOOK_KEY"):
+            self.env["PLATOGRAPH_WEBHOOK_KEY"] = webhook_key(data_dir / "webhook.key")
+        s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port,
+                   "webhooks": s.webhooks_port}  # fmt: skip
         for name, port in s_ports.items():
             self.env[f"PLATOGRAPH_{name.upper()}_URL"] = f"http://{s.host}:{port}"
 
@@ -135,6 +153,7 @@ class System:
             ("ingest", "services.ingest.entrypoints.http:create_app", s.ingest_port),
             ("graph", "services.graph.entrypoints.http:create_app", s.graph_port),
             ("similarity", "services.similarity.entrypoints.http:create_app", s.similarity_port),
+            ("webhooks", "services.webhooks.entrypoints.http:create_app", s.webhooks_port),
         ]
         # The similarity process owns the embedded index (one opener per directory) and runs its consumer.
         similarity_env = {
@@ -151,6 +170,13 @@ class System:
             self.children.append(Child(f"projector-{n}", argv, env, logs / f"projector-{n}.log"))
         worker = [sys.executable, "-m", "platograph.cli", "worker"]
         self.children.append(Child("worker", worker, self.env, logs / "worker.log"))
+        scheduler = [sys.executable, "-m", "platograph.cli", "scheduler", "--queue", "platograph", "--queue",
+                     s.webhook_queue]  # fmt: skip
+        self.children.append(Child("scheduler", scheduler, self.env, logs / "scheduler.log"))
+        for n in range(1, s.webhook_workers + 1):
+            argv = [sys.executable, "-m", "platograph.cli", "worker", "--queue", s.webhook_queue, "--simple",
+                    "--maintenance-s", "60"]  # fmt: skip
+            self.children.append(Child(f"webhook-worker-{n}", argv, self.env, logs / f"webhook-worker-{n}.log"))
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
         self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
 
@@ -158,7 +184,8 @@ class System:
         """Refuse to start over another process's port (a restart loop would hide the clash)."""
         s = self.settings
         ports = {"PLATOGRAPH_PORT": s.port, "PLATOGRAPH_INGEST_PORT": s.ingest_port,
-                 "PLATOGRAPH_GRAPH_PORT": s.graph_port, "PLATOGRAPH_SIMILARITY_PORT": s.similarity_port}  # fmt: skip
+                 "PLATOGRAPH_GRAPH_PORT": s.graph_port, "PLATOGRAPH_SIMILARITY_PORT": s.similarity_port,
+                 "PLATOGRAPH_WEBHOOKS_PORT": s.webhooks_port}  # fmt: skip
         for variable, port in ports.items():
             with socket.socket() as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -32,7 +32,12 @@ def engine(backend: servers.Servers) -> Iterator[Engine]:
     """An engine on a database whose read model and journal start empty."""
     eng = create_engine(sqlalchemy_url(backend.database_url))
     with eng.begin() as conn:
-        conn.execute(text("TRUNCATE journal, entities, edges, candidates, projection_tracking"))
+        conn.execute(
+            text(
+                "TRUNCATE journal, entities, edges, candidates, projection_tracking, webhook_subscriptions,"
+                " webhook_deliveries, webhook_attempts"
+            )
+        )
     yield eng
     eng.dispose()
 

@@ -214,14 +214,14 @@ async def models(request: Request, services: ServicesDep) -> Response:
 async def status(services: ServicesDep) -> dict[str, Any]:
     """Health of every service and the projector's progress."""
     out: dict[str, Any] = {"services": {}}
-    for name in ("ingest", "graph", "similarity"):
+    for name in ("ingest", "graph", "similarity", "webhooks"):
         client = getattr(services, name)
         try:
             response = await client.get("/healthz")
             out["services"][name] = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
         except Exception as exc:  # noqa: BLE001 - any failure is reported as that service's state
             out["services"][name] = f"unreachable: {exc.__class__.__name__}"
-    for name, path in (("graph", "/v1/stats"), ("similarity", "/v1/stats")):
+    for name, path in (("graph", "/v1/stats"), ("similarity", "/v1/stats"), ("webhooks", "/v1/stats")):
         try:
             stats = await getattr(services, name).get(path)
             out[name] = stats.json() if stats.status_code == 200 else None

@@ -26,6 +26,9 @@ from services.similarity.adapters.embedder import MiniLMOnnx
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.entrypoints import http as similarity_http
 from services.similarity.settings import SimilaritySettings
+from services.webhooks import dispatcher
+from services.webhooks.bootstrap import bootstrap as webhook_bootstrap
+from services.webhooks.entrypoints import http as webhooks_http
 from tests.conftest import SEED_FILE
 
 pytestmark = pytest.mark.integration
@@ -46,8 +49,11 @@ class Down(httpx.AsyncBaseTransport):
 EMBEDDER = MiniLMOnnx()  # loaded once for the module's tests
 
 
-def system(index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None) -> Iterator[TestClient]:
-    """Every service in-process, with the projector and the similarity consumer on threads."""
+def system(
+    index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None, webhooks: bool = False
+) -> Iterator[TestClient]:
+    """Every service in-process, with the projector and the similarity consumer on threads (and, with
+    `webhooks`, the webhook service and its dispatcher; delivery workers are the test's to start)."""
     graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
     graph_app = graph_http.create_app(graph)
     graph_client = TestClient(graph_app, base_url="http://graph")  # a sync httpx client over the ASGI app
@@ -58,6 +64,9 @@ def system(index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None) 
     stop = threading.Event()
     threads = [threading.Thread(target=projector.run, args=(graph, stop), daemon=True),
                threading.Thread(target=similarity_consumer.run, args=(sim, stop), daemon=True)]  # fmt: skip
+    hooks = webhook_bootstrap(graph=graph_client) if webhooks else None
+    if hooks is not None:
+        threads.append(threading.Thread(target=dispatcher.run, args=(hooks, stop), daemon=True))
     for thread in threads:
         thread.start()
     ingest = ingest_bootstrap()
@@ -67,6 +76,8 @@ def system(index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None) 
         "graph": httpx.ASGITransport(app=graph_app),
         "similarity": similarity or httpx.ASGITransport(app=similarity_http.create_app(sim, consume=False)),
     }
+    if hooks is not None:
+        transports["webhooks"] = httpx.ASGITransport(app=webhooks_http.create_app(hooks, dispatch=False))
     try:
         with TestClient(create_app(GatewaySettings(), transports)) as client:
             yield client
@@ -78,6 +89,8 @@ def system(index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None) 
             thread.join(30)
         sim.close()
         graph.close()
+        if hooks is not None:
+            hooks.close()
 
 
 @pytest.fixture

@@ -100,3 +100,20 @@ def get_pair(conn: Connection, a: str, b: str) -> dict[str, Any] | None:
     page = list_candidates(conn, status=None, kind=None, min_score=-1.0, max_score=1.0, entity=None,
                            type_pair=None, cursor=None, limit=1, pair=(low, high))  # fmt: skip
     return page["items"][0] if page["items"] else None
+
+
+def briefs(conn: Connection, ids: list[str], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Names of entities and scores of candidate pairs, for messages that mention them."""
+    entities = {
+        row.id: {"id": row.id, "type": row.type, "name": row.name, "status": row.status}
+        for row in conn.execute(
+            text("SELECT id, type, name, status FROM entities WHERE id = ANY(:ids) AND version > 0"), {"ids": ids}
+        )
+    }
+    scores: dict[str, float] = {}
+    if pairs:
+        sql = text("""SELECT a, b, score FROM candidates
+                      WHERE (a, b) IN (SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[])))""")
+        rows = conn.execute(sql, {"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]})
+        scores = {f"{row.a}|{row.b}": row.score for row in rows}
+    return {"entities": entities, "scores": scores}

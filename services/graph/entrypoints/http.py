@@ -146,6 +146,17 @@ def linked(body: LinkedQuery, conn: ConnDep) -> dict[str, dict[str, list[str]]]:
     return candidate_queries.linked(conn, body.ids)
 
 
+class BriefQuery(BaseModel):
+    ids: list[str] = Field(default_factory=list, max_length=5000)
+    pairs: list[tuple[str, str]] = Field(default_factory=list, max_length=5000)
+
+
+@router.post("/briefs")
+def briefs(body: BriefQuery, conn: ConnDep) -> dict[str, Any]:
+    """Id, type, name and status of entities, and the scores of candidate pairs (`a|b`, a < b)."""
+    return candidate_queries.briefs(conn, body.ids, body.pairs)
+
+
 @router.get("/candidates")
 def list_candidates(
     conn: ConnDep,

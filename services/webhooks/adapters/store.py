@@ -1,0 +1,172 @@
+"""SQL for subscriptions, deliveries and attempts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert
+
+from services.graph.adapters.queries import decode_cursor, encode_cursor
+from services.webhooks.adapters.tables import Attempt, Delivery, Subscription
+
+SUBSCRIPTION_COLUMNS = """id, url, event_types, entity_types, min_score, description, state, state_reason,
+    previous_secret_until, failing_since, created_at, updated_at"""
+
+
+def create_subscription(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(Subscription).values(**row))
+
+
+def get_subscription(conn: Connection, subscription_id: str, *, with_secrets: bool = False) -> dict[str, Any] | None:
+    columns = SUBSCRIPTION_COLUMNS + (", secret, previous_secret" if with_secrets else "")
+    sql = text(f"SELECT {columns} FROM webhook_subscriptions WHERE id = :id")
+    row = conn.execute(sql, {"id": subscription_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def list_subscriptions(conn: Connection, cursor: str | None, limit: int) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+    sql = text(f"""SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions
+                   WHERE (CAST(:after AS text) IS NULL OR id > :after) ORDER BY id LIMIT :limit""")
+    rows = [dict(r) for r in conn.execute(sql, {"after": after[0] if after else None, "limit": limit + 1}).mappings()]
+    more = len(rows) > limit
+    return {"items": rows[:limit], "next_cursor": encode_cursor([rows[limit - 1]["id"]]) if more else None}
+
+
+def update_subscription(conn: Connection, subscription_id: str, values: dict[str, Any]) -> bool:
+    values = values | {"updated_at": text("now()")}
+    result = conn.execute(
+        Subscription.__table__.update().where(Subscription.__table__.c.id == subscription_id).values(**values)  # type: ignore[attr-defined]
+    )
+    return bool(result.rowcount)
+
+
+def delete_subscription(conn: Connection, subscription_id: str) -> bool:
+    result = conn.execute(text("DELETE FROM webhook_subscriptions WHERE id = :id"), {"id": subscription_id})
+    return bool(result.rowcount)
+
+
+def live_subscriptions(conn: Connection) -> list[dict[str, Any]]:
+    """Subscriptions that collect deliveries: active ones, and paused ones (sent on resume)."""
+    sql = text(f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE state IN ('active', 'paused')")
+    return [dict(r) for r in conn.execute(sql).mappings()]
+
+
+def insert_deliveries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Record deliveries, once each: a row that exists (an event seen again) is left as it is."""
+    if rows:
+        statement = insert(Delivery).values(list(rows)).on_conflict_do_nothing(index_elements=["id"])
+        conn.execute(statement)
+
+
+def unsent(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Of these deliveries, those never attempted whose endpoint is active: they need a first job."""
+    sql = text("""SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                  WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.attempts = 0 AND s.state = 'active'""")
+    return [row.id for row in conn.execute(sql, {"ids": list(delivery_ids)})]
+
+
+def pending_of(conn: Connection, subscription_id: str) -> list[uuid.UUID]:
+    sql = text("""SELECT id FROM webhook_deliveries WHERE subscription_id = :s AND status = 'pending'
+                  ORDER BY created_at""")
+    return [row.id for row in conn.execute(sql, {"s": subscription_id})]
+
+
+def claim(conn: Connection, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+    """Lock a delivery (with its subscription's state) for one attempt; None when another worker holds it
+    or it is gone. The lock lasts for the attempt, so two jobs for one delivery never send at once."""
+    sql = text("""SELECT d.id, d.subscription_id, d.event_id, d.body, d.status, d.attempts,
+                         s.url, s.state, s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+                    FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                   WHERE d.id = :id FOR UPDATE OF d SKIP LOCKED""")
+    row = conn.execute(sql, {"id": delivery_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def record_attempt(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(Attempt).values(**row))
+
+
+def set_delivery(conn: Connection, delivery_id: uuid.UUID, values: dict[str, Any]) -> None:
+    values = values | {"updated_at": text("now()")}
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    conn.execute(table.update().where(table.c.id == delivery_id).values(**values))
+
+
+DELIVERY_COLUMNS = """d.id, d.event_id, d.event_type, d.status, d.status_reason, d.attempts, d.next_attempt_at,
+    d.delivered_at, d.created_at, d.updated_at, d.body"""
+
+
+def list_deliveries(
+    conn: Connection, subscription_id: str, status: str | None, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """Newest first, each with its latest attempts."""
+    after = decode_cursor(cursor)
+    sql = text(f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+                   WHERE d.subscription_id = :s AND (CAST(:status AS text) IS NULL OR d.status = :status)
+                     AND (CAST(:after_at AS timestamptz) IS NULL OR (d.created_at, d.id) < (:after_at, :after_id))
+                   ORDER BY d.created_at DESC, d.id DESC LIMIT :limit""")
+    params = {"s": subscription_id, "status": status, "limit": limit + 1,
+              "after_at": after[0] if after else None, "after_id": after[1] if after else None}  # fmt: skip
+    rows = [dict(r) for r in conn.execute(sql, params).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    attempts = _attempts(conn, [r["id"] for r in rows])
+    for row in rows:
+        row["attempt_log"] = attempts.get(row["id"], [])
+    last = rows[-1] if more else None
+    return {"items": rows, "next_cursor": encode_cursor([last["created_at"].isoformat(), str(last["id"])]) if last
+            else None}  # fmt: skip
+
+
+def get_delivery(conn: Connection, subscription_id: str, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+    sql = text(f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.subscription_id = :s AND d.id = :id")
+    row = conn.execute(sql, {"s": subscription_id, "id": delivery_id}).mappings().first()
+    if row is None:
+        return None
+    return dict(row) | {"attempt_log": _attempts(conn, [delivery_id]).get(delivery_id, [])}
+
+
+def _attempts(conn: Connection, delivery_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    sql = text("""SELECT delivery_id, attempted_at, status_code, latency_ms, error, response FROM webhook_attempts
+                  WHERE delivery_id = ANY(:ids) ORDER BY id""")
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in conn.execute(sql, {"ids": delivery_ids}).mappings():
+        item = dict(row)
+        out.setdefault(item.pop("delivery_id"), []).append(item)
+    return out
+
+
+def reopen(conn: Connection, subscription_id: str, *, delivery_id: uuid.UUID | None = None,
+           since: datetime | None = None, only_failed: bool = False) -> list[uuid.UUID]:  # fmt: skip
+    """Set deliveries back to pending with a fresh schedule (one by id, or all since a time)."""
+    sql = text("""UPDATE webhook_deliveries SET status = 'pending', status_reason = 'resent', attempts = 0,
+                         next_attempt_at = now(), updated_at = now()
+                   WHERE subscription_id = :s
+                     AND (CAST(:id AS uuid) IS NULL OR id = :id)
+                     AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
+                     AND (NOT :only_failed OR status = 'failed')
+               RETURNING id""")
+    params = {"s": subscription_id, "id": delivery_id, "since": since, "only_failed": only_failed}
+    return [row.id for row in conn.execute(sql, params)]
+
+
+def delivery_counts(conn: Connection, subscription_id: str) -> dict[str, int]:
+    sql = text("SELECT status, count(*) AS n FROM webhook_deliveries WHERE subscription_id = :s GROUP BY status")
+    return {row.status: int(row.n) for row in conn.execute(sql, {"s": subscription_id})}
+
+
+def stats(conn: Connection) -> dict[str, Any]:
+    subscriptions = {
+        row.state: int(row.n)
+        for row in conn.execute(text("SELECT state, count(*) AS n FROM webhook_subscriptions GROUP BY state"))
+    }
+    deliveries = {
+        row.status: int(row.n)
+        for row in conn.execute(text("SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status"))
+    }
+    return {"subscriptions": subscriptions, "deliveries": deliveries}

@@ -1,0 +1,63 @@
+"""The one place that wires the webhook service's dependencies."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cache
+
+import httpx
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import Engine, create_engine
+
+from platograph.stream import StreamConsumer
+from services.webhooks.adapters.secrets import SecretBox
+from services.webhooks.settings import WebhookSettings
+
+
+@dataclass
+class Webhooks:
+    settings: WebhookSettings
+    engine: Engine
+    redis: redis.Redis
+    queue: Queue
+    box: SecretBox
+    graph: httpx.Client
+    consumer: StreamConsumer
+    http: httpx.Client  # sends deliveries: no redirects, no environment proxies
+    rng: random.Random = field(default_factory=random.Random)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.graph.close()
+        self.http.close()
+        self.redis.close()
+
+
+def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | None = None) -> Webhooks:
+    settings = settings or WebhookSettings()
+    connection = redis.Redis.from_url(settings.redis_url)
+    return Webhooks(
+        settings=settings,
+        engine=create_engine(settings.database_url, pool_size=5, max_overflow=10, pool_recycle=1800),
+        redis=connection,
+        queue=Queue(settings.webhook_queue, connection=connection, serializer=JSONSerializer),
+        box=SecretBox(settings.webhook_key),
+        graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
+        consumer=StreamConsumer(
+            connection,
+            stream=settings.stream,
+            group=settings.webhook_group,
+            consumer=settings.webhook_consumer,
+            dead_letter_stream=settings.dead_letter_stream,
+        ),
+        http=httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False),
+    )
+
+
+@cache
+def worker_context() -> Webhooks:
+    """The wiring a delivery job uses: built once per worker process."""
+    return bootstrap()

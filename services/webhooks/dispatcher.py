@@ -1,0 +1,115 @@
+"""The dispatcher: a consumer group on the event log that turns events into deliveries (the outbox).
+
+Deliveries are recorded (once each: ids are derived from subscription and event) and their first jobs
+queued before the entry is acked, so a crash anywhere in between only repeats work: the entry comes
+back, the rows exist, and only jobs not yet queued are queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
+
+from platograph.contracts import Envelope, decode_entry
+from platograph.stream import Entry, consume
+from services.webhooks import delivery
+from services.webhooks.adapters import store
+from services.webhooks.bootstrap import Webhooks
+from services.webhooks.domain import messages
+
+log = logging.getLogger(__name__)
+NAMESPACE = uuid.UUID("5b0a4a43-55d2-4c4f-9a43-8b0f5e4b7f10")
+GRAPH_WAIT_MS = 5000
+
+
+def delivery_id(subscription_id: str, event_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"{subscription_id}:{event_id}")
+
+
+def handle(wh: Webhooks, entries: list[Entry]) -> int:
+    events: list[tuple[str, Envelope]] = []
+    for entry_id, fields in entries:
+        try:
+            envelopes = [Envelope.model_validate(raw) for raw in decode_entry(fields)]
+        except (ValueError, ValidationError) as exc:  # the graph projector dead-letters these
+            log.warning("skipping entry %s: %s", entry_id, exc)
+            continue
+        events.extend((entry_id, e) for e in envelopes if e.type in messages.EVENT_TYPES)
+    if events:
+        with wh.engine.begin() as conn:
+            subscriptions = store.live_subscriptions(conn)
+        if subscriptions:
+            queued = record(wh, events, subscriptions)
+            log.info("%d events, %d deliveries queued", len(events), queued)
+    wh.consumer.ack([entry_id for entry_id, _ in entries])
+    return len(entries)
+
+
+def record(wh: Webhooks, events: list[tuple[str, Envelope]], subscriptions: list[dict[str, Any]]) -> int:
+    """Deliveries for the events the subscriptions want; returns how many first attempts were queued."""
+    _wait_for_graph(wh, events[-1][0])
+    ids = sorted({i for _, e in events for i in messages.entity_ids(e.type, e.payload)})
+    pairs = sorted({(e.payload["a"], e.payload["b"]) for _, e in events if e.type.startswith("candidate.")})
+    response = wh.graph.post("/v1/briefs", json={"ids": ids, "pairs": pairs})
+    response.raise_for_status()
+    known = response.json()
+    rows: list[dict[str, Any]] = []
+    for entry_id, event in events:
+        payload = event.payload
+        score = payload.get("score")
+        if score is None and event.type.startswith("candidate."):
+            score = known["scores"].get(f"{payload['a']}|{payload['b']}")
+        entity_ids = messages.entity_ids(event.type, payload)
+        body: str | None = None
+        for subscription in subscriptions:
+            if not messages.matches(event.type, entity_ids, score, subscription):
+                continue
+            body = (
+                body
+                or orjson.dumps(
+                    messages.body(event.type, event.occurred_at, payload, known["entities"], score)
+                ).decode()
+            )
+            rows.append({"id": delivery_id(subscription["id"], event.event_id), "subscription_id": subscription["id"],
+                         "event_id": event.event_id, "event_type": event.type, "stream_id": entry_id, "body": body,
+                         "status": "pending"})  # fmt: skip
+    if not rows:
+        return 0
+    with wh.engine.begin() as conn:
+        store.insert_deliveries(conn, rows)
+        unsent = store.unsent(conn, [r["id"] for r in rows])
+    return delivery.enqueue_first(wh, unsent)
+
+
+def _wait_for_graph(wh: Webhooks, entry_id: str) -> None:
+    """Names come from the graph's read model: let it reach the entry first (briefly)."""
+    response = wh.graph.get("/v1/projection", params={"position": entry_id, "wait_ms": GRAPH_WAIT_MS})
+    if response.status_code == 200 and not response.json()["reached"]:
+        log.warning("graph projection has not reached %s; names may be missing", entry_id)
+
+
+def run(wh: Webhooks, stop: threading.Event) -> None:
+    """Consume until stopped. An unexpected error does not end the thread: the entries stay pending and
+    are read again after a pause (a webhook service whose dispatcher died would look healthy)."""
+    while not stop.is_set():
+        try:
+            consume(
+                wh.consumer,
+                lambda entries: handle(wh, entries),
+                stop,
+                batch=wh.settings.webhook_batch_size,
+                block_ms=500,
+                claim_idle_ms=30_000,
+                transient=(RedisConnectionError, httpx.TransportError, httpx.HTTPStatusError, OperationalError),
+            )
+        except Exception:
+            log.exception("dispatcher failed; retrying its pending entries in 5 s")
+            stop.wait(5)

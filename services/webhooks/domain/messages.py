@@ -1,0 +1,116 @@
+"""What an endpoint receives: which events, filtered how, in which body, retried when."""
+
+from __future__ import annotations
+
+import base64
+import random
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, HttpUrl, field_validator
+
+# Events an integrator may subscribe to (the merge events come with the review loop).
+EVENT_TYPES = (
+    "candidate.proposed",
+    "candidate.withdrawn",
+    "candidate.accepted",
+    "candidate.rejected",
+    "entity.merged",
+    "entity.unmerged",
+)
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _known_types(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    unknown = sorted(set(value) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+    return sorted(set(value))
+
+
+class Filter(BaseModel):
+    entity_types: list[str] | None = Field(None, description="Only events where either entity has one of these types")
+    min_score: float | None = Field(None, ge=-1, le=1, description="Only candidates scoring at least this")
+
+
+class SubscriptionIn(BaseModel):
+    url: HttpUrl
+    event_types: list[str] = Field(["candidate.proposed"], min_length=1)
+    filter: Filter = Field(default_factory=Filter)
+    description: str = Field("", max_length=2000)
+
+    _known = field_validator("event_types")(_known_types)
+
+
+class SubscriptionPatch(BaseModel):
+    url: HttpUrl | None = None
+    event_types: list[str] | None = Field(None, min_length=1)
+    filter: Filter | None = None
+    description: str | None = Field(None, max_length=2000)
+
+    _known = field_validator("event_types")(_known_types)
+
+
+class Rotation(BaseModel):
+    grace_s: float | None = Field(None, ge=0, le=30 * 24 * 3600, description="How long the old secret still signs")
+
+
+class Replay(BaseModel):
+    since: datetime = Field(description="Re-send every delivery recorded at or after this time")
+    only_failed: bool = False
+
+
+def entity_ids(event_type: str, payload: dict[str, Any]) -> list[str]:
+    """The entities an event is about (in the order the body names them)."""
+    if event_type.startswith("candidate."):
+        return [payload["a"], payload["b"]]
+    if event_type in ("entity.merged", "entity.unmerged"):
+        return [payload["id"], payload["into"]]
+    return []
+
+
+def matches(event_type: str, ids: Sequence[str], score: float | None, subscription: dict[str, Any]) -> bool:
+    """Whether a subscription wants an event; an entity's type is the prefix of its id."""
+    if event_type not in subscription["event_types"]:
+        return False
+    wanted = subscription["entity_types"]
+    if wanted and not any(i.partition(":")[0] in wanted for i in ids):
+        return False
+    minimum = subscription["min_score"]
+    return minimum is None or score is None or score >= minimum
+
+
+def body(
+    event_type: str, occurred_at: datetime, payload: dict[str, Any], briefs: dict[str, dict[str, Any]],
+    score: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """`{type, timestamp, data}`; data names both entities (id, type, name) and carries the score."""
+    ids = entity_ids(event_type, payload)
+    data: dict[str, Any] = dict(payload)
+    if event_type.startswith("candidate."):
+        data["a"], data["b"] = (_brief(i, briefs) for i in ids)
+        data["score"] = score
+    elif ids:
+        data["entity"], data["into"] = (_brief(i, briefs) for i in ids)
+        data.pop("id", None)
+    return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}
+
+
+def _brief(entity_id: str, briefs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    known = briefs.get(entity_id) or {}
+    return {"id": entity_id, "type": entity_id.partition(":")[0], "name": known.get("name")}
+
+
+def retry_delay(attempts: int, schedule: Sequence[float], jitter: float, rng: random.Random) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones; None when the schedule is spent."""
+    if attempts > len(schedule):
+        return None
+    return schedule[attempts - 1] * rng.uniform(1 - jitter, 1 + jitter)

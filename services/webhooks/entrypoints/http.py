@@ -1,0 +1,237 @@
+"""The webhook API (internal; the gateway forwards /v1/webhooks to it). The dispatcher runs here as a thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from sqlalchemy import Connection
+
+from platograph.observability import instrument
+from services.webhooks import delivery, dispatcher
+from services.webhooks.adapters import store
+from services.webhooks.bootstrap import Webhooks, bootstrap
+from services.webhooks.domain import messages, safety
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def get_wh(request: Request) -> Webhooks:
+    return request.app.state.wh  # type: ignore[no-any-return]
+
+
+WhDep = Annotated[Webhooks, Depends(get_wh)]
+
+
+def get_conn(wh: WhDep) -> Iterator[Connection]:
+    with wh.engine.begin() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Connection, Depends(get_conn)]
+
+
+def _error(status: int, loc: list[str], msg: str, kind: str) -> HTTPException:
+    return HTTPException(status, detail=[{"loc": loc, "msg": msg, "type": kind}])
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    view = {k: v for k, v in row.items() if k not in ("entity_types", "min_score", "secret", "previous_secret")}
+    return view | {"filter": {"entity_types": row["entity_types"], "min_score": row["min_score"]}}
+
+
+def _existing(conn: Connection, subscription_id: str) -> dict[str, Any]:
+    row = store.get_subscription(conn, subscription_id)
+    if row is None:
+        raise _error(404, ["path", "id"], f"no webhook {subscription_id!r}", "not_found")
+    return row
+
+
+def _check_url(wh: Webhooks, url: str) -> None:
+    try:
+        safety.resolve(url, wh.settings.webhook_allowlist)
+    except safety.UnsafeEndpoint as exc:
+        raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
+
+
+@router.post("", status_code=201)
+def create(body: messages.SubscriptionIn, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+    """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
+    url = str(body.url)
+    _check_url(wh, url)
+    secret = messages.new_secret()
+    subscription_id = f"wh_{uuid.uuid4().hex}"
+    store.create_subscription(conn, {
+        "id": subscription_id, "url": url, "event_types": body.event_types,
+        "entity_types": body.filter.entity_types, "min_score": body.filter.min_score,
+        "description": body.description, "state": "active", "state_reason": "", "secret": wh.box.seal(secret),
+    })  # fmt: skip
+    return _view(_existing(conn, subscription_id)) | {"secret": secret}
+
+
+@router.get("")
+def list_all(conn: ConnDep, cursor: str | None = None, limit: Limit = 50) -> dict[str, Any]:
+    try:
+        page = store.list_subscriptions(conn, cursor, limit)
+    except ValueError as exc:
+        raise _error(422, ["query", "cursor"], str(exc), "value_error") from exc
+    return page | {"items": [_view(r) for r in page["items"]]}
+
+
+@router.get("/{id}")
+def get(id: str, conn: ConnDep) -> dict[str, Any]:
+    """A subscription with its delivery counts by status."""
+    return _view(_existing(conn, id)) | {"deliveries": store.delivery_counts(conn, id)}
+
+
+@router.patch("/{id}")
+def update(id: str, body: messages.SubscriptionPatch, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+    _existing(conn, id)
+    values: dict[str, Any] = {}
+    if body.url is not None:
+        _check_url(wh, str(body.url))
+        values["url"] = str(body.url)
+    if body.event_types is not None:
+        values["event_types"] = body.event_types
+    if body.filter is not None:
+        values |= {"entity_types": body.filter.entity_types, "min_score": body.filter.min_score}
+    if body.description is not None:
+        values["description"] = body.description
+    if values:
+        store.update_subscription(conn, id, values)
+    return _view(_existing(conn, id))
+
+
+@router.delete("/{id}", status_code=204)
+def delete(id: str, conn: ConnDep) -> Response:
+    if not store.delete_subscription(conn, id):
+        raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
+    return Response(status_code=204)
+
+
+@router.post("/{id}/pause")
+def pause(id: str, conn: ConnDep) -> dict[str, Any]:
+    """Stop sending; deliveries keep being recorded and go out on resume."""
+    _existing(conn, id)
+    store.update_subscription(conn, id, {"state": "paused", "state_reason": "paused by a person"})
+    return _view(_existing(conn, id))
+
+
+@router.post("/{id}/resume")
+def resume(id: str, wh: WhDep, request: Request) -> dict[str, Any]:
+    """Send again (also re-enables a disabled endpoint); what is pending goes out now."""
+    with wh.engine.begin() as conn:
+        _existing(conn, id)
+        store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None})
+        pending = store.pending_of(conn, id)
+    for delivery_id in pending:
+        delivery.enqueue(wh, delivery_id, 0, tag=f"-resume-{uuid.uuid4().hex[:8]}")
+    with wh.engine.connect() as conn:
+        return _view(_existing(conn, id)) | {"requeued": len(pending)}
+
+
+@router.post("/{id}/rotate-secret")
+def rotate(id: str, wh: WhDep, conn: ConnDep, body: messages.Rotation | None = None) -> dict[str, Any]:
+    """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
+    row = store.get_subscription(conn, id, with_secrets=True)
+    if row is None:
+        raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
+    grace = wh.settings.webhook_rotation_grace_s if body is None or body.grace_s is None else body.grace_s
+    secret = messages.new_secret()
+    until = datetime.now(UTC) + timedelta(seconds=grace)
+    store.update_subscription(conn, id, {"secret": wh.box.seal(secret), "previous_secret": row["secret"],
+                                         "previous_secret_until": until})  # fmt: skip
+    return {"id": id, "secret": secret, "previous_secret_until": until}
+
+
+@router.get("/{id}/deliveries")
+def deliveries(
+    id: str,
+    conn: ConnDep,
+    status: Literal["pending", "delivered", "failed"] | None = None,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Deliveries newest first, each with every attempt (time, status, latency, first bytes of the reply)."""
+    _existing(conn, id)
+    try:
+        return store.list_deliveries(conn, id, status, cursor, limit)
+    except (ValueError, IndexError) as exc:
+        raise _error(422, ["query", "cursor"], "cursor is not valid", "value_error") from exc
+
+
+@router.get("/{id}/deliveries/{delivery_id}")
+def get_delivery(id: str, delivery_id: uuid.UUID, conn: ConnDep) -> dict[str, Any]:
+    found = store.get_delivery(conn, id, delivery_id)
+    if found is None:
+        raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
+    return found
+
+
+@router.post("/{id}/deliveries/{delivery_id}/retry", status_code=202)
+def retry(id: str, delivery_id: uuid.UUID, wh: WhDep) -> dict[str, Any]:
+    """Send one delivery again (whatever its status), with a fresh retry schedule."""
+    with wh.engine.begin() as conn:
+        _existing(conn, id)
+        reopened = store.reopen(conn, id, delivery_id=delivery_id)
+    if not reopened:
+        raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
+    delivery.enqueue(wh, delivery_id, 0, tag=f"-retry-{uuid.uuid4().hex[:8]}")
+    return {"requeued": 1}
+
+
+@router.post("/{id}/replay", status_code=202)
+def replay(id: str, body: messages.Replay, wh: WhDep) -> dict[str, Any]:
+    """Re-send everything since a time (same `webhook-id`s, so receivers can drop what they have)."""
+    with wh.engine.begin() as conn:
+        _existing(conn, id)
+        reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed)
+    tag = f"-replay-{uuid.uuid4().hex[:8]}"
+    for delivery_id in reopened:
+        delivery.enqueue(wh, delivery_id, 0, tag=tag)
+    return {"requeued": len(reopened)}
+
+
+stats_router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+@stats_router.get("/stats")
+def stats(wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+    """Subscriptions by state, deliveries by status, jobs waiting, and the dispatcher's backlog."""
+    return store.stats(conn) | {
+        "queued_jobs": wh.queue.count,
+        "scheduled_jobs": wh.queue.scheduled_job_registry.count,
+        "dispatcher": wh.consumer.backlog(),
+    }
+
+
+def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> FastAPI:
+    """The webhook ASGI app; it runs the dispatcher unless told not to."""
+    wired = wh or bootstrap()
+    run_dispatcher = wired.settings.dispatch if dispatch is None else dispatch
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=dispatcher.run, args=(wired, stop), name="webhook-dispatcher", daemon=True)
+        if run_dispatcher:
+            thread.start()
+        yield
+        stop.set()
+        if run_dispatcher:
+            thread.join(30)
+        if wh is None:
+            wired.close()
+
+    app = FastAPI(title="Platograph webhooks", lifespan=lifespan)
+    app.state.wh = wired
+    app.include_router(router)
+    app.include_router(stats_router)
+    instrument(app, "webhooks")
+    return app
