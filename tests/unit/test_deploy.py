@@ -15,9 +15,11 @@ from platograph.supervisor import UpSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
 from services.similarity.settings import SimilaritySettings
+from services.webhooks.settings import WebhookSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "projector", "worker", "gateway"}
+APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "webhooks", "projector", "worker", "webhook-worker",
+                "scheduler", "gateway"}  # fmt: skip
 
 
 def compose() -> dict[str, Any]:
@@ -58,6 +60,7 @@ def test_app_services_run_real_entry_points() -> None:
         "services.ingest.entrypoints.http:create_app",
         "services.graph.entrypoints.http:create_app",
         "services.similarity.entrypoints.http:create_app",
+        "services.webhooks.entrypoints.http:create_app",
         "gateway.app:create_app",
     }
     for factory in factories:
@@ -68,6 +71,8 @@ def test_app_services_run_real_entry_points() -> None:
         ("platograph", "worker"),
         ("platograph", "migrate"),
     }
+    assert services["webhook-worker"]["command"][:4] == ["platograph", "worker", "--queue", "platograph-webhooks"]
+    assert services["scheduler"]["command"][:2] == ["platograph", "scheduler"]
 
 
 def test_app_environment_points_at_the_compose_servers() -> None:
@@ -81,6 +86,9 @@ def test_app_environment_points_at_the_compose_servers() -> None:
 
 def test_every_setting_is_documented() -> None:
     read = set().union(
-        *(env_names(s) for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings))
+        *(
+            env_names(s)
+            for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings, WebhookSettings)
+        )
     )
     assert read - documented() == set()
