@@ -1,23 +1,32 @@
-"""Delivery jobs (RQ, JSON arguments): one attempt each; a failure schedules the next with the scheduler.
+"""Delivery jobs (RQ, JSON arguments). A job sends a batch of one endpoint's deliveries, in order, over one
+connection; a failure schedules that delivery's next attempt with RQ's scheduler and sends the rest of the
+batch after the same pause (the endpoint is failing), so one job costs RQ's overhead once per batch.
 
-Each attempt locks its delivery row, so two jobs for one delivery never both send; the next attempt is
-enqueued before the row is updated, so a crash in between repeats an attempt instead of losing one.
-RQ's own retry (a few quick tries) covers a job whose worker died mid-attempt or hit an error.
+Each job locks its delivery rows, so two jobs never send one delivery at once; a row whose attempts went
+past the job's is left alone (a newer job owns it). Next attempts are queued before the rows are updated,
+so a crash in between repeats an attempt instead of losing one. RQ's own retry (a few quick tries) covers
+a job whose worker died mid-batch or hit an error.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rq import Retry
 from rq.job import Job
+from sqlalchemy import Connection
 
 from services.webhooks.adapters import sender, store
 from services.webhooks.bootstrap import Webhooks, worker_context
 from services.webhooks.domain import messages, safety
 
+BATCH = 50
+ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
+NAMESPACE = uuid.UUID("0c8f1d8e-4a4b-4f5e-9d7e-3f1c2b6a9e21")
 ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
@@ -29,66 +38,113 @@ return 0
 """
 
 
-def job_id(delivery_id: uuid.UUID, attempt: int) -> str:
-    return f"wh-{delivery_id}-{attempt}"
+def job_id(delivery_ids: Sequence[uuid.UUID], attempt: int) -> str:
+    """The same batch at the same attempt gets the same job id (a dispatcher that repeats itself)."""
+    return f"wh-{uuid.uuid5(NAMESPACE, ','.join(sorted(map(str, delivery_ids))))}-{attempt}"
 
 
-def enqueue(wh: Webhooks, delivery_id: uuid.UUID, attempt: int, *, delay: float = 0.0, tag: str = "") -> None:
-    """Queue one attempt (after `delay` seconds, through RQ's scheduler)."""
+def enqueue(
+    wh: Webhooks, delivery_ids: Sequence[uuid.UUID], attempt: int, *, delay: float = 0.0, tag: str = ""
+) -> None:
+    """Queue one job for a batch of one endpoint's deliveries (after `delay` s, through RQ's scheduler)."""
+    ids = [str(i) for i in delivery_ids]
     options: dict[str, Any] = {
-        "job_id": job_id(delivery_id, attempt) + tag,
-        # The attempt is bounded by the HTTP timeout; the job's own limit only catches a stuck worker.
-        "job_timeout": int(wh.settings.webhook_timeout_s) + 5,
+        "job_id": job_id(delivery_ids, attempt) + tag,
+        # A batch stops taking new sends after one HTTP timeout, so two bound it; the job's own limit
+        # only catches a stuck worker.
+        "job_timeout": int(2 * wh.settings.webhook_timeout_s) + 5,
         "retry": Retry(max=3, interval=[2, 10, 60]),
         "result_ttl": 600,
         "failure_ttl": 7 * 24 * 3600,
-        "description": f"webhook delivery {delivery_id} attempt {attempt + 1}",
+        "description": f"webhook deliveries ({len(ids)}) attempt {attempt + 1}",
     }
     if delay > 0:
-        wh.queue.enqueue_in(timedelta(seconds=delay), deliver, str(delivery_id), attempt, **options)
+        wh.queue.enqueue_in(timedelta(seconds=delay), deliver, ids, attempt, **options)
     else:
-        wh.queue.enqueue(deliver, str(delivery_id), attempt, **options)
+        wh.queue.enqueue(deliver, ids, attempt, **options)
 
 
-def enqueue_first(wh: Webhooks, delivery_ids: list[uuid.UUID]) -> int:
-    """First attempts for deliveries that have none queued yet (safe to call again after a crash)."""
+def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
+    """First attempts for (delivery, subscription) pairs, batched per endpoint; a batch whose job exists
+    already is not queued again (safe to call again after a crash). Returns the jobs queued."""
+    by_endpoint: dict[str, list[uuid.UUID]] = {}
+    for delivery_id, subscription_id in unsent:
+        by_endpoint.setdefault(subscription_id, []).append(delivery_id)
     queued = 0
-    for delivery_id in delivery_ids:
-        if not Job.exists(job_id(delivery_id, 0), connection=wh.redis):
-            enqueue(wh, delivery_id, 0)
-            queued += 1
+    for ids in by_endpoint.values():
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            if not Job.exists(job_id(batch, 0), connection=wh.redis):
+                enqueue(wh, batch, 0)
+                queued += 1
     return queued
 
 
-def deliver(delivery_id: str, attempt: int) -> str:
-    """RQ job: one attempt at a delivery."""
-    return attempt_delivery(worker_context(), uuid.UUID(delivery_id), attempt)
+def enqueue_again(wh: Webhooks, delivery_ids: Sequence[uuid.UUID]) -> None:
+    """Send one endpoint's deliveries (set back to pending) again now, in batches."""
+    tag = f"-again-{uuid.uuid4().hex[:8]}"
+    for start in range(0, len(delivery_ids), BATCH):
+        enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, tag=tag)
 
 
-def attempt_delivery(wh: Webhooks, delivery_id: uuid.UUID, attempt: int) -> str:
+def deliver(delivery_ids: list[str], attempt: int) -> str:
+    """RQ job: one attempt at each delivery of a batch (all to one endpoint)."""
+    return attempt_batch(worker_context(), [uuid.UUID(i) for i in delivery_ids], attempt)
+
+
+def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> str:
     with wh.engine.begin() as conn:
-        row = store.claim(conn, delivery_id)
-        if row is None:
-            return "busy or gone"
-        if row["status"] != "pending" or row["state"] == "paused":
-            return f"{row['status']}, endpoint {row['state']}"
-        if row["state"] == "disabled":
-            store.set_delivery(conn, delivery_id, {"status": "failed", "status_reason": "endpoint disabled"})
+        rows = [r for r in store.claim(conn, delivery_ids) if r["status"] == "pending" and r["attempts"] <= attempt]
+        if not rows:
+            return "nothing to send"
+        endpoint = rows[0]
+        if endpoint["state"] == "paused":
+            return "endpoint paused"
+        if endpoint["state"] == "disabled":
+            store.set_deliveries(conn, [r["id"] for r in rows], {"status": "failed",
+                                                                 "status_reason": "endpoint disabled"})  # fmt: skip
             return "endpoint disabled"
         slot = str(uuid.uuid4())
-        if not _acquire(wh, row["subscription_id"], slot):
-            enqueue(wh, delivery_id, attempt, delay=wh.rng.uniform(0.5, 1.5), tag=f"-wait-{slot[:8]}")
+        if not _acquire(wh, endpoint["subscription_id"], slot):
+            enqueue(wh, [r["id"] for r in rows], attempt, delay=wh.rng.uniform(0.5, 1.5), tag=f"-wait-{slot[:8]}")
             return "endpoint busy; deferred"
-        now = datetime.now(UTC)
         try:
-            outcome = _send(wh, row, now)
+            return _send_batch(wh, conn, rows)
         finally:
-            wh.redis.zrem(_busy_key(wh, row["subscription_id"]), slot)
-        attempt_row = {"delivery_id": delivery_id, "attempted_at": now, "status_code": outcome.status_code,
-                       "latency_ms": outcome.latency_ms, "error": outcome.error, "response": outcome.response,
-                       "details": {"attempt": row["attempts"] + 1}}  # fmt: skip
-        store.record_attempt(conn, attempt_row)
-        return _settle(wh, conn, row, outcome, now)
+            wh.redis.zrem(_busy_key(wh, endpoint["subscription_id"]), slot)
+
+
+def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> str:
+    s = wh.settings
+    started = time.monotonic()
+    sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
+    for row in rows:
+        now = datetime.now(UTC)
+        outcome = _send(wh, row, now)
+        sent.append((row, outcome, now))
+        code = outcome.status_code
+        if code is None or not 200 <= code < 300 or time.monotonic() - started > s.webhook_timeout_s:
+            break
+    store.record_attempts(conn, [
+        {"delivery_id": row["id"], "attempted_at": at, "status_code": o.status_code, "latency_ms": o.latency_ms,
+         "error": o.error, "response": o.response, "details": {"attempt": row["attempts"] + 1}}
+        for row, o, at in sent
+    ])  # fmt: skip
+    delivered = [(row, at) for row, o, at in sent if o.status_code is not None and 200 <= o.status_code < 300]
+    if delivered:
+        store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
+        if rows[0]["failing_since"] is not None:
+            store.update_subscription(conn, rows[0]["subscription_id"], {"failing_since": None})
+    rest = [row["id"] for row in rows[len(sent) :]]
+    last_row, last, at = sent[-1]
+    if last.status_code is not None and 200 <= last.status_code < 300:
+        if rest:  # out of time: the rest go in a new job now
+            enqueue(wh, rest, max(r["attempts"] for r in rows), tag=f"-more-{uuid.uuid4().hex[:8]}")
+        return f"{len(delivered)} delivered"
+    pause = _failed(wh, conn, last_row, last, at)
+    if rest:  # the endpoint is failing: the rest wait as long as the failed one
+        enqueue(wh, rest, max(r["attempts"] for r in rows), delay=pause or 0.0, tag=f"-rest-{uuid.uuid4().hex[:8]}")
+    return f"{len(delivered)} delivered, 1 failed, {len(rest)} postponed"
 
 
 def _send(wh: Webhooks, row: dict[str, Any], now: datetime) -> sender.Outcome:
@@ -105,22 +161,18 @@ def _send(wh: Webhooks, row: dict[str, Any], now: datetime) -> sender.Outcome:
                        excerpt=s.webhook_excerpt)  # fmt: skip
 
 
-def _settle(wh: Webhooks, conn: Any, row: dict[str, Any], outcome: sender.Outcome, now: datetime) -> str:
+def _failed(
+    wh: Webhooks, conn: Connection, row: dict[str, Any], outcome: sender.Outcome, now: datetime
+) -> float | None:
+    """Settle a failed attempt; returns the pause before the next one (None: no next one)."""
     s, delivery_id, subscription = wh.settings, row["id"], row["subscription_id"]
     attempts = row["attempts"] + 1
     code = outcome.status_code
-    if code is not None and 200 <= code < 300:
-        done = {"status": "delivered", "status_reason": f"HTTP {code}", "attempts": attempts, "delivered_at": now,
-                "next_attempt_at": None}  # fmt: skip
-        store.set_delivery(conn, delivery_id, done)
-        if row["failing_since"] is not None:
-            store.update_subscription(conn, subscription, {"failing_since": None})
-        return "delivered"
     if code == 410:
         reason = f"endpoint answered 410 Gone at {now.isoformat()}; disabled"
-        store.set_delivery(conn, delivery_id, {"status": "failed", "status_reason": reason, "attempts": attempts})
+        store.set_deliveries(conn, [delivery_id], {"status": "failed", "status_reason": reason, "attempts": attempts})
         store.update_subscription(conn, subscription, {"state": "disabled", "state_reason": reason})
-        return "gone"
+        return None
     why = f"HTTP {code}" if code is not None else outcome.error
     failing_since = row["failing_since"] or now
     if row["failing_since"] is None:
@@ -128,18 +180,18 @@ def _settle(wh: Webhooks, conn: Any, row: dict[str, Any], outcome: sender.Outcom
     if now - failing_since > timedelta(seconds=s.webhook_disable_after_s):
         reason = f"no successful delivery since {failing_since.isoformat()}; disabled (last: {why})"
         store.update_subscription(conn, subscription, {"state": "disabled", "state_reason": reason})
-        store.set_delivery(conn, delivery_id, {"status": "failed", "status_reason": reason, "attempts": attempts})
-        return "endpoint disabled"
+        store.set_deliveries(conn, [delivery_id], {"status": "failed", "status_reason": reason, "attempts": attempts})
+        return None
     delay = messages.retry_delay(attempts, s.webhook_retry_schedule, s.webhook_jitter, wh.rng)
     if delay is None:
         reason = f"gave up after {attempts} attempts (last: {why})"
-        store.set_delivery(conn, delivery_id, {"status": "failed", "status_reason": reason, "attempts": attempts,
-                                               "next_attempt_at": None})  # fmt: skip
-        return "failed"
-    enqueue(wh, delivery_id, attempts, delay=delay)
-    store.set_delivery(conn, delivery_id, {"status_reason": why, "attempts": attempts,
-                                           "next_attempt_at": now + timedelta(seconds=delay)})  # fmt: skip
-    return f"retry in {delay:.1f}s"
+        store.set_deliveries(conn, [delivery_id], {"status": "failed", "status_reason": reason, "attempts": attempts,
+                                                   "next_attempt_at": None})  # fmt: skip
+        return None
+    enqueue(wh, [delivery_id], attempts, delay=delay)
+    store.set_deliveries(conn, [delivery_id], {"status_reason": why, "attempts": attempts,
+                                               "next_attempt_at": now + timedelta(seconds=delay)})  # fmt: skip
+    return delay
 
 
 def _busy_key(wh: Webhooks, subscription_id: str) -> str:
@@ -147,8 +199,8 @@ def _busy_key(wh: Webhooks, subscription_id: str) -> str:
 
 
 def _acquire(wh: Webhooks, subscription_id: str, slot: str) -> bool:
-    """A slot among the endpoint's concurrent deliveries; a slot a dead worker held expires by itself."""
+    """A slot among the endpoint's concurrent jobs; a slot a dead worker held expires by itself."""
     now = datetime.now(UTC).timestamp()
-    expires = now + wh.settings.webhook_timeout_s + 30
+    expires = now + 2 * wh.settings.webhook_timeout_s + 30
     limit = wh.settings.webhook_endpoint_concurrency
     return bool(wh.redis.eval(ACQUIRE, 1, _busy_key(wh, subscription_id), now, expires, limit, slot))

@@ -63,11 +63,14 @@ def insert_deliveries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(statement)
 
 
-def unsent(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Of these deliveries, those never attempted whose endpoint is active: they need a first job."""
-    sql = text("""SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
-                  WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.attempts = 0 AND s.state = 'active'""")
-    return [row.id for row in conn.execute(sql, {"ids": list(delivery_ids)})]
+def unsent(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
+    """Of these deliveries, those never attempted whose endpoint is active (they need a first job), in the
+    order they were recorded, with their subscription."""
+    sql = text("""SELECT d.id, d.subscription_id FROM webhook_deliveries d
+                    JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                  WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.attempts = 0 AND s.state = 'active'
+                  ORDER BY d.created_at, d.stream_id, d.id""")
+    return [(row.id, row.subscription_id) for row in conn.execute(sql, {"ids": list(delivery_ids)})]
 
 
 def pending_of(conn: Connection, subscription_id: str) -> list[uuid.UUID]:
@@ -76,25 +79,35 @@ def pending_of(conn: Connection, subscription_id: str) -> list[uuid.UUID]:
     return [row.id for row in conn.execute(sql, {"s": subscription_id})]
 
 
-def claim(conn: Connection, delivery_id: uuid.UUID) -> dict[str, Any] | None:
-    """Lock a delivery (with its subscription's state) for one attempt; None when another worker holds it
-    or it is gone. The lock lasts for the attempt, so two jobs for one delivery never send at once."""
+def claim(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    """Lock deliveries (with their subscription's state) for one attempt each, in recorded order; rows
+    another worker holds are skipped. The locks last for the attempts, so no delivery is sent twice at once."""
     sql = text("""SELECT d.id, d.subscription_id, d.event_id, d.body, d.status, d.attempts,
                          s.url, s.state, s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
                     FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
-                   WHERE d.id = :id FOR UPDATE OF d SKIP LOCKED""")
-    row = conn.execute(sql, {"id": delivery_id}).mappings().first()
-    return dict(row) if row else None
+                   WHERE d.id = ANY(:ids) ORDER BY d.created_at, d.stream_id, d.id FOR UPDATE OF d SKIP LOCKED""")
+    return [dict(row) for row in conn.execute(sql, {"ids": list(delivery_ids)}).mappings()]
 
 
-def record_attempt(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(Attempt).values(**row))
+def record_attempts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(Attempt).values(list(rows)))
 
 
-def set_delivery(conn: Connection, delivery_id: uuid.UUID, values: dict[str, Any]) -> None:
+def mark_delivered(conn: Connection, done: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:
+    """(delivery, attempts, when) for deliveries an endpoint accepted, in one statement."""
+    sql = text("""UPDATE webhook_deliveries d SET status = 'delivered', status_reason = 'accepted',
+                         attempts = v.attempts, delivered_at = v.at, next_attempt_at = NULL, updated_at = now()
+                    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:ats AS timestamptz[]))
+                         AS v(id, attempts, at)
+                   WHERE d.id = v.id""")
+    conn.execute(sql, {"ids": [d[0] for d in done], "attempts": [d[1] for d in done], "ats": [d[2] for d in done]})
+
+
+def set_deliveries(conn: Connection, delivery_ids: Sequence[uuid.UUID], values: dict[str, Any]) -> None:
     values = values | {"updated_at": text("now()")}
     table = Delivery.__table__  # type: ignore[attr-defined]
-    conn.execute(table.update().where(table.c.id == delivery_id).values(**values))
+    conn.execute(table.update().where(table.c.id.in_(list(delivery_ids))).values(**values))
 
 
 DELIVERY_COLUMNS = """d.id, d.event_id, d.event_type, d.status, d.status_reason, d.attempts, d.next_attempt_at,

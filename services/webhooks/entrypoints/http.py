@@ -130,8 +130,7 @@ def resume(id: str, wh: WhDep, request: Request) -> dict[str, Any]:
         _existing(conn, id)
         store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None})
         pending = store.pending_of(conn, id)
-    for delivery_id in pending:
-        delivery.enqueue(wh, delivery_id, 0, tag=f"-resume-{uuid.uuid4().hex[:8]}")
+    delivery.enqueue_again(wh, pending)
     with wh.engine.connect() as conn:
         return _view(_existing(conn, id)) | {"requeued": len(pending)}
 
@@ -182,7 +181,7 @@ def retry(id: str, delivery_id: uuid.UUID, wh: WhDep) -> dict[str, Any]:
         reopened = store.reopen(conn, id, delivery_id=delivery_id)
     if not reopened:
         raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
-    delivery.enqueue(wh, delivery_id, 0, tag=f"-retry-{uuid.uuid4().hex[:8]}")
+    delivery.enqueue_again(wh, reopened)
     return {"requeued": 1}
 
 
@@ -192,9 +191,7 @@ def replay(id: str, body: messages.Replay, wh: WhDep) -> dict[str, Any]:
     with wh.engine.begin() as conn:
         _existing(conn, id)
         reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed)
-    tag = f"-replay-{uuid.uuid4().hex[:8]}"
-    for delivery_id in reopened:
-        delivery.enqueue(wh, delivery_id, 0, tag=tag)
+    delivery.enqueue_again(wh, reopened)
     return {"requeued": len(reopened)}
 
 
