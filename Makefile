@@ -28,6 +28,7 @@ test: $(VENV)/.installed lint  ## the whole suite: unit, integration and end-to-
 bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/core.py
 	$(PY) bench/similarity.py
+	$(PY) bench/webhooks.py
 
 eval: $(VENV)/.installed  ## similarity quality on ../shared/eval, against a running `make run`
 	$(VENV)/bin/platograph eval

@@ -23,6 +23,7 @@ metrics: <a href="/metrics">/metrics</a> · JSON status: <a href="/v1/status">/v
 <h2>Services</h2><table>{services}</table>
 <h2>Graph</h2><table>{graph}</table>
 <h2>Similarity</h2><table>{similarity}</table>
+<h2>Webhooks</h2><table>{webhooks}</table>
 <h2>Candidates</h2><p>Close in meaning, no typed edge yet (<a href="/v1/candidates">all, as JSON</a>):</p>
 <ul>{candidates}</ul>
 <h2>Entities</h2><ul>{entities}</ul></body></html>"""
@@ -58,8 +59,13 @@ async def home(services: ServicesDep) -> HTMLResponse:
         f"<code>{escape(c['kind'])}</code> {escape(c['suggested_edge'] or '')}</li>"
         for c in pairs
     )
+    hooks = state.get("webhooks") or {}
+    hook_rows = {f"endpoints: {k}": v for k, v in sorted((hooks.get("subscriptions") or {}).items())}
+    hook_rows |= {f"deliveries: {k}": v for k, v in sorted((hooks.get("deliveries") or {}).items())}
+    hook_rows |= {k: hooks.get(k) for k in ("queued_jobs", "scheduled_jobs") if k in hooks}
     return HTMLResponse(
         PAGE.format(
+            webhooks=_rows(hook_rows or {"endpoints": "none"}),
             services=_rows(state["services"]),
             graph=_rows(counts),
             similarity=_rows(sim_rows),
