@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from gateway import clients
-from gateway.routers import home, reads, review, webhooks, writes
+from gateway.routers import home, merges, pages, reads, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import instrument
 
+STATIC = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """
 Platograph's public API. Writes are accepted asynchronously (202) and return a `position` token;
 pass it as `after=` to a read to see your own write. Errors name the offending field in `detail[].loc`.
@@ -37,9 +40,12 @@ def create_app(
     app = FastAPI(title="Platograph", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(writes.router)
+    app.include_router(merges.router)
     app.include_router(reads.router)
     app.include_router(review.router)
     app.include_router(webhooks.router)
     app.include_router(home.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     instrument(app, "gateway")
     return app

@@ -38,6 +38,21 @@ class EntityRetracted(Frozen):
     reason: str = ""
 
 
+class EntityMerged(Frozen):
+    """A person found `id` to duplicate `into`: views show `into` with both entities' edges, and `id`
+    redirects to it. Nothing is rewritten, so `entity.unmerged` restores both exactly."""
+
+    id: str
+    into: str
+    by: str = ""
+
+
+class EntityUnmerged(Frozen):
+    id: str
+    into: str  # the entity it had been merged into
+    by: str = ""
+
+
 class EdgeAdded(Frozen):
     source: str
     target: str
@@ -93,6 +108,8 @@ class CandidateRejected(Frozen):
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
+    "entity.merged": EntityMerged,
+    "entity.unmerged": EntityUnmerged,
     "edge.added": EdgeAdded,
     "edge.removed": EdgeRemoved,
     "candidate.proposed": CandidateProposed,

@@ -26,6 +26,7 @@ class EntityView(EntitySummary):
     version: int
     created_at: datetime | None
     updated_at: datetime
+    merged_into: str | None = None  # set while status is `merged`: the entity that stands for this one
 
 
 class EntityPage(View):

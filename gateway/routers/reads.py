@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.upstream import call, raise_for_client_error, relay
@@ -18,6 +19,9 @@ After = Annotated[
     Query(description="A `position` token from a write: wait until the view includes that write."),
 ]
 Types = Annotated[list[str] | None, Query(description="Only these entity types (repeatable)")]
+MERGED = b'"merged_into":"'
+# A merge can be undone: browsers must not keep its (permanent) redirect for good.
+UNDOABLE = {"Cache-Control": "no-store"}
 NOT_FOUND = {
     404: {"description": "No entity with this id"},
     503: {"description": "A service is unavailable, or `after` was not reached in time"},
@@ -95,6 +99,10 @@ async def neighborhood(
     if isinstance(graph_response, BaseException):
         raise graph_response
     raise_for_client_error(graph_response)
+    if MERGED in graph_response.content:  # rare: parse only then (this is the hottest read)
+        into = orjson.loads(graph_response.content)["entity"].get("merged_into")
+        if into:
+            return RedirectResponse(f"/v1/entities/{into}/neighborhood", status_code=301, headers=UNDOABLE)
     warnings: list[str] = []
     if isinstance(similar, BaseException) or similar.status_code != 200:
         warnings.append("similarity service unavailable: related_by_similarity is empty")
@@ -135,11 +143,15 @@ async def similar(
 
 @router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
 async def get_entity(id: str, services: ServicesDep, settings: SettingsDep, after: After = None) -> Any:
-    """One entity with its attributes, version and times."""
+    """One entity with its attributes, version and times. A merged entity's id answers with a permanent
+    redirect to the entity it was merged into."""
     await wait_for(services, settings, after)
     response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}")
     raise_for_client_error(response)
-    return response.json()
+    entity = response.json()
+    if entity.get("merged_into"):
+        return RedirectResponse(f"/v1/entities/{entity['merged_into']}", status_code=301, headers=UNDOABLE)
+    return entity
 
 
 @router.get("/edges", response_model=EdgePage)

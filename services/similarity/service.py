@@ -17,7 +17,9 @@ from platograph.contracts import (
     CandidateProposed,
     CandidateWithdrawn,
     EdgeAdded,
+    EntityMerged,
     EntityRetracted,
+    EntityUnmerged,
     EntityUpserted,
     Envelope,
     Frozen,
@@ -117,6 +119,16 @@ def proposed_with(sim: Similarity, entity_id: str) -> list[tuple[str, str]]:
             return pairs
 
 
+def _from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:
+    response = sim.graph.get(f"/v1/entities/{entity_id}")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    e = response.json()
+    return EntityUpserted(id=e["id"], type=e["type"], name=e["name"], text=e["text"], description=e["description"],
+                          status=e["status"], attributes=e["attributes"])  # fmt: skip
+
+
 def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> list[Envelope]:
     """The candidate events one stream entry leads to (indexing happens on the way)."""
     upserts: dict[str, EntityUpserted] = {}
@@ -134,6 +146,16 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
             with sim.lock:
                 sim.index.delete([retracted.id])
             payloads += withdraw_all(sim, retracted.id, f"{retracted.id} was retracted")
+        elif envelope.type == "entity.merged":
+            merged = EntityMerged.model_validate(envelope.payload)
+            upserts.pop(merged.id, None)
+            with sim.lock:
+                sim.index.delete([merged.id])
+            payloads += withdraw_all(sim, merged.id, f"{merged.id} was merged into {merged.into}")
+        elif envelope.type == "entity.unmerged":  # back on its own: index it again from the graph's record
+            restored = _from_graph(sim, EntityUnmerged.model_validate(envelope.payload).id)
+            if restored is not None:
+                upserts[restored.id] = restored
         elif envelope.type == "edge.added":
             edge = EdgeAdded.model_validate(envelope.payload)
             a, b = pair(edge.source, edge.target)

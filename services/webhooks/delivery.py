@@ -201,6 +201,6 @@ def _busy_key(wh: Webhooks, subscription_id: str) -> str:
 def _acquire(wh: Webhooks, subscription_id: str, slot: str) -> bool:
     """A slot among the endpoint's concurrent jobs; a slot a dead worker held expires by itself."""
     now = datetime.now(UTC).timestamp()
-    expires = now + 2 * wh.settings.webhook_timeout_s + 30
+    expires = now + 2 * wh.settings.webhook_timeout_s + 5  # the job's own time limit
     limit = wh.settings.webhook_endpoint_concurrency
     return bool(wh.redis.eval(ACQUIRE, 1, _busy_key(wh, subscription_id), now, expires, limit, slot))

@@ -41,6 +41,7 @@ def up_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         "PLATOGRAPH_INGEST_PORT": str(free_port()),
         "PLATOGRAPH_GRAPH_PORT": str(free_port()),
         "PLATOGRAPH_SIMILARITY_PORT": str(free_port()),
+        "PLATOGRAPH_WEBHOOKS_PORT": str(free_port()),
     }
     with ExitStack() as stack:
         if request.param == "external":

@@ -206,7 +206,9 @@ def test_a_worker_killed_mid_delivery_does_not_lose_the_message(hooks: Hooks) ->
         hooks.processes[1].send_signal(signal.SIGKILL)
         hooks.processes[1].wait()
         hooks.start_worker()  # as `platograph up` restarts a dead child
-        (arrived,) = endpoint.wait(1, timeout=60, accepted=True)
+        # RQ requeues the dead worker's job once its heartbeat lapses (job timeout + 10 s), then the
+        # endpoint's slot the dead worker held expires (job timeout): about 25 s here.
+        (arrived,) = endpoint.wait(1, timeout=90, accepted=True)
         verify(created["secret"], arrived)
         assert arrived.headers["webhook-id"] == str(event)
         eventually(lambda: hooks.deliveries(created["id"], status="delivered"))

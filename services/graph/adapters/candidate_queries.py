@@ -117,3 +117,36 @@ def briefs(conn: Connection, ids: list[str], pairs: list[tuple[str, str]]) -> di
         rows = conn.execute(sql, {"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]})
         scores = {f"{row.a}|{row.b}": row.score for row in rows}
     return {"entities": entities, "scores": scores}
+
+
+MERGE_PREVIEW_SQL = text(
+    """
+    WITH live AS (
+        SELECT source, type, target, description,
+               CASE WHEN source = :id THEN :into ELSE source END AS new_source,
+               CASE WHEN target = :id THEN :into ELSE target END AS new_target
+          FROM edges WHERE (source = :id OR target = :id) AND NOT removed
+    )
+    SELECT l.source, l.type, l.target, l.new_source, l.new_target,
+           CASE WHEN l.new_source = l.new_target THEN 'dropped: self-loop'
+                WHEN EXISTS (SELECT 1 FROM edges e WHERE NOT e.removed AND e.type = l.type
+                                AND e.source = l.new_source AND e.target = l.new_target) THEN 'dropped: duplicate'
+                ELSE 'moved' END AS fate
+      FROM live l ORDER BY l.type, l.source, l.target
+    """
+)
+
+
+def merge_preview(conn: Connection, entity_id: str, into: str) -> dict[str, Any]:
+    """What merging entity_id into `into` would do to edges and candidates (nothing is changed)."""
+    edges = [dict(r) for r in conn.execute(MERGE_PREVIEW_SQL, {"id": entity_id, "into": into}).mappings()]
+    withdrawn = conn.execute(
+        text("SELECT a, b FROM candidates WHERE (a = :id OR b = :id) AND status = 'proposed' ORDER BY a, b"),
+        {"id": entity_id},
+    )
+    return {
+        "edges": edges,
+        "moved": sum(e["fate"] == "moved" for e in edges),
+        "dropped": sum(e["fate"] != "moved" for e in edges),
+        "candidates_withdrawn": [{"a": r.a, "b": r.b} for r in withdrawn],
+    }

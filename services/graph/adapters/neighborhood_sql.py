@@ -15,16 +15,25 @@ RANKING = "edge_count desc, then name, then id"
 
 SQL = """
 WITH ent AS (
-    SELECT id, type, status, name, description, text, attributes, version, created_at, updated_at
+    SELECT id, type, status, name, description, text, attributes, version, created_at, updated_at, merged_into
       FROM entities WHERE id = %(id)s AND version > 0
-), incident AS (
-    SELECT target AS nid, type FROM edges
-     WHERE source = %(id)s AND NOT removed AND type <> 'extracted_from'
+), members AS (
+    -- the entity and those merged into it: their edges show here, moved
+    SELECT %(id)s::text AS id
     UNION ALL
-    SELECT source AS nid, type FROM edges WHERE target = %(id)s AND NOT removed
+    SELECT id FROM entities WHERE merged_into = %(id)s
+), incident AS (
+    SELECT 'out' AS dir, target AS nid, type FROM edges
+     WHERE source IN (SELECT id FROM members) AND NOT removed AND (type <> 'extracted_from' OR source <> %(id)s)
+    UNION ALL
+    SELECT 'in', source, type FROM edges WHERE target IN (SELECT id FROM members) AND NOT removed
+), mapped AS (
+    -- a neighbor merged into another entity shows as that entity; a moved edge that repeats one is one edge
+    SELECT DISTINCT i.dir, COALESCE(n.merged_into, i.nid) AS nid, i.type
+      FROM incident i LEFT JOIN entities n ON n.id = i.nid
 ), agg AS (
     SELECT nid, array_agg(DISTINCT type ORDER BY type) AS edge_types, count(*) AS edge_count
-      FROM incident WHERE nid <> %(id)s GROUP BY nid
+      FROM mapped WHERE nid NOT IN (SELECT id FROM members) GROUP BY nid
 ), ranked AS (
     SELECT e.id, e.type, e.status, e.name, e.description, agg.edge_types, agg.edge_count,
            count(*) OVER (PARTITION BY e.type) AS group_count,

@@ -18,7 +18,7 @@ from services.graph.domain.projection import PositionedEvent, fold
 JOURNAL_COLUMNS = ("event_id", "position", "stream_id", "type", "schema_version", "occurred_at", "producer", "payload")
 ENTITY_COLUMNS = (
     "id", "type", "name", "text", "description", "attributes", "status", "version", "position", "status_position",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "base_status", "merged_into", "merge_position",
 )  # fmt: skip
 EDGE_COLUMNS = ("source", "type", "target", "description", "removed", "position", "created_at")
 CANDIDATE_COLUMNS = (
@@ -38,7 +38,12 @@ INSERT INTO journal ({", ".join(JOURNAL_COLUMNS)}) SELECT {", ".join(JOURNAL_COL
 ON CONFLICT DO NOTHING RETURNING event_id
 """
 
-# Each field group is a last-writer-wins register keyed by position; version only adds up.
+# Each field group is a last-writer-wins register keyed by position; version only adds up. `status` is
+# derived: 'merged' while merged_into is set, else the upsert/retraction register (base_status).
+_BASE = ("CASE WHEN excluded.status_position > entities.status_position "
+         "THEN excluded.base_status ELSE entities.base_status END")  # fmt: skip
+_MERGED = ("CASE WHEN excluded.merge_position > entities.merge_position "
+           "THEN excluded.merged_into ELSE entities.merged_into END")  # fmt: skip
 UPSERT_ENTITIES = f"""
 INSERT INTO entities ({", ".join(ENTITY_COLUMNS)}) SELECT {", ".join(ENTITY_COLUMNS)} FROM stage_entities ORDER BY id
 ON CONFLICT (id) DO UPDATE SET
@@ -48,10 +53,12 @@ ON CONFLICT (id) DO UPDATE SET
                        THEN excluded.description ELSE entities.description END,
     attributes = CASE WHEN excluded.position > entities.position
                       THEN excluded.attributes ELSE entities.attributes END,
-    status = CASE WHEN excluded.status_position > entities.status_position
-                  THEN excluded.status ELSE entities.status END,
+    base_status = {_BASE},
+    merged_into = {_MERGED},
+    status = CASE WHEN {_MERGED} IS NOT NULL THEN 'merged' ELSE {_BASE} END,
     position = GREATEST(entities.position, excluded.position),
     status_position = GREATEST(entities.status_position, excluded.status_position),
+    merge_position = GREATEST(entities.merge_position, excluded.merge_position),
     version = entities.version + excluded.version,
     created_at = LEAST(entities.created_at, excluded.created_at),
     updated_at = GREATEST(entities.updated_at, excluded.updated_at)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from platograph.views import EdgePage, EdgeView, EntityPage, EntityView
 
-ENTITY_COLUMNS = "id, type, status, name, description, text, attributes, version, created_at, updated_at"
+ENTITY_COLUMNS = "id, type, status, name, description, text, attributes, version, created_at, updated_at, merged_into"
 
 
 def encode_cursor(value: Any) -> str:

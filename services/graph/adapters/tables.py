@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -35,7 +35,10 @@ class JournalEvent(SQLModel, table=True):
 
 class Entity(SQLModel, table=True):
     __tablename__ = "entities"
-    __table_args__ = (Index("ix_entities_type_id", "type", "id"),)
+    __table_args__ = (
+        Index("ix_entities_type_id", "type", "id"),
+        Index("ix_entities_merged_into", "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
+    )
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
     type: str = Field(sa_column=Column(Text, nullable=False))
@@ -43,7 +46,10 @@ class Entity(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     description: str = Field(sa_column=Column(Text, nullable=False))
     attributes: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    status: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))  # merged while merged_into is set, else base_status
+    base_status: str = Field(sa_column=Column(Text, nullable=False, server_default="active"))
+    merged_into: str | None = Field(default=None, sa_column=Column(Text))
+    merge_position: Decimal = Field(default=Decimal(0), sa_column=Column(POSITION, nullable=False, server_default="0"))
     # version counts the upserts applied; 0 means the entity is only known from a retraction so far.
     version: int
     position: Decimal = Field(sa_column=Column(POSITION, nullable=False))

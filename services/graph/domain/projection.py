@@ -18,7 +18,9 @@ from platograph.contracts import (
     CandidateWithdrawn,
     EdgeAdded,
     EdgeRemoved,
+    EntityMerged,
     EntityRetracted,
+    EntityUnmerged,
     EntityUpserted,
     Envelope,
     Frozen,
@@ -46,8 +48,10 @@ class EntityDelta:
     text: str = ""
     description: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
-    status: str = "active"
+    status: str = "active"  # from upserts and retractions
     status_position: int = 0
+    merged_into: str | None = None  # a register of its own: re-importing an entity does not undo a merge
+    merge_position: int = 0
     upserts: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -60,7 +64,10 @@ class EntityDelta:
             "text": self.text,
             "description": self.description,
             "attributes": self.attributes,
-            "status": self.status,
+            "status": "merged" if self.merged_into else self.status,
+            "base_status": self.status,
+            "merged_into": self.merged_into,
+            "merge_position": self.merge_position,
             "version": self.upserts,
             "position": self.position,
             "status_position": self.status_position,
@@ -176,6 +183,13 @@ def _retracted(deltas: Deltas, p: EntityRetracted, pos: int, at: datetime) -> No
         d.status_position, d.status = pos, "retracted"
 
 
+def _merge(deltas: Deltas, p: EntityMerged | EntityUnmerged, pos: int, at: datetime) -> None:
+    d = deltas.entity(p.id)
+    d.updated_at = _later(d.updated_at, at)
+    if pos > d.merge_position:
+        d.merge_position, d.merged_into = pos, p.into if isinstance(p, EntityMerged) else None
+
+
 def _edge(deltas: Deltas, p: EdgeAdded | EdgeRemoved, pos: int, at: datetime) -> None:
     d = deltas.edge(p.source, p.type, p.target)
     added = isinstance(p, EdgeAdded)
@@ -217,6 +231,8 @@ def fold(events: list[PositionedEvent]) -> Deltas:
             _upserted(deltas, payload, event.position, at)
         elif isinstance(payload, EntityRetracted):
             _retracted(deltas, payload, event.position, at)
+        elif isinstance(payload, EntityMerged | EntityUnmerged):
+            _merge(deltas, payload, event.position, at)
         elif isinstance(payload, EdgeAdded | EdgeRemoved):
             _edge(deltas, payload, event.position, at)
         elif isinstance(payload, CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected):

@@ -157,6 +157,12 @@ def briefs(body: BriefQuery, conn: ConnDep) -> dict[str, Any]:
     return candidate_queries.briefs(conn, body.ids, body.pairs)
 
 
+@router.get("/merge-preview")
+def merge_preview(conn: ConnDep, id: str, into: str) -> dict[str, Any]:
+    """What merging `id` into `into` would move: each live edge with its fate, and candidates withdrawn."""
+    return candidate_queries.merge_preview(conn, id, into)
+
+
 @router.get("/candidates")
 def list_candidates(
     conn: ConnDep,
