@@ -105,6 +105,14 @@ class CandidateRejected(Frozen):
     reason: str = ""
 
 
+class CandidateUnrejected(Frozen):
+    """A person took a rejection back: the pair may be proposed again."""
+
+    a: str
+    b: str
+    by: str = ""
+
+
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
@@ -116,6 +124,7 @@ PAYLOADS: dict[str, type[Frozen]] = {
     "candidate.withdrawn": CandidateWithdrawn,
     "candidate.accepted": CandidateAccepted,
     "candidate.rejected": CandidateRejected,
+    "candidate.unrejected": CandidateUnrejected,
 }
 
 

@@ -19,6 +19,7 @@ from platograph.contracts import (
     ENTRY_FIELD,
     CandidateAccepted,
     CandidateRejected,
+    CandidateUnrejected,
     EdgeAdded,
     Frozen,
     encode_entry,
@@ -32,6 +33,13 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   return {1, redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[2])}
 end
 return {0, redis.call('GET', KEYS[1])}
+"""
+RELEASE_REJECTION = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {0, ''} end
+if cjson.decode(current)['decision'] ~= 'rejected' then return {0, current} end
+redis.call('DEL', KEYS[1])
+return {1, redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[1])}
 """
 EntityId = Annotated[str, Path(min_length=3, max_length=512)]
 
@@ -122,3 +130,26 @@ async def reject(
     await _candidate(services, a, b)
     return await _decide(redis, settings, a, b, "rejected", body.by,
                          [CandidateRejected(a=a, b=b, by=body.by, reason=body.reason)])  # fmt: skip
+
+
+@router.post("/{a}/{b}/unreject", status_code=202, responses={404: {}, 409: {}})
+async def unreject(
+    a: EntityId,
+    b: EntityId,
+    body: Reject,
+    services: ServicesDep,
+    settings: SettingsDep,
+    redis: Annotated[Any, Depends(get_redis)],
+) -> dict[str, Any]:
+    """Take a rejection back: the pair may be proposed again (and decided again)."""
+    a, b = (a, b) if a < b else (b, a)
+    await _candidate(services, a, b)
+    envelopes = new_envelopes([CandidateUnrejected(a=a, b=b, by=body.by)], producer=PRODUCER)
+    key = f"{settings.stream}:decision:{a}|{b}"
+    won, value = await redis.eval(RELEASE_REJECTION, 2, key, settings.stream, encode_entry(envelopes)[ENTRY_FIELD],
+                                  ENTRY_FIELD)  # fmt: skip
+    if not won:
+        msg = "this pair is not rejected" + (f" (it was {orjson.loads(value)['decision']})" if value else "")
+        raise HTTPException(409, detail=[{"loc": ["path", "b"], "msg": msg, "type": "not_rejected"}])
+    position = value.decode() if isinstance(value, bytes) else str(value)
+    return {"status": "unrejected", "position": position, "event_ids": [str(e.event_id) for e in envelopes]}

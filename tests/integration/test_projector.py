@@ -9,7 +9,16 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from platograph.contracts import ENTRY_FIELD, EdgeAdded, EdgeRemoved, EntityRetracted, EntityUpserted, Frozen
+from platograph.contracts import (
+    ENTRY_FIELD,
+    EdgeAdded,
+    EdgeRemoved,
+    EntityMerged,
+    EntityRetracted,
+    EntityUnmerged,
+    EntityUpserted,
+    Frozen,
+)
 from platograph.stream import trim
 from services.graph import projector
 from services.graph.adapters import projection_store
@@ -19,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def sample_history(rng: random.Random, n: int = 300) -> list[Frozen]:
-    """A random mix of upserts, retractions and edge adds/removes over a few ids."""
+    """A random mix of upserts, retractions, merges and unmerges, and edge adds/removes over a few ids."""
     ids = [f"concept:c{i}" for i in range(15)]
     events: list[Frozen] = []
     for _ in range(n):
@@ -27,8 +36,11 @@ def sample_history(rng: random.Random, n: int = 300) -> list[Frozen]:
         a, b = rng.sample(ids, 2)
         if roll < 0.4:
             events.append(EntityUpserted(id=a, type="concept", name=f"{a}-{rng.randint(0, 9)}"))
-        elif roll < 0.5:
+        elif roll < 0.46:
             events.append(EntityRetracted(id=a))
+        elif roll < 0.5:
+            merge = EntityMerged(id=a, into=b) if rng.random() < 0.6 else EntityUnmerged(id=a, into=b)
+            events.append(merge)
         elif roll < 0.85:
             events.append(EdgeAdded(source=a, target=b, type="refines", description=str(rng.randint(0, 9))))
         else:

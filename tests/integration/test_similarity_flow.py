@@ -127,7 +127,7 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
     assert rejected.status_code == 202, rejected.text
     eventually(lambda: pair in candidates(api, status="rejected"))
     item = api.get("/v1/candidates", params={"status": "rejected"}).json()["items"][0]
-    assert item["decided_by"] == "ada"
+    assert item["decided_by"] == "ada" and item["decided_at"] is not None
     changed = [dict(first[1], text="Participants recalled more words after a night of sleep.")]
     position = api.post("/v1/entities", json=changed).json()["position"]
     api.get("/v1/projection", params={"position": position, "wait_ms": 5000})
@@ -141,6 +141,14 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
         i["entity"]["id"]
         for i in api.get("/v1/entities/finding:sleep/similar", params={"min_score": 0}).json()["items"]
     }
+    # Taking the rejection back lets the pair be proposed (and decided) again.
+    unrejected = api.post(f"/v1/candidates/{pair[0]}/{pair[1]}/unreject", json={"by": "ada"})
+    assert unrejected.status_code == 202, unrejected.text
+    assert api.post(f"/v1/candidates/{pair[0]}/{pair[1]}/unreject", json={}).status_code == 409
+    eventually(lambda: pair not in candidates(api, status="rejected"))
+    api.post("/v1/entities", json=[dict(first[1], text="Participants recalled more after sleep.")])
+    eventually(lambda: pair in candidates(api))
+    assert api.post(f"/v1/candidates/{pair[0]}/{pair[1]}/reject", json={}).status_code == 202
 
 
 def test_retracting_an_entity_withdraws_its_candidates(api: TestClient) -> None:

@@ -28,7 +28,7 @@ def linked(conn: Connection, ids: list[str]) -> dict[str, dict[str, list[str]]]:
 
 CANDIDATES_SQL = """
 SELECT c.a, c.b, c.score, c.kind, c.reason, c.suggested_edge, c.model, c.status, c.state_reason, c.decision,
-       c.decided_by, c.created_at, c.updated_at,
+       c.decided_by, c.decided_at, c.created_at, c.updated_at,
        json_build_object('id', ea.id, 'type', ea.type, 'status', ea.status, 'name', ea.name,
                          'description', ea.description) AS a_entity,
        json_build_object('id', eb.id, 'type', eb.type, 'status', eb.status, 'name', eb.name,
@@ -85,6 +85,7 @@ def list_candidates(
             "status": r["status"],
             "status_reason": r["state_reason"],
             "decided_by": r["decided_by"],
+            "decided_at": r["decided_at"],
             "created_at": r["created_at"],
             "updated_at": r["updated_at"],
         }  # fmt: skip

@@ -24,6 +24,7 @@ EDGE_COLUMNS = ("source", "type", "target", "description", "removed", "position"
 CANDIDATE_COLUMNS = (
     "a", "b", "a_type", "b_type", "score", "kind", "reason", "suggested_edge", "model", "state", "state_reason",
     "position", "state_position", "decision", "decided_by", "decision_position", "status", "created_at", "updated_at",
+    "decided_at",
 )  # fmt: skip
 
 STAGING = """
@@ -85,6 +86,7 @@ ON CONFLICT (a, b) DO UPDATE SET
     state_reason = {_NEWER.format(p="state_position", c="state_reason")},
     decision = {_NEWER.format(p="decision_position", c="decision")},
     decided_by = {_NEWER.format(p="decision_position", c="decided_by")},
+    decided_at = {_NEWER.format(p="decision_position", c="decided_at")},
     status = COALESCE({_NEWER.format(p="decision_position", c="decision")},
                       {_NEWER.format(p="state_position", c="state")}),
     position = GREATEST(candidates.position, excluded.position),

@@ -105,6 +105,7 @@ class Candidate(SQLModel, table=True):
     state_position: Decimal = Field(sa_column=Column(POSITION, nullable=False))
     decision: str | None = Field(sa_column=Column(Text))
     decided_by: str | None = Field(sa_column=Column(Text))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     decision_position: Decimal = Field(sa_column=Column(POSITION, nullable=False))
     status: str = Field(sa_column=Column(Text, nullable=False))  # decision if any, else state
     created_at: datetime | None = Field(sa_column=Column(DateTime(timezone=True)))

@@ -15,6 +15,7 @@ from platograph.contracts import (
     CandidateAccepted,
     CandidateProposed,
     CandidateRejected,
+    CandidateUnrejected,
     CandidateWithdrawn,
     EdgeAdded,
     EdgeRemoved,
@@ -113,6 +114,7 @@ class CandidateDelta:
     state_position: int = 0
     decision: str | None = None
     decided_by: str | None = None
+    decided_at: datetime | None = None
     decision_position: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -200,7 +202,7 @@ def _edge(deltas: Deltas, p: EdgeAdded | EdgeRemoved, pos: int, at: datetime) ->
         d.description = p.description if isinstance(p, EdgeAdded) else ""
 
 
-Decision = CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected
+Decision = CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected | CandidateUnrejected
 
 
 def _candidate(deltas: Deltas, p: Decision, pos: int, at: datetime) -> None:
@@ -217,8 +219,8 @@ def _candidate(deltas: Deltas, p: Decision, pos: int, at: datetime) -> None:
         if pos > d.state_position:
             d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
     elif pos > d.decision_position:
-        decision = "accepted" if isinstance(p, CandidateAccepted) else "rejected"
-        d.decision_position, d.decision, d.decided_by = pos, decision, p.by
+        decisions = {CandidateAccepted: "accepted", CandidateRejected: "rejected", CandidateUnrejected: None}
+        d.decision_position, d.decision, d.decided_by, d.decided_at = pos, decisions[type(p)], p.by, at
 
 
 def fold(events: list[PositionedEvent]) -> Deltas:
@@ -235,6 +237,6 @@ def fold(events: list[PositionedEvent]) -> Deltas:
             _merge(deltas, payload, event.position, at)
         elif isinstance(payload, EdgeAdded | EdgeRemoved):
             _edge(deltas, payload, event.position, at)
-        elif isinstance(payload, CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected):
+        elif isinstance(payload, Decision):
             _candidate(deltas, payload, event.position, at)
     return deltas

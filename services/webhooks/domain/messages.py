@@ -17,6 +17,7 @@ EVENT_TYPES = (
     "candidate.withdrawn",
     "candidate.accepted",
     "candidate.rejected",
+    "candidate.unrejected",
     "entity.merged",
     "entity.unmerged",
 )
