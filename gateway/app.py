@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gateway import clients
-from gateway.routers import home, merges, pages, reads, review, webhooks, writes
+from gateway.routers import home, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import instrument
 
@@ -44,6 +44,7 @@ def create_app(
     app.include_router(reads.router)
     app.include_router(review.router)
     app.include_router(webhooks.router)
+    app.include_router(reembed.router)
     app.include_router(home.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

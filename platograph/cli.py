@@ -177,6 +177,45 @@ def worker(
     jobs.work(queue, simple=simple, maintenance_s=maintenance_s)
 
 
+@app.command()
+def reembed(
+    model: Annotated[
+        str | None, typer.Option(help="Re-embed every entity with this model (see GET /v1/models)")
+    ] = None,
+    review: Annotated[bool, typer.Option(help="Wait for approval (the diff is shown) before switching")] = False,
+    approve: Annotated[str | None, typer.Option(help="Approve a job that waits for review")] = None,
+    rollback: Annotated[bool, typer.Option(help="Switch back to the model that answered before")] = False,
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+) -> None:
+    """Re-embed the corpus with another model in the background, with a live progress bar; the site keeps
+    answering with the old model until the switch."""
+    from platograph import reembed_cli
+
+    client = httpx.Client(base_url=gateway, timeout=60)
+    if rollback:
+        reembed_cli.call(console, client, "POST", "/v1/reembed/rollback")
+    elif approve:
+        reembed_cli.follow(console, client, reembed_cli.call(console, client, "POST", f"/v1/reembed/{approve}/approve"))
+    elif model:
+        job = reembed_cli.call(console, client, "POST", "/v1/reembed", json={"model": model, "review": review})
+        reembed_cli.follow(console, client, job)
+    else:
+        console.print("[red]give --model NAME, --approve JOB or --rollback[/]")
+        raise typer.Exit(2)
+
+
+@app.command(hidden=True)
+def coordinator() -> None:
+    """Run the re-embedding coordinator."""
+    from services.similarity import reembed_jobs
+
+    configure_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    reembed_jobs.coordinate(stop)
+
+
 @app.command(hidden=True)
 def scheduler(
     queue: Annotated[list[str], typer.Option(help="A queue whose delayed jobs to enqueue (repeatable)")],

@@ -42,6 +42,10 @@ class UpSettings(BaseSettings):
     webhooks_port: int = 8004
     webhook_workers: int = Field(2, ge=1, le=64)
     webhook_queue: str = "platograph-webhooks"
+    reembed_workers: int = Field(1, ge=0, le=64)
+    reembed_queue: str = "platograph-reembed"
+    # How often an idle worker requeues the jobs of workers that died (RQ's registry maintenance).
+    worker_maintenance_s: int = Field(60, ge=1, le=3600)
     projectors: int = Field(1, ge=1, le=16)
     redis_fsync: str = Field("everysec", pattern="^(always|everysec|no)$")
 
@@ -170,13 +174,15 @@ class System:
             self.children.append(Child(f"projector-{n}", argv, env, logs / f"projector-{n}.log"))
         worker = [sys.executable, "-m", "platograph.cli", "worker"]
         self.children.append(Child("worker", worker, self.env, logs / "worker.log"))
-        scheduler = [sys.executable, "-m", "platograph.cli", "scheduler", "--queue", "platograph", "--queue",
-                     s.webhook_queue]  # fmt: skip
-        self.children.append(Child("scheduler", scheduler, self.env, logs / "scheduler.log"))
-        for n in range(1, s.webhook_workers + 1):
-            argv = [sys.executable, "-m", "platograph.cli", "worker", "--queue", s.webhook_queue, "--simple",
-                    "--maintenance-s", "60"]  # fmt: skip
-            self.children.append(Child(f"webhook-worker-{n}", argv, self.env, logs / f"webhook-worker-{n}.log"))
+        cli = [sys.executable, "-m", "platograph.cli"]
+        queues = ["--queue", "platograph", "--queue", s.webhook_queue, "--queue", s.reembed_queue]
+        self.children.append(Child("scheduler", [*cli, "scheduler", *queues], self.env, logs / "scheduler.log"))
+        self.children.append(Child("coordinator", [*cli, "coordinator"], self.env, logs / "coordinator.log"))
+        for name, queue, count in (("webhook-worker", s.webhook_queue, s.webhook_workers),
+                                   ("reembed-worker", s.reembed_queue, s.reembed_workers)):  # fmt: skip
+            for n in range(1, count + 1):
+                argv = [*cli, "worker", "--queue", queue, "--simple", "--maintenance-s", str(s.worker_maintenance_s)]
+                self.children.append(Child(f"{name}-{n}", argv, self.env, logs / f"{name}-{n}.log"))
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
         self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
 

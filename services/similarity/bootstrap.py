@@ -10,10 +10,20 @@ import redis
 
 from platograph import ontology
 from platograph.stream import StreamConsumer
-from services.similarity.adapters.embedder import Embedder, MiniLMOnnx
+from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.index import EdgeIndex, QdrantClientIndex, VectorIndex
+from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.settings import SimilaritySettings
+
+
+@dataclass
+class Served:
+    """A model with its embedder and its collection."""
+
+    model: ModelSpec
+    embedder: Embedder
+    index: VectorIndex
 
 
 @dataclass
@@ -25,8 +35,23 @@ class Similarity:
     consumer: StreamConsumer
     graph: httpx.Client
     ontology: ontology.Ontology
-    # qdrant-client's local mode is not thread-safe; HTTP threads and the consumer share the index.
+    store: ReembedStore
+    # qdrant-client's local mode is not thread-safe; HTTP threads and the consumer share the index. The
+    # lock also makes a model switch atomic: readers see the old model and index, or the new ones.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    target: Served | None = None  # while a re-embed runs: the new model, written beside the active one
+    previous: Served | None = None  # after a switch: the old model, kept for a rollback
+
+    def served(self) -> Served:
+        with self.lock:
+            return Served(self.model, self.embedder, self.index)
+
+    def switch(self, to: Served) -> Served:
+        """Make another model the one that answers; returns the one that did."""
+        with self.lock:
+            before = Served(self.model, self.embedder, self.index)
+            self.model, self.embedder, self.index = to.model, to.embedder, to.index
+            return before
 
     @property
     def threshold(self) -> float:
@@ -36,6 +61,9 @@ class Similarity:
 
     def close(self) -> None:
         self.index.close()
+        for other in (self.target, self.previous):
+            if other is not None:
+                other.index.close()
         self.graph.close()
         self.consumer.client.close()
 
@@ -57,11 +85,15 @@ def bootstrap(
 ) -> Similarity:
     """Real adapters unless others are passed in (tests share one loaded model, or call graph in-process)."""
     settings = settings or SimilaritySettings()
-    model = REGISTRY.get(settings.model)
+    client = redis.Redis.from_url(settings.redis_url)
+    store = ReembedStore(client, settings.stream)
+    # A finished re-embed switched the alias: it wins over the configured model.
+    name = store.alias().get("active", settings.model)
+    model = REGISTRY.get(name)
     if model is None:
-        raise ValueError(f"PLATOGRAPH_MODEL: unknown model {settings.model!r}; known: {', '.join(REGISTRY)}")
+        raise ValueError(f"PLATOGRAPH_MODEL: unknown model {name!r}; known: {', '.join(REGISTRY)}")
     consumer = StreamConsumer(
-        redis.Redis.from_url(settings.redis_url),
+        client,
         stream=settings.stream,
         group=settings.similarity_group,
         consumer=settings.similarity_consumer,
@@ -70,9 +102,10 @@ def bootstrap(
     return Similarity(
         settings=settings,
         model=model,
-        embedder=embedder or MiniLMOnnx(max_tokens=model.max_tokens),
+        embedder=embedder or load_embedder(model.runtime, model.max_tokens),
         index=index or open_index(settings, model),
         consumer=consumer,
         graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
         ontology=ontology.load(settings.ontology),
+        store=store,
     )

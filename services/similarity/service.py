@@ -56,7 +56,22 @@ def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> list[
     with sim.lock:
         sim.index.upsert(active, vectors.astype(np.float32), part_vectors)
         sim.index.delete(inactive)
+        target = sim.target
+    if target is not None:  # a re-embed is running: the new model's collection gets the change too
+        items = [Indexed(i.id, i.type, i.name, i.description, target.model.text_of(e.model_dump()))
+                 for i, e in zip(active, live, strict=True)]  # fmt: skip
+        new_vectors = target.embedder.embed([i.text for i in items]) if items else vectors[:0]
+        with sim.lock:
+            target.index.upsert(items, new_vectors.astype(np.float32))
+            target.index.delete(inactive)
     return [(item, vectors[i]) for i, item in enumerate(active)]
+
+
+def delete_everywhere(sim: Similarity, entity_id: str) -> None:
+    with sim.lock:
+        sim.index.delete([entity_id])
+        if sim.target is not None:
+            sim.target.index.delete([entity_id])
 
 
 def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
@@ -143,14 +158,12 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
         elif envelope.type == "entity.retracted":
             retracted = EntityRetracted.model_validate(envelope.payload)
             upserts.pop(retracted.id, None)
-            with sim.lock:
-                sim.index.delete([retracted.id])
+            delete_everywhere(sim, retracted.id)
             payloads += withdraw_all(sim, retracted.id, f"{retracted.id} was retracted")
         elif envelope.type == "entity.merged":
             merged = EntityMerged.model_validate(envelope.payload)
             upserts.pop(merged.id, None)
-            with sim.lock:
-                sim.index.delete([merged.id])
+            delete_everywhere(sim, merged.id)
             payloads += withdraw_all(sim, merged.id, f"{merged.id} was merged into {merged.into}")
         elif envelope.type == "entity.unmerged":  # back on its own: index it again from the graph's record
             restored = _from_graph(sim, EntityUnmerged.model_validate(envelope.payload).id)
@@ -194,7 +207,8 @@ def similar(
 ) -> list[Hit] | None:
     """Entities closest to one entity, best first (by cosine, or dense + BM25 fused); None if not indexed."""
     with sim.lock:
-        found = sim.index.lookup(entity_id)
+        index = sim.index  # the same collection for the lookup and the search, even across a model switch
+        found = index.lookup(entity_id)
     if found is None:
         return None
     stored, vector = found
@@ -202,7 +216,7 @@ def similar(
     if not include_linked:
         exclude |= linked(sim, [entity_id]).get(entity_id, set())
     with sim.lock:
-        return sim.index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types,
+        return index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types,
                                 text=stored.text if hybrid else None)  # fmt: skip
 
 
@@ -210,7 +224,7 @@ def search(
     sim: Similarity, q: str, *, limit: int, min_score: float | None, types: list[str] | None, hybrid: bool = True
 ) -> list[Hit]:
     """Entities ranked for free text: dense + BM25 fused by default (words matter in a search box)."""
-    vector = sim.embedder.embed([q])[0]
+    vector = sim.embedder.embed_query([q])[0]
     with sim.lock:
         return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types,
                                 text=q if hybrid else None)  # fmt: skip

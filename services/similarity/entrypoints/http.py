@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.observability import instrument
-from services.similarity import consumer, service
+from services.similarity import consumer, reembed, service
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
+from services.similarity.entrypoints import reembed_http
 
 router = APIRouter(prefix="/v1", tags=["similarity"])
 
@@ -107,15 +108,21 @@ def stats(sim: SimDep) -> dict[str, Any]:
 
 @router.get("/models")
 def models(sim: SimDep) -> list[dict[str, Any]]:
-    """Registered embedding models."""
-    return [{"name": m.name, "version": m.version, "dimension": m.dimension, "active": m is sim.model,
-             "default_threshold": m.default_threshold} for m in REGISTRY.values()]  # fmt: skip
+    """Registered embedding models: which one answers, which is being built, which is kept for a rollback."""
+    with sim.lock:
+        active, target, previous = sim.model.name, sim.target, sim.previous
+    return [{"name": m.name, "version": m.version, "key": m.key, "dimension": m.dimension, "active": m.name == active,
+             "installed": m.installed, "default_threshold": m.default_threshold,
+             "building": target is not None and target.model.name == m.name,
+             "previous": previous is not None and previous.model.name == m.name}
+            for m in REGISTRY.values()]  # fmt: skip
 
 
 def create_app(sim: Similarity | None = None, consume: bool | None = None) -> FastAPI:
     """The similarity ASGI app; it starts the stream consumer unless told not to."""
     wired = sim or bootstrap()
     run_consumer = wired.settings.consume if consume is None else consume
+    reembed.resume(wired)  # an unfinished re-embed keeps its target collection across restarts
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -133,5 +140,6 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app = FastAPI(title="Platograph similarity", lifespan=lifespan)
     app.state.sim = wired
     app.include_router(router)
+    app.include_router(reembed_http.router)
     instrument(app, "similarity")
     return app

@@ -1,0 +1,44 @@
+"""Re-embedding with another model: forwarded to the similarity service, which owns the collections."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from gateway.deps import ServicesDep
+from gateway.upstream import call, relay
+from services.similarity.domain.reembed import Start
+
+router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
+
+
+@router.post("", status_code=202, responses={409: {}, 422: {}})
+async def start(body: Start, services: ServicesDep) -> Response:
+    """Re-embed every entity with another model in the background (RQ workers, as many as run). The current
+    model answers meanwhile, new and changed entities are written to both, and at the end the alias
+    switches (or, with `review`, the job waits at `ready` with its candidate diff for `approve`)."""
+    return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed", json=body.model_dump()))
+
+
+@router.get("/current")
+async def current(services: ServicesDep) -> Response:
+    """The running job, if any, and the alias (active model, and the one kept for a rollback)."""
+    return relay(await call(services.similarity, "similarity", "GET", "/v1/reembed/current"))
+
+
+@router.get("/{job}", responses={404: {}})
+async def get(job: str, services: ServicesDep) -> Response:
+    """`status` (running, ready, done, failed), `done`/`total`, `rate`, `eta_s`, failed batches, and the
+    candidate diff (gained, lost, re-scored, by type pair, with samples) once computed."""
+    return relay(await call(services.similarity, "similarity", "GET", f"/v1/reembed/{job}"))
+
+
+@router.post("/{job}/approve", responses={409: {}})
+async def approve(job: str, services: ServicesDep) -> Response:
+    """Switch to the new model after reviewing the diff."""
+    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{job}/approve"))
+
+
+@router.post("/rollback", responses={409: {}})
+async def rollback(services: ServicesDep) -> Response:
+    """Switch back to the model that answered before (its collection is kept)."""
+    return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed/rollback"))

