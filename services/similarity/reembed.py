@@ -32,6 +32,12 @@ class ReembedError(ValueError):
 
 
 def serve_model(sim: Similarity, model: ModelSpec) -> Served:
+    """The model with its collection: the one kept for a rollback if it is that model (a collection has
+    one opener), else opened."""
+    with sim.lock:
+        if sim.previous is not None and sim.previous.model.name == model.name:
+            found, sim.previous = sim.previous, None
+            return found
     return Served(model, load_embedder(model.runtime, model.max_tokens), open_index(sim.settings, model))
 
 
@@ -164,11 +170,13 @@ def flip(sim: Similarity, job_id: str) -> None:
 
 
 def rollback(sim: Similarity) -> dict[str, str]:
+    if sim.store.current():
+        raise ReembedError(409, ["body"], f"re-embed {sim.store.current()} is running; wait for it to finish")
     previous_name = sim.store.alias().get("previous")
     if not previous_name or previous_name not in REGISTRY:
         raise ReembedError(409, ["body"], "there is no previous model to return to")
+    back = serve_model(sim, REGISTRY[previous_name])
     with sim.lock:
-        back = sim.previous if sim.previous is not None else serve_model(sim, REGISTRY[previous_name])
         old = sim.switch(back)
         sim.previous = old
         sim.store.set_alias(back.model.name, old.model.name)

@@ -145,3 +145,15 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: tuple[str
     back = api.post("/v1/reembed/rollback").json()
     assert back == {"active": MINILM.name, "previous": E5_SMALL.name}
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == MINILM.key
+
+    # With review, the job stops at `ready` with its diff; nothing switches until it is approved.
+    reviewed = api.post("/v1/reembed", json={"model": E5_SMALL.name, "review": True}).json()
+    ready = wait(lambda: (j := api.get(f"/v1/reembed/{reviewed['id']}").json())["status"] == "ready" and j, 300,
+                 "the reviewed job to be ready")  # fmt: skip
+    assert ready["diff"]["to_model"] == E5_SMALL.key and ready["eta_s"] == 0
+    assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == MINILM.key
+    approved = api.post(f"/v1/reembed/{reviewed['id']}/approve").json()
+    assert approved["status"] == "done"
+    assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == E5_SMALL.key
+    again = api.post(f"/v1/reembed/{reviewed['id']}/approve")
+    assert again.status_code == 409 and again.json()["detail"][0]["loc"] == ["path", "job"]
