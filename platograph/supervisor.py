@@ -180,9 +180,12 @@ class System:
         self.children.append(Child("coordinator", [*cli, "coordinator"], self.env, logs / "coordinator.log"))
         for name, queue, count in (("webhook-worker", s.webhook_queue, s.webhook_workers),
                                    ("reembed-worker", s.reembed_queue, s.reembed_workers)):  # fmt: skip
+            # One thread per embedding worker: parallelism comes from the number of workers.
+            env = self.env | ({"OMP_NUM_THREADS": self.env.get("OMP_NUM_THREADS", "1")} if name == "reembed-worker"
+                              else {})  # fmt: skip
             for n in range(1, count + 1):
                 argv = [*cli, "worker", "--queue", queue, "--simple", "--maintenance-s", str(s.worker_maintenance_s)]
-                self.children.append(Child(f"{name}-{n}", argv, self.env, logs / f"{name}-{n}.log"))
+                self.children.append(Child(f"{name}-{n}", argv, env, logs / f"{name}-{n}.log"))
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
         self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
 

@@ -14,12 +14,13 @@ from gateway.settings import GatewaySettings
 from platograph.supervisor import UpSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
+from services.similarity.reembed_jobs import ReembedSettings
 from services.similarity.settings import SimilaritySettings
 from services.webhooks.settings import WebhookSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "webhooks", "projector", "worker", "webhook-worker",
-                "scheduler", "gateway"}  # fmt: skip
+                "reembed-worker", "coordinator", "scheduler", "gateway"}  # fmt: skip
 
 
 def compose() -> dict[str, Any]:
@@ -73,6 +74,8 @@ def test_app_services_run_real_entry_points() -> None:
     }
     assert services["webhook-worker"]["command"][:4] == ["platograph", "worker", "--queue", "platograph-webhooks"]
     assert services["scheduler"]["command"][:2] == ["platograph", "scheduler"]
+    assert services["reembed-worker"]["command"][:4] == ["platograph", "worker", "--queue", "platograph-reembed"]
+    assert services["coordinator"]["command"] == ["platograph", "coordinator"]
 
 
 def test_app_environment_points_at_the_compose_servers() -> None:

