@@ -29,6 +29,7 @@ bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/core.py
 	$(PY) bench/similarity.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/reembed.py
 
 eval: $(VENV)/.installed  ## similarity quality on ../shared/eval, against a running `make run`
 	$(VENV)/bin/platograph eval
