@@ -81,9 +81,16 @@ def brute_force_pairs(texts: dict[str, str], vectors: np.ndarray, threshold: flo
     return out  # type: ignore[return-value]
 
 
-def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: tuple[str, subprocess.Popen[str]]) -> None:
+@pytest.fixture
+def api(up: tuple[str, subprocess.Popen[str]]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=up[0], timeout=60) as client:
+        yield client
+
+
+def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
+    up: tuple[str, subprocess.Popen[str]], api: httpx.Client
+) -> None:
     site, proc = up
-    api = httpx.Client(base_url=site, timeout=60)
     rng = random.Random(5)
     combos = rng.sample([(t, v, o) for t in TOPICS for v in VERBS for o in OBJECTS], 150)  # no two alike: no ties
     questions = [{"id": f"question:q{i}", "name": f"Do {t} {v} {o}?"} for i, (t, v, o) in enumerate(combos)]

@@ -194,6 +194,16 @@ def test_errors_are_4xx_naming_the_field(api: TestClient) -> None:
 def test_openapi_documents_the_public_routes(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/entities", "/v1/edges", "/v1/import", "/v1/entities/{id}/neighborhood", "/v1/status"} <= set(paths)
+    assert {
+        "/v1/webhooks",
+        "/v1/webhooks/{id}/deliveries",
+        "/v1/reembed",
+        "/v1/reembed/{job}",
+        "/v1/entities/{id}/merge",
+        "/v1/entities/{id}/unmerge",
+        "/v1/candidates/{a}/{b}/unreject",
+    } <= set(paths)
+    assert "/entities/{id}" not in paths  # pages are for people, not in the API reference
     assert api.get("/").status_code == 200 and "Platograph" in api.get("/").text
     assert "platograph_http_requests_total" in api.get("/metrics").text
 

@@ -91,7 +91,15 @@ def test_every_setting_is_documented() -> None:
     read = set().union(
         *(
             env_names(s)
-            for s in (IngestSettings, GraphSettings, GatewaySettings, UpSettings, SimilaritySettings, WebhookSettings)
+            for s in (
+                IngestSettings,
+                GraphSettings,
+                GatewaySettings,
+                UpSettings,
+                SimilaritySettings,
+                WebhookSettings,
+                ReembedSettings,
+            )
         )
     )
     assert read - documented() == set()
