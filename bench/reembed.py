@@ -1,7 +1,7 @@
 """Re-embedding benchmark: the whole corpus re-embedded with the second model by RQ workers.
 
 Prints, from one run on one machine:
-- entities/s of the job (start → switch), against the raw encoder on the same texts in the same run, with
+- entities/s of the job (start → last batch in), against the raw encoder on the same texts in the same run, with
   as many processes as workers (ratio; the orchestration should cost almost nothing beside the model);
 - peak RSS of the similarity service and of each worker;
 - p50/p99 of "similar" queries while the job runs, against the same queries idle.
@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -78,6 +79,22 @@ def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[
             time.sleep(0.02)
 
 
+def run_job(api: httpx.Client, system: System, peaks: dict[str, int]) -> tuple[dict[str, Any], float]:
+    """Re-embed to e5 and wait for the switch; returns the job and the seconds until every batch was in."""
+    job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
+    started, batches_s = time.perf_counter(), 0.0
+    with console.status(f"re-embedding {job['total']:,} entities"):
+        while (job := api.get(f"/v1/reembed/{job['id']}").json())["status"] == "running":
+            if not batches_s and job["done"] >= job["total"]:
+                batches_s = time.perf_counter() - started
+            for child in system.children:
+                if child.process and child.name.startswith(("reembed-worker", "similarity")):
+                    rss = psutil.Process(child.process.pid).memory_info().rss
+                    peaks[child.name] = max(peaks.get(child.name, 0), rss)
+            time.sleep(0.2)
+    return job, batches_s or time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=2000)
@@ -101,6 +118,14 @@ def main() -> None:
             while (s := api.get("/v1/status").json()["similarity"])["indexed"] < len(entities) or s["lag"]:
                 time.sleep(1)
         ids = [e["id"] for e in entities]
+        # Throughput: a job with nothing else running (the issue's ratio is about orchestration cost).
+        peaks: dict[str, int] = {}
+        job, batches_s = run_job(api, system, peaks)
+        rate = job["done"] / batches_s
+        total_rate = job["done"] / (job["finished_at"] - job["started_at"])
+        raw = raw_rate([E5_SMALL.text_of(e) for e in entities], args.workers)
+        # Queries: idle, then during a second job (rolled back to the first model, then to e5 again).
+        api.post("/v1/reembed/rollback").raise_for_status()
         idle: list[float] = []
         stop = threading.Event()
         sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, idle))
@@ -111,20 +136,12 @@ def main() -> None:
         busy: list[float] = []
         stop = threading.Event()
         sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, busy))
-        peaks: dict[str, int] = {}
-        job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
         sampler.start()
-        with console.status(f"re-embedding {len(entities):,} entities with {args.workers} workers"):
-            while (job := api.get(f"/v1/reembed/{job['id']}").json())["status"] == "running":
-                for child in system.children:
-                    if child.process and child.name.startswith(("reembed-worker", "similarity")):
-                        rss = psutil.Process(child.process.pid).memory_info().rss
-                        peaks[child.name] = max(peaks.get(child.name, 0), rss)
-                time.sleep(0.5)
+        second, _ = run_job(api, system, peaks)
         stop.set()
         sampler.join()
-        rate = job["done"] / (job["finished_at"] - job["started_at"])
-        raw = raw_rate([E5_SMALL.text_of(e) for e in entities], args.workers)
+        job["second_rate"] = second["done"] / (second["finished_at"] - second["started_at"])
+        job["total_rate"] = total_rate
         report(args, job, rate, raw, idle, busy, peaks)
     finally:
         system.stop()
@@ -138,7 +155,10 @@ def report(args: argparse.Namespace, job: dict[str, object], rate: float, raw: f
 
     table = Table("measure", "Platograph", "baseline", "ratio",
                   title=f"re-embed {args.entities:,} entities → {E5_SMALL.name}, {args.workers} workers")  # fmt: skip
-    table.add_row("entities/s (start → switch)", f"{rate:.1f}", f"{raw:.1f} raw encoder", f"{rate / raw:.2f}")
+    table.add_row("entities/s, batches (start → last batch in)", f"{rate:.1f}", f"{raw:.1f} raw encoder",
+                  f"{rate / raw:.2f}")  # fmt: skip
+    table.add_row("entities/s, start → switch (with the diff)", f"{job['total_rate']:.1f}", "", "")
+    table.add_row("entities/s, start → switch, under query load", f"{job['second_rate']:.1f}", "", "")
     table.add_row(
         "query p50 (ms) during / idle", f"{p(busy, 50):.1f}", f"{p(idle, 50):.1f}", f"{p(busy, 50) / p(idle, 50):.2f}"
     )
