@@ -185,6 +185,8 @@ def reembed(
     review: Annotated[bool, typer.Option(help="Wait for approval (the diff is shown) before switching")] = False,
     approve: Annotated[str | None, typer.Option(help="Approve a job that waits for review")] = None,
     rollback: Annotated[bool, typer.Option(help="Switch back to the model that answered before")] = False,
+    cancel: Annotated[str | None, typer.Option(help="Stop a job before it switches")] = None,
+    drop_previous: Annotated[bool, typer.Option(help="Delete the collection kept for a rollback")] = False,
     gateway: GatewayOpt = DEFAULT_GATEWAY,
 ) -> None:
     """Re-embed the corpus with another model in the background, with a live progress bar; the site keeps
@@ -194,13 +196,19 @@ def reembed(
     client = httpx.Client(base_url=gateway, timeout=60)
     if rollback:
         reembed_cli.call(console, client, "POST", "/v1/reembed/rollback")
+    elif cancel:
+        console.print(
+            f"re-embed {cancel}: {reembed_cli.call(console, client, 'POST', f'/v1/reembed/{cancel}/cancel')['status']}"
+        )
+    elif drop_previous:
+        console.print(f"dropped {reembed_cli.call(console, client, 'DELETE', '/v1/reembed/previous')['dropped']}")
     elif approve:
         reembed_cli.follow(console, client, reembed_cli.call(console, client, "POST", f"/v1/reembed/{approve}/approve"))
     elif model:
         job = reembed_cli.call(console, client, "POST", "/v1/reembed", json={"model": model, "review": review})
         reembed_cli.follow(console, client, job)
     else:
-        console.print("[red]give --model NAME, --approve JOB or --rollback[/]")
+        console.print("[red]give --model NAME, --approve JOB, --cancel JOB, --rollback or --drop-previous[/]")
         raise typer.Exit(2)
 
 

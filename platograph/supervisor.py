@@ -62,9 +62,11 @@ def webhook_key(path: Path) -> str:
     return path.read_text().strip()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(nice: int = 0) -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if nice:
+        os.nice(nice)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     health_url: str | None = None
+    nice: int = 0  # background work yields the CPU to the processes that answer requests
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -87,7 +90,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=lambda: _die_with_parent(self.nice),
             )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -185,7 +188,8 @@ class System:
                               else {})  # fmt: skip
             for n in range(1, count + 1):
                 argv = [*cli, "worker", "--queue", queue, "--simple", "--maintenance-s", str(s.worker_maintenance_s)]
-                self.children.append(Child(f"{name}-{n}", argv, env, logs / f"{name}-{n}.log"))
+                nice = 10 if name == "reembed-worker" else 0
+                self.children.append(Child(f"{name}-{n}", argv, env, logs / f"{name}-{n}.log", nice=nice))
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)
         self.children.append(Child("gateway", gateway, self.env, logs / "gateway.log", f"{self.gateway_url}/healthz"))
 

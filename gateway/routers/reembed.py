@@ -42,3 +42,15 @@ async def approve(job: str, services: ServicesDep) -> Response:
 async def rollback(services: ServicesDep) -> Response:
     """Switch back to the model that answered before (its collection is kept)."""
     return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed/rollback"))
+
+
+@router.post("/{job}/cancel", responses={409: {}})
+async def cancel(job: str, services: ServicesDep) -> Response:
+    """Stop a job before it switches; its collection is dropped."""
+    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{job}/cancel"))
+
+
+@router.delete("/previous", responses={409: {}})
+async def drop_previous(services: ServicesDep) -> Response:
+    """Delete the collection kept for a rollback."""
+    return relay(await call(services.similarity, "similarity", "DELETE", "/v1/reembed/previous"))

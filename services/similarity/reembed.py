@@ -70,7 +70,11 @@ def start(sim: Similarity, model_name: str, review: bool) -> str:
     running = sim.store.current()
     if running:
         raise ReembedError(409, ["body", "model"], f"re-embed {running} is still running")
-    target = serve_model(sim, model)
+    stale = serve_model(sim, model)  # a build starts empty: drop what an earlier one left
+    stale.index.drop()
+    if sim.store.alias().get("previous") == model.name:  # that was the rollback's collection: no rollback now
+        sim.store.set_alias(sim.model.name, None)
+    target = Served(model, stale.embedder, open_index(sim.settings, model))
     job_id = sim.store.create(model.name, sim.model.name, review, plan(sim))
     with sim.lock:
         sim.target = target
@@ -160,6 +164,7 @@ def flip(sim: Similarity, job_id: str) -> None:
         target = sim.target
         if target is None:
             raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no target to switch to")
+        target.index.activate()
         old = sim.switch(target)
         if sim.previous is not None and sim.previous.model.name != old.model.name:
             sim.previous.index.close()
@@ -177,6 +182,7 @@ def rollback(sim: Similarity) -> dict[str, str]:
         raise ReembedError(409, ["body"], "there is no previous model to return to")
     back = serve_model(sim, REGISTRY[previous_name])
     with sim.lock:
+        back.index.activate()
         old = sim.switch(back)
         sim.previous = old
         sim.store.set_alias(back.model.name, old.model.name)
@@ -218,3 +224,28 @@ def finish(sim: Similarity, job_id: str) -> None:
         sim.store.update(job_id, status="ready")
     else:
         flip(sim, job_id)
+
+
+def cancel(sim: Similarity, job_id: str) -> None:
+    """Stop a job that has not switched: its workers find it cancelled, its collection is dropped."""
+    job = sim.store.job(job_id)
+    if job is None or job["status"] not in ("running", "ready"):
+        raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running or waiting for review")
+    sim.store.finish(job_id, "cancelled")
+    with sim.lock:
+        target, sim.target = sim.target, None
+    if target is not None:
+        target.index.drop()
+
+
+def drop_previous(sim: Similarity) -> dict[str, str | None]:
+    """Delete the collection kept for a rollback (there is no rollback after this)."""
+    if sim.store.current():
+        raise ReembedError(409, ["body"], f"re-embed {sim.store.current()} is running; wait for it to finish")
+    name = sim.store.alias().get("previous")
+    if not name or name not in REGISTRY:
+        raise ReembedError(409, ["body"], "no previous collection is kept")
+    serve_model(sim, REGISTRY[name]).index.drop()
+    with sim.lock:
+        sim.store.set_alias(sim.model.name, None)
+    return {"active": sim.model.name, "dropped": name}

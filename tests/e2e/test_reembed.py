@@ -164,3 +164,12 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == E5_SMALL.key
     again = api.post(f"/v1/reembed/{reviewed['id']}/approve")
     assert again.status_code == 409 and again.json()["detail"][0]["loc"] == ["path", "job"]
+
+    # The kept collection can be dropped (no rollback after that), and a job can be cancelled before it switches.
+    assert api.delete("/v1/reembed/previous").json() == {"active": E5_SMALL.name, "dropped": MINILM.name}
+    assert api.post("/v1/reembed/rollback").status_code == 409
+    started = api.post("/v1/reembed", json={"model": MINILM.name}).json()
+    cancelled = api.post(f"/v1/reembed/{started['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert api.get("/v1/reembed/current").json()["job"] is None
+    assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == E5_SMALL.key

@@ -88,3 +88,26 @@ def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
     again = EdgeIndex(tmp_path, "test-v1", DIM)  # a second opener would fail: this one is alone
     assert again.count() == 5 and again.search(vectors[2].tolist(), limit=1)[0].entity.id == "concept:e2"
     again.close()
+
+
+@pytest.mark.parametrize("kind", ["qdrant-client", "qdrant-edge"])
+def test_a_dropped_collection_comes_back_empty_and_the_alias_follows_activate(kind: str, tmp_path: Path) -> None:
+    client = QdrantClient(":memory:")
+
+    def open_index(key: str) -> VectorIndex:
+        if kind == "qdrant-client":
+            return QdrantClientIndex(client, key, DIM, server=False)
+        return EdgeIndex(tmp_path, key, DIM)
+
+    vectors = unit(np.random.default_rng(5).normal(size=(4, DIM)))
+    old, new = open_index("test-v1"), open_index("test-v2")
+    new.upsert(items(4), vectors)
+    new.activate()
+    if kind == "qdrant-client":
+        (alias,) = [a for a in client.get_aliases().aliases if a.alias_name == "entities"]
+        assert alias.collection_name.startswith("entities__test-v2")
+    new.drop()
+    again = open_index("test-v2")
+    assert again.count() == 0 and old.count() == 0
+    again.close()
+    old.close()

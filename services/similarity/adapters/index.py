@@ -14,6 +14,7 @@ dense by default; given `text`, it is hybrid: dense, best-sentence and BM25 cand
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,14 @@ class VectorIndex(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def activate(self) -> None:
+        """Make this collection the one the readers' alias names (a no-op where the alias is ours alone)."""
+        ...
+
+    def drop(self) -> None:
+        """Close and delete the collection (a cancelled or replaced build)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -233,6 +242,20 @@ class QdrantClientIndex:
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
 
+    def activate(self) -> None:
+        """Point the alias at this collection, in one request (readers never see no alias)."""
+        m = self._m
+        aliases = {a.alias_name for a in self._client.get_aliases().aliases}
+        operations: list[Any] = (
+            [m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=ALIAS))] if ALIAS in aliases else []
+        )
+        operations.append(m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=self.collection,
+                                                                            alias_name=ALIAS)))  # fmt: skip
+        self._client.update_collection_aliases(change_aliases_operations=operations)
+
+    def drop(self) -> None:
+        self._client.delete_collection(self.collection)
+
     def close(self) -> None:
         self._client.close()
 
@@ -326,6 +349,13 @@ class EdgeIndex:
 
     def count(self) -> int:
         return int(self._shard.count(self._q.CountRequest(exact=True)))
+
+    def activate(self) -> None:
+        return None  # one process opens the shard; which model answers is the similarity service's alias
+
+    def drop(self) -> None:
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def close(self) -> None:
         self._shard.flush()

@@ -107,6 +107,26 @@ def approve(job: str, request: Request) -> dict[str, Any]:
     return progress(sim, job)
 
 
+@router.delete("/previous")
+def drop_previous(request: Request) -> dict[str, str | None]:
+    """Delete the collection kept for a rollback."""
+    try:
+        return reembed.drop_previous(_sim(request))
+    except reembed.ReembedError as exc:
+        raise _fail(exc) from exc
+
+
+@router.post("/{job}/cancel")
+def cancel(job: str, request: Request) -> dict[str, Any]:
+    """Stop a job before it switches; the new collection is dropped and the old model goes on answering."""
+    sim = _sim(request)
+    try:
+        reembed.cancel(sim, job)
+    except reembed.ReembedError as exc:
+        raise _fail(exc) from exc
+    return progress(sim, job)
+
+
 @router.post("/rollback")
 def rollback(request: Request) -> dict[str, str]:
     """Switch back to the model that answered before the last switch (its collection was kept)."""
