@@ -101,9 +101,12 @@ def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vec
         target = sim.target
     if target is None or target.model.name != job["model"]:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
-    if items:
+    # An entity the consumer wrote meanwhile is newer than what this batch read: keep the consumer's.
+    fresh = sim.store.fresh(job_id, [i.id for i in items])
+    kept = [(i, v) for i, v in zip(items, vectors, strict=True) if i.id not in fresh]
+    if kept:
         with sim.lock:
-            target.index.upsert(items, np.asarray(vectors, dtype=np.float32))
+            target.index.upsert([i for i, _ in kept], np.asarray([v for _, v in kept], dtype=np.float32))
     return sim.store.mark_done(job_id, n, len(items))
 
 

@@ -64,14 +64,25 @@ def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> list[
         with sim.lock:
             target.index.upsert(items, new_vectors.astype(np.float32))
             target.index.delete(inactive)
+        mark_fresh(sim, [i.id for i in items] + inactive)
     return [(item, vectors[i]) for i, item in enumerate(active)]
 
 
 def delete_everywhere(sim: Similarity, entity_id: str) -> None:
     with sim.lock:
         sim.index.delete([entity_id])
-        if sim.target is not None:
-            sim.target.index.delete([entity_id])
+        target = sim.target
+        if target is not None:
+            target.index.delete([entity_id])
+    if target is not None:
+        mark_fresh(sim, [entity_id])
+
+
+def mark_fresh(sim: Similarity, entity_ids: list[str]) -> None:
+    """Tell the running re-embed these entities are already current in its collection."""
+    job_id = sim.store.current()
+    if job_id:
+        sim.store.mark_fresh(job_id, entity_ids)
 
 
 def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:

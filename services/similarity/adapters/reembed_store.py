@@ -94,6 +94,18 @@ class ReembedStore:
             return True
         return False
 
+    def mark_fresh(self, job_id: str, entity_ids: list[str]) -> None:
+        """Entities the consumer wrote (or removed) in the new collection while the job runs: a batch read
+        earlier must not overwrite them."""
+        if entity_ids:
+            self.client.sadd(f"{self._job_key(job_id)}:fresh", *entity_ids)
+
+    def fresh(self, job_id: str, entity_ids: list[str]) -> set[str]:
+        if not entity_ids:
+            return set()
+        flags = self.client.smismember(f"{self._job_key(job_id)}:fresh", entity_ids)
+        return {e for e, flag in zip(entity_ids, flags, strict=True) if flag}
+
     def mark_failed(self, job_id: str, n: int, error: str) -> None:
         self.client.hset(f"{self._job_key(job_id)}:failed", str(n), error[:500])
 
