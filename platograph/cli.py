@@ -103,6 +103,15 @@ def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
         table.add_row(f"entities: {name}", str(count))
     for key in ("edges", "journal_events", "stream_length", "pending", "lag", "dead_letters"):
         table.add_row(key, str(graph.get(key)))
+    similarity = state.get("similarity") or {}
+    table.add_row("model", f"{similarity.get('model')} ({similarity.get('indexed')} indexed)")
+    job = (state.get("reembed") or {}).get("job")
+    if job:
+        table.add_row("re-embedding", f"{job['model']}: {job['status']} {job['done']}/{job['total']}, "
+                      f"{job['rate']}/s, ETA {job['eta_s']:.0f} s")  # fmt: skip
+    hooks = state.get("webhooks") or {}
+    for name, count in sorted((hooks.get("deliveries") or {}).items()):
+        table.add_row(f"webhook deliveries: {name}", str(count))
     console.print(table)
 
 

@@ -52,6 +52,12 @@ async def home(services: ServicesDep) -> HTMLResponse:
     )
     similarity = state.get("similarity") or {}
     sim_rows = {k: similarity.get(k) for k in ("model", "indexed", "threshold", "pending", "lag")}
+    reembed = state.get("reembed") or {}
+    job = reembed.get("job")
+    if job:
+        sim_rows["re-embedding"] = f"{job['model']}: {job['status']} {job['done']}/{job['total']} ({job['rate']}/s)"
+    if (reembed.get("alias") or {}).get("previous"):
+        sim_rows["kept for rollback"] = reembed["alias"]["previous"]
     found = await services.graph.get("/v1/candidates", params={"limit": 10}) if graph else None
     pairs = found.json()["items"] if found is not None and found.status_code == 200 else []
     candidates = "".join(

@@ -233,9 +233,11 @@ async def status(services: ServicesDep) -> dict[str, Any]:
             out["services"][name] = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
         except Exception as exc:  # noqa: BLE001 - any failure is reported as that service's state
             out["services"][name] = f"unreachable: {exc.__class__.__name__}"
-    for name, path in (("graph", "/v1/stats"), ("similarity", "/v1/stats"), ("webhooks", "/v1/stats")):
+    places = (("graph", "graph", "/v1/stats"), ("similarity", "similarity", "/v1/stats"),
+              ("webhooks", "webhooks", "/v1/stats"), ("reembed", "similarity", "/v1/reembed/current"))  # fmt: skip
+    for name, service, path in places:
         try:
-            stats = await getattr(services, name).get(path)
+            stats = await getattr(services, service).get(path)
             out[name] = stats.json() if stats.status_code == 200 else None
         except Exception:  # noqa: BLE001 - reported above as unreachable
             out[name] = None
