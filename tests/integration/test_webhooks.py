@@ -275,7 +275,7 @@ def test_a_slow_endpoint_does_not_delay_the_others(hooks: Hooks) -> None:
         for i in range(6):
             hooks.propose(score=0.6 + i / 100)
         fast.wait(6, timeout=30)
-        assert time.monotonic() - started < 4  # the slow one needs 12 s for its six
+        assert time.monotonic() - started < 8  # the slow one needs 12 s for its six (one at a time)
         assert len(slow.requests) < 6
 
 
