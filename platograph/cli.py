@@ -139,6 +139,7 @@ def rebuild(
 @app.command("eval")
 def eval_(
     data: Annotated[Path, typer.Option(help="The evaluation data (SciFact, STS-B, PAWS)")] = Path("../shared/eval"),
+    links_only: Annotated[bool, typer.Option(help="Only link recovery and thresholds (skip STS-B and PAWS)")] = False,
     gateway: GatewayOpt = DEFAULT_GATEWAY,
 ) -> None:
     """Measure similarity quality on real data through the running system (see docs/similarity.md)."""
@@ -147,7 +148,7 @@ def eval_(
     from platograph import evaluation
 
     with tempfile.TemporaryDirectory() as work:
-        report = evaluation.run(gateway, data, Path(work))
+        report = evaluation.run(gateway, data, Path(work), links_only=links_only)
     table = Table("measure", "value", title="similarity evaluation")
     for name, value in report.rows:
         table.add_row(name, value)
