@@ -35,7 +35,7 @@ class ReembedSettings(CoreSettings):
     graph_url: str = "http://127.0.0.1:8002"
     similarity_url: str = "http://127.0.0.1:8003"
     reembed_queue: str = "platograph-reembed"
-    reembed_batch_timeout_s: int = Field(120, ge=5, le=3600)  # one batch's job; a dead worker's is retried after
+    reembed_batch_timeout_s: int = Field(300, ge=5, le=3600)  # one batch's job; a dead worker's is retried after
     reembed_poll_s: float = Field(1.0, gt=0, le=60)
 
 
