@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.routers.reads import After, wait_for
-from gateway.routers.review import EntityId, get_redis
+from gateway.routers.review import EntityId, get_redis, reply_text
 from gateway.upstream import call, raise_for_client_error
 from platograph.contracts import ENTRY_FIELD, EntityMerged, EntityUnmerged, encode_entry, new_envelopes
 
@@ -100,7 +100,7 @@ async def merge(
     won, *rest = await redis.eval(MERGE, 5, merged_key, into_key, members_key, into_members, settings.stream,
                                   body.into, id, ENTRY_FIELD, fields[ENTRY_FIELD])  # fmt: skip
     if not won:
-        why, value = rest[0].decode(), rest[1].decode()
+        why, value = reply_text(rest[0]), reply_text(rest[1])
         messages = {
             "already": (["path", "id"], f"{id} is already merged into {value}"),
             "into_merged": (["body", "into"], f"{body.into} was itself merged into {value}; merge into {value}"),
@@ -108,8 +108,7 @@ async def merge(
         }
         loc, msg = messages[why]
         raise _conflict(loc, msg, why)
-    position = rest[0].decode() if isinstance(rest[0], bytes) else str(rest[0])
-    return {"status": "merged", "id": id, "into": body.into, "position": position,
+    return {"status": "merged", "id": id, "into": body.into, "position": reply_text(rest[0]),
             "event_ids": [str(e.event_id) for e in envelopes]} | dict(preview.json())  # fmt: skip
 
 
@@ -136,6 +135,5 @@ async def unmerge(
                                   fields[ENTRY_FIELD])  # fmt: skip
     if not won:
         raise _conflict(["path", "id"], f"{id} is not merged (any more)", "not_merged")
-    position = rest[0].decode() if isinstance(rest[0], bytes) else str(rest[0])
-    return {"status": "unmerged", "id": id, "into": into, "position": position,
+    return {"status": "unmerged", "id": id, "into": into, "position": reply_text(rest[0]),
             "event_ids": [str(e.event_id) for e in envelopes]}  # fmt: skip

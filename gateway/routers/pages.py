@@ -3,6 +3,7 @@ and search. Server-rendered with Jinja2; the only script is the review buttons' 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,13 @@ def review_options(onto: ontology.Ontology, a: str, b: str) -> list[dict[str, st
 async def entity_page(
     id: str, request: Request, services: ServicesDep, settings: SettingsDep, after: str | None = Query(None)
 ) -> Response:
+    # The view and the entity's open candidates (for the review controls) are asked for at once.
+    view_call = reads.neighborhood(id, services, settings, after=after, limit=50, group=None, cursor=None,
+                                   min_score=None)  # fmt: skip
+    candidates_call = call(services.graph, "graph", "GET", "/v1/candidates",
+                           params={"entity": id, "status": "proposed", "limit": 200})  # fmt: skip
     try:
-        raw = await reads.neighborhood(id, services, settings, after=after, limit=50, group=None, cursor=None,
-                                       min_score=None)  # fmt: skip
+        raw, found = await asyncio.gather(view_call, candidates_call)
     except HTTPException as exc:
         if exc.status_code == 404:
             page = templates.TemplateResponse(request, "search.html", {"q": id, "found": [], "meaning": []})
@@ -50,8 +55,6 @@ async def entity_page(
         survivor = raw.headers["location"].removeprefix("/v1/entities/").removesuffix("/neighborhood")
         return RedirectResponse(f"/entities/{survivor}", status_code=301, headers=UNDOABLE)
     view = orjson.loads(raw.body)
-    found = await call(services.graph, "graph", "GET", "/v1/candidates",
-                       params={"entity": id, "status": "proposed", "limit": 200})  # fmt: skip
     onto = ontology.load(settings.ontology)
     candidates: dict[str, dict[str, Any]] = {}
     for c in found.json()["items"] if found.status_code == 200 else []:

@@ -55,6 +55,11 @@ class Reject(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
+def reply_text(value: Any) -> str:
+    """A string from a Redis script's reply (bytes, or already text)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def get_redis(request: Request) -> Any:
     return request.app.state.redis
 
@@ -68,20 +73,25 @@ async def _candidate(services: ServicesDep, a: str, b: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def decision_key(settings: SettingsDep, a: str, b: str) -> str:
+    """Where the first decision on a pair is claimed (the Lua scripts check and set it)."""
+    return f"{settings.stream}:decision:{a}|{b}"
+
+
 async def _decide(
     redis: Any, settings: SettingsDep, a: str, b: str, decision: str, by: str, payloads: list[Frozen]
 ) -> dict[str, Any]:
     envelopes = new_envelopes(payloads, producer=PRODUCER)
     claim = orjson.dumps({"decision": decision, "by": by})
-    key = f"{settings.stream}:decision:{a}|{b}"
     fields = encode_entry(envelopes)
-    won, value = await redis.eval(CLAIM_AND_APPEND, 2, key, settings.stream, claim, fields[ENTRY_FIELD], ENTRY_FIELD)
+    won, value = await redis.eval(
+        CLAIM_AND_APPEND, 2, decision_key(settings, a, b), settings.stream, claim, fields[ENTRY_FIELD], ENTRY_FIELD
+    )
     if not won:
         earlier = orjson.loads(value)
         msg = f"this pair was already {earlier['decision']}" + (f" by {earlier['by']}" if earlier["by"] else "")
         raise HTTPException(409, detail=[{"loc": ["path", "b"], "msg": msg, "type": "already_decided"}])
-    position = value.decode() if isinstance(value, bytes) else str(value)
-    return {"status": decision, "position": position, "event_ids": [str(e.event_id) for e in envelopes]}
+    return {"status": decision, "position": reply_text(value), "event_ids": [str(e.event_id) for e in envelopes]}
 
 
 @router.post("/{a}/{b}/accept", status_code=202, responses={404: {}, 409: {}, 422: {}})
@@ -145,11 +155,10 @@ async def unreject(
     a, b = (a, b) if a < b else (b, a)
     await _candidate(services, a, b)
     envelopes = new_envelopes([CandidateUnrejected(a=a, b=b, by=body.by)], producer=PRODUCER)
-    key = f"{settings.stream}:decision:{a}|{b}"
-    won, value = await redis.eval(RELEASE_REJECTION, 2, key, settings.stream, encode_entry(envelopes)[ENTRY_FIELD],
+    entry = encode_entry(envelopes)[ENTRY_FIELD]
+    won, value = await redis.eval(RELEASE_REJECTION, 2, decision_key(settings, a, b), settings.stream, entry,
                                   ENTRY_FIELD)  # fmt: skip
     if not won:
         msg = "this pair is not rejected" + (f" (it was {orjson.loads(value)['decision']})" if value else "")
         raise HTTPException(409, detail=[{"loc": ["path", "b"], "msg": msg, "type": "not_rejected"}])
-    position = value.decode() if isinstance(value, bytes) else str(value)
-    return {"status": "unrejected", "position": position, "event_ids": [str(e.event_id) for e in envelopes]}
+    return {"status": "unrejected", "position": reply_text(value), "event_ids": [str(e.event_id) for e in envelopes]}

@@ -15,17 +15,16 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from platograph.contracts import Envelope, decode_entry
+from platograph.graph_api import wait_for_projection
 from platograph.stream import Entry, consume
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
 
 log = logging.getLogger(__name__)
-GRAPH_WAIT_MS = 5000
 
 
 def wait_for_graph(sim: Similarity, entry_id: str) -> None:
-    response = sim.graph.get("/v1/projection", params={"position": entry_id, "wait_ms": GRAPH_WAIT_MS})
-    if response.status_code == 200 and not response.json()["reached"]:
+    if not wait_for_projection(sim.graph, entry_id):
         log.warning("graph projection has not reached %s; proposing with what it knows", entry_id)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from platograph.graph_api import pages
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
@@ -44,19 +45,12 @@ def serve_model(sim: Similarity, model: ModelSpec) -> Served:
 def plan(sim: Similarity) -> list[dict[str, Any]]:
     """Batches by id ranges (keyset pages of the graph's entity list): `after` (exclusive), `last`, `count`."""
     batches: list[dict[str, Any]] = []
-    cursor, after = None, ""
-    while True:
-        params: dict[str, Any] = {"limit": sim.settings.reembed_batch_size} | ({"cursor": cursor} if cursor else {})
-        response = sim.graph.get("/v1/entities", params=params)
-        response.raise_for_status()
-        page = response.json()
-        ids = [e["id"] for e in page["items"]]
-        if ids:
-            batches.append({"after": after, "last": ids[-1], "count": len(ids)})
-            after = ids[-1]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return batches
+    after = ""
+    for page in pages(sim.graph, "/v1/entities", {"limit": sim.settings.reembed_batch_size}):
+        if page:
+            batches.append({"after": after, "last": page[-1]["id"], "count": len(page)})
+            after = page[-1]["id"]
+    return batches
 
 
 def start(sim: Similarity, model_name: str, review: bool) -> str:
@@ -192,20 +186,6 @@ def rollback(sim: Similarity) -> dict[str, str]:
     return {"active": back.model.name, "previous": old.model.name}
 
 
-def corpus_ids(sim: Similarity) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 500} | ({"cursor": cursor} if cursor else {})
-        response = sim.graph.get("/v1/entities", params=params)
-        response.raise_for_status()
-        page = response.json()
-        ids += [e["id"] for e in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
-
-
 def finish(sim: Similarity, job_id: str) -> None:
     """Every batch is in: work out the diff, then switch, or wait for a person to approve."""
     job = sim.store.job(job_id)
@@ -215,7 +195,7 @@ def finish(sim: Similarity, job_id: str) -> None:
         target = sim.target
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
-    ids = corpus_ids(sim)
+    ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
     linked: dict[str, set[str]] = {}
     for start_at in range(0, len(ids), 5000):
         response = sim.graph.post("/v1/linked", json={"ids": ids[start_at : start_at + 5000]})

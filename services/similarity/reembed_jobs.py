@@ -22,6 +22,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from platograph.graph_api import pages
 from platograph.settings import CoreSettings
 from services.graph.adapters.queries import encode_cursor
 from services.similarity.adapters.embedder import Embedder, load_embedder
@@ -57,20 +58,13 @@ def _embedder(model_name: str) -> Embedder:
 def _entities(graph: httpx.Client, after: str, last: str) -> list[dict[str, Any]]:
     """Active entities with after < id <= last, in id order (pages until past `last`)."""
     out: list[dict[str, Any]] = []
-    cursor = encode_cursor(after) if after else None
-    while True:
-        params: dict[str, Any] = {"limit": 500} | ({"cursor": cursor} if cursor else {})
-        response = graph.get("/v1/entities", params=params)
-        response.raise_for_status()
-        page = response.json()
-        for entity in page["items"]:
+    for page in pages(graph, "/v1/entities", {"limit": 500} | ({"cursor": encode_cursor(after)} if after else {})):
+        for entity in page:
             if entity["id"] > last:
                 return out
             if entity["status"] == "active":
                 out.append(entity)
-        cursor = page["next_cursor"]
-        if not cursor:
-            return out
+    return out
 
 
 def embed_batch(job_id: str, n: int) -> int:

@@ -26,6 +26,7 @@ from platograph.contracts import (
     encode_entry,
     new_envelopes,
 )
+from platograph.graph_api import pages
 from services.similarity.adapters.index import Hit, Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import classify, pair, suggest_edge, threshold_for
@@ -130,19 +131,8 @@ def withdraw_all(sim: Similarity, entity_id: str, reason: str) -> list[Frozen]:
 
 def proposed_with(sim: Similarity, entity_id: str) -> list[tuple[str, str]]:
     """Pairs currently proposed that involve an entity."""
-    pairs: list[tuple[str, str]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"entity": entity_id, "status": "proposed", "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        response = sim.graph.get("/v1/candidates", params=params)
-        response.raise_for_status()
-        page = response.json()
-        pairs += [(c["a"]["id"], c["b"]["id"]) for c in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return pairs
+    params = {"entity": entity_id, "status": "proposed", "limit": 500}
+    return [(c["a"]["id"], c["b"]["id"]) for page in pages(sim.graph, "/v1/candidates", params) for c in page]
 
 
 def _from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:

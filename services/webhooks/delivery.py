@@ -117,27 +117,38 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> 
 def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> str:
     s = wh.settings
     started = time.monotonic()
+    endpoint = rows[0]  # one endpoint per batch: its address is checked and its secrets opened once
+    try:
+        target: safety.Target | None = safety.resolve(endpoint["url"], s.webhook_allowlist)
+        refused = ""
+    except safety.UnsafeEndpoint as exc:
+        target, refused = None, f"refused: {exc}"
+    secrets = _secrets(wh, endpoint, datetime.now(UTC))
     sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
     for row in rows:
         now = datetime.now(UTC)
-        outcome = _send(wh, row, now)
+        if target is None:
+            outcome = sender.Outcome(None, 0.0, refused, "")
+        else:
+            headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
+            outcome = sender.send(wh.http, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
+                                  excerpt=s.webhook_excerpt)  # fmt: skip
         sent.append((row, outcome, now))
-        code = outcome.status_code
-        if code is None or not 200 <= code < 300 or time.monotonic() - started > s.webhook_timeout_s:
+        if not outcome.ok or time.monotonic() - started > s.webhook_timeout_s:
             break
     store.record_attempts(conn, [
         {"delivery_id": row["id"], "attempted_at": at, "status_code": o.status_code, "latency_ms": o.latency_ms,
          "error": o.error, "response": o.response, "details": {"attempt": row["attempts"] + 1}}
         for row, o, at in sent
     ])  # fmt: skip
-    delivered = [(row, at) for row, o, at in sent if o.status_code is not None and 200 <= o.status_code < 300]
+    delivered = [(row, at) for row, o, at in sent if o.ok]
     if delivered:
         store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
         if rows[0]["failing_since"] is not None:
             store.update_subscription(conn, rows[0]["subscription_id"], {"failing_since": None})
     rest = [row["id"] for row in rows[len(sent) :]]
     last_row, last, at = sent[-1]
-    if last.status_code is not None and 200 <= last.status_code < 300:
+    if last.ok:
         if rest:  # out of time: the rest go in a new job now
             enqueue(wh, rest, max(r["attempts"] for r in rows), tag=f"-more-{uuid.uuid4().hex[:8]}")
         return f"{len(delivered)} delivered"
@@ -147,18 +158,12 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     return f"{len(delivered)} delivered, 1 failed, {len(rest)} postponed"
 
 
-def _send(wh: Webhooks, row: dict[str, Any], now: datetime) -> sender.Outcome:
-    s = wh.settings
-    try:
-        target = safety.resolve(row["url"], s.webhook_allowlist)
-    except safety.UnsafeEndpoint as exc:
-        return sender.Outcome(None, 0.0, f"refused: {exc}", "")
-    secrets = [wh.box.open(row["secret"])]
-    if row["previous_secret"] and row["previous_secret_until"] and row["previous_secret_until"] > now:
-        secrets.append(wh.box.open(row["previous_secret"]))
-    headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
-    return sender.send(wh.http, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
-                       excerpt=s.webhook_excerpt)  # fmt: skip
+def _secrets(wh: Webhooks, endpoint: dict[str, Any], now: datetime) -> list[str]:
+    """The secrets that sign: the current one, and during a rotation's grace period the previous one."""
+    secrets = [wh.box.open(endpoint["secret"])]
+    if endpoint["previous_secret"] and endpoint["previous_secret_until"] and endpoint["previous_secret_until"] > now:
+        secrets.append(wh.box.open(endpoint["previous_secret"]))
+    return secrets
 
 
 def _failed(

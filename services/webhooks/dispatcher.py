@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from platograph.contracts import Envelope, decode_entry
+from platograph.graph_api import wait_for_projection
 from platograph.stream import Entry, consume
 from services.webhooks import delivery
 from services.webhooks.adapters import store
@@ -27,7 +28,6 @@ from services.webhooks.domain import messages
 
 log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("5b0a4a43-55d2-4c4f-9a43-8b0f5e4b7f10")
-GRAPH_WAIT_MS = 5000
 
 
 def delivery_id(subscription_id: str, event_id: uuid.UUID) -> uuid.UUID:
@@ -68,16 +68,11 @@ def record(wh: Webhooks, events: list[tuple[str, Envelope]], subscriptions: list
         if score is None and event.type.startswith("candidate."):
             score = known["scores"].get(f"{payload['a']}|{payload['b']}")
         entity_ids = messages.entity_ids(event.type, payload)
-        body: str | None = None
-        for subscription in subscriptions:
-            if not messages.matches(event.type, entity_ids, score, subscription):
-                continue
-            body = (
-                body
-                or orjson.dumps(
-                    messages.body(event.type, event.occurred_at, payload, known["entities"], score)
-                ).decode()
-            )
+        wanted = [s for s in subscriptions if messages.matches(event.type, entity_ids, score, s)]
+        if not wanted:
+            continue
+        body = orjson.dumps(messages.body(event.type, event.occurred_at, payload, known["entities"], score)).decode()
+        for subscription in wanted:
             rows.append({"id": delivery_id(subscription["id"], event.event_id), "subscription_id": subscription["id"],
                          "event_id": event.event_id, "event_type": event.type, "stream_id": entry_id, "body": body,
                          "status": "pending"})  # fmt: skip
@@ -91,8 +86,7 @@ def record(wh: Webhooks, events: list[tuple[str, Envelope]], subscriptions: list
 
 def _wait_for_graph(wh: Webhooks, entry_id: str) -> None:
     """Names come from the graph's read model: let it reach the entry first (briefly)."""
-    response = wh.graph.get("/v1/projection", params={"position": entry_id, "wait_ms": GRAPH_WAIT_MS})
-    if response.status_code == 200 and not response.json()["reached"]:
+    if not wait_for_projection(wh.graph, entry_id):
         log.warning("graph projection has not reached %s; names may be missing", entry_id)
 
 

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from platograph.background import thread_lifespan
 from platograph.observability import instrument
 from services.similarity import consumer, reembed, service
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
 from services.similarity.entrypoints import reembed_http
+from services.similarity.entrypoints.deps import SimDep
 
 router = APIRouter(prefix="/v1", tags=["similarity"])
 
 
-def get_sim(request: Request) -> Similarity:
-    return request.app.state.sim  # type: ignore[no-any-return]
-
-
-SimDep = Annotated[Similarity, Depends(get_sim)]
 Mode = Annotated[Literal["dense", "hybrid"], Query(description="Ranking: cosine, or cosine fused with BM25")]
 Types = Annotated[list[str] | None, Query(alias="type", description="Only these entity types (repeatable)")]
 
@@ -124,22 +118,12 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     run_consumer = wired.settings.consume if consume is None else consume
     reembed.resume(wired)  # an unfinished re-embed keeps its target collection across restarts
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        thread = threading.Thread(target=consumer.run, args=(wired, stop), name="similarity-consumer", daemon=True)
-        if run_consumer:
-            thread.start()
-        yield
-        stop.set()
-        if run_consumer:
-            thread.join(30)
-        if sim is None:
-            wired.close()
-
+    lifespan = thread_lifespan(lambda stop: consumer.run(wired, stop), name="similarity-consumer",
+                               enabled=run_consumer, close=wired.close if sim is None else None)  # fmt: skip
     app = FastAPI(title="Platograph similarity", lifespan=lifespan)
     app.state.sim = wired
     app.include_router(router)
     app.include_router(reembed_http.router)
+    app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
     instrument(app, "similarity")
     return app

@@ -20,6 +20,10 @@ class Outcome:
     error: str
     response: str
 
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
 
 def signature_headers(message_id: str, body: str, secrets: list[str], at: datetime | None = None) -> dict[str, str]:
     """Standard Webhooks headers; during a secret rotation each live secret signs (space-separated)."""

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from sqlalchemy import Connection
 
+from platograph.background import thread_lifespan
 from platograph.observability import instrument
 from services.webhooks import delivery, dispatcher
 from services.webhooks.adapters import store
@@ -124,7 +123,7 @@ def pause(id: str, conn: ConnDep) -> dict[str, Any]:
 
 
 @router.post("/{id}/resume")
-def resume(id: str, wh: WhDep, request: Request) -> dict[str, Any]:
+def resume(id: str, wh: WhDep) -> dict[str, Any]:
     """Send again (also re-enables a disabled endpoint); what is pending goes out now."""
     with wh.engine.begin() as conn:
         _existing(conn, id)
@@ -213,19 +212,8 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
     wired = wh or bootstrap()
     run_dispatcher = wired.settings.dispatch if dispatch is None else dispatch
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        thread = threading.Thread(target=dispatcher.run, args=(wired, stop), name="webhook-dispatcher", daemon=True)
-        if run_dispatcher:
-            thread.start()
-        yield
-        stop.set()
-        if run_dispatcher:
-            thread.join(30)
-        if wh is None:
-            wired.close()
-
+    lifespan = thread_lifespan(lambda stop: dispatcher.run(wired, stop), name="webhook-dispatcher",
+                               enabled=run_dispatcher, close=wired.close if wh is None else None)  # fmt: skip
     app = FastAPI(title="Platograph webhooks", lifespan=lifespan)
     app.state.wh = wired
     app.include_router(router)
