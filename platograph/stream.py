@@ -1,10 +1,15 @@
-"""Reading the event stream as a member of a Redis consumer group."""
+"""Reading the event stream as a member of a Redis consumer group.
+
+The stream is trimmed once every group is done with its entries (the graph journal keeps every event). A
+group created after a trim starts at the first entry left, so it first reads back what it missed from the
+journal (`catch_up`): for a consumer, a trimmed stream then reads the same as a whole one.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -43,6 +48,43 @@ class StreamConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    @property
+    def catch_up_key(self) -> str:
+        return f"{self.stream}:catch-up:{self.group}"
+
+    def missed(self) -> tuple[str, str | None] | None:
+        """The entries this group missed because the stream was trimmed before it was created, as (last
+        missed entry, last one read back so far); None when there is nothing (left) to read back."""
+        state = {_text(k): _text(v) for k, v in self.client.hgetall(self.catch_up_key).items()}
+        if not state:
+            # Decided once per group. Until a group reads, trimming keeps everything it has not read, so
+            # what was trimmed when we look here is exactly what the group missed.
+            until = self._trimmed_before_reading()
+            state = {"until": until or "", "after": "", "done": "" if until else "1"}
+            fields: dict[Any, Any] = dict(state)  # redis-py's mapping type is invariant in its keys
+            self.client.hset(self.catch_up_key, mapping=fields)
+        if state.get("done"):
+            return None
+        return state["until"], state["after"] or None
+
+    def caught_up_to(self, entry_id: str) -> None:
+        self.client.hset(self.catch_up_key, "after", entry_id)
+
+    def caught_up(self) -> None:
+        self.client.hset(self.catch_up_key, "done", "1")
+
+    def _trimmed_before_reading(self) -> str | None:
+        group = next((g for g in self.client.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
+        if group is None or _text(group["last-delivered-id"]) != "0-0":
+            return None  # a group that has read was there before the trim (or has its own catch-up state)
+        info = self.client.xinfo_stream(self.stream)
+        if int(info["entries-added"]) == int(info["length"]):
+            return None  # nothing was trimmed
+        if int(info["length"]) == 0:
+            return _text(info["last-generated-id"])
+        ms, seq = _id_tuple(_text(info["first-entry"][0]))
+        return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-9999999"  # the last id before the first one left
 
     def own_pending(self, count: int) -> list[Entry]:
         """Entries delivered to this consumer name before and never acked (after a restart)."""
@@ -163,6 +205,31 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+CatchUp = Callable[[str, str | None], Iterable[list[Entry]]]
+"""Entries up to the first argument, after the second, from the journal (platograph.graph_api)."""
+
+
+def read_back(consumer: StreamConsumer, handle: Callable[[list[Entry]], int], catch_up: CatchUp,
+              stop: threading.Event) -> None:  # fmt: skip
+    """Hand a new group what a trim took before it existed, page by page, resuming after a restart.
+    Consumers are idempotent, so a page handled twice (a crash before its mark) changes nothing."""
+    gap = consumer.missed()
+    if gap is None:
+        return
+    until, after = gap
+    log.info("group %s was created after a trim: reading entries up to %s back from the journal", consumer.group,
+             until)  # fmt: skip
+    read = 0
+    for page in catch_up(until, after):
+        if stop.is_set():
+            return
+        handle(page)  # its acks of entries the group never had are no-ops
+        consumer.caught_up_to(page[-1][0])
+        read += len(page)
+    consumer.caught_up()
+    log.info("group %s read %d entries back from the journal", consumer.group, read)
+
+
 def consume(
     consumer: StreamConsumer,
     handle: Callable[[list[Entry]], int],
@@ -173,18 +240,21 @@ def consume(
     claim_idle_ms: int,
     transient: tuple[type[BaseException], ...],
     triage: Callable[[list[Entry]], list[Entry]] | None = None,
+    catch_up: CatchUp | None = None,
 ) -> None:
-    """Run a group member until stopped: its own pending entries first (after a restart), then entries
-    reclaimed from dead members (`triage` may dead-letter some), then new ones. `handle` acks what it
-    processed. Transient errors (servers away) are retried with backoff until they pass or stop is set."""
-
-    @retry(
+    """Run a group member until stopped: what a trim took before the group existed first (with
+    `catch_up`), then its own pending entries (after a restart), then entries reclaimed from dead members
+    (`triage` may dead-letter some), then new ones. `handle` acks what it processed. Transient errors
+    (servers away) are retried with backoff until they pass or stop is set."""
+    retrying = retry(
         retry=retry_if_exception_type(transient),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=lambda _state: stop.is_set(),
         reraise=True,
         before_sleep=before_sleep_log(log, logging.WARNING),
     )
+
+    @retrying
     def step(first: bool) -> int:
         entries = consumer.own_pending(batch) if first else []
         if not entries:
@@ -195,6 +265,13 @@ def consume(
         return handle(entries) if entries else 0
 
     consumer.ensure_group()
+    if catch_up is not None:
+        try:
+            retrying(read_back)(consumer, handle, catch_up, stop)
+        except transient:
+            if stop.is_set():
+                return
+            raise
     first = True
     while not stop.is_set():
         try:

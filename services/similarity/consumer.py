@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from platograph.contracts import Envelope, decode_entry
-from platograph.graph_api import wait_for_projection
+from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry, consume
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
@@ -60,4 +60,5 @@ def run(sim: Similarity, stop: threading.Event) -> None:
         block_ms=500,
         claim_idle_ms=30_000,
         transient=(RedisConnectionError, httpx.TransportError),
+        catch_up=lambda until, after: journal_entries(sim.graph, until, after),
     )

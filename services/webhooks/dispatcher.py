@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from platograph.contracts import Envelope, decode_entry
-from platograph.graph_api import wait_for_projection
+from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry, consume
 from services.webhooks import delivery
 from services.webhooks.adapters import store
@@ -103,6 +103,7 @@ def run(wh: Webhooks, stop: threading.Event) -> None:
                 block_ms=500,
                 claim_idle_ms=30_000,
                 transient=(RedisConnectionError, httpx.TransportError, httpx.HTTPStatusError, OperationalError),
+                catch_up=lambda until, after: journal_entries(wh.graph, until, after),
             )
         except Exception:
             log.exception("dispatcher failed; retrying its pending entries in 5 s")

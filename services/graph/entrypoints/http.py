@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from platograph.observability import instrument
 from platograph.positions import parse_entry_id
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
-from services.graph.adapters import candidate_queries, queries
+from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import neighborhood_json
 from services.graph.bootstrap import Graph, bootstrap
 
@@ -134,6 +135,25 @@ def projection(graph: GraphDep, position: str, wait_ms: int = Query(0, ge=0, le=
         if reached or time.monotonic() >= deadline:
             return ProjectionState(position=position, reached=reached)
         time.sleep(0.01)
+
+
+@router.get("/journal")
+def journal(
+    conn: ConnDep,
+    until: str = Query(description="The last stream entry to include"),
+    after: str | None = Query(None, description="Page on after this entry (a page's `next_after`)"),
+    limit: int = Query(1000, ge=1, le=10_000, description="About this many events a page (entries are whole)"),
+) -> Response:
+    """The journal as stream entries, in stream order: how a consumer group created after the stream was
+    trimmed reads what it missed (see platograph.stream.catch_up)."""
+    for name, value in (("until", until), ("after", after)):
+        try:
+            if value is not None:
+                parse_entry_id(value)
+        except ValueError as exc:
+            raise _bad_cursor(exc, name) from exc
+    page = journal_queries.entries(conn, after=after, until=until, limit=limit)
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 class LinkedQuery(BaseModel):
