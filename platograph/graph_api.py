@@ -36,7 +36,9 @@ def journal_entries(
     """Stream entries up to `until` as the graph journal holds them, a page at a time, in stream order: each
     as (entry id, stream-entry fields), the shape consumers read from Redis."""
     while True:
-        params = {"until": until, "limit": page_size} | ({"after": after} if after else {})
+        params: dict[str, str | int] = {"until": until, "limit": page_size}
+        if after:
+            params["after"] = after
         response = client.get("/v1/journal", params=params)
         response.raise_for_status()
         page = response.json()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from platograph.graph_api import pages
+from services.similarity import follow
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
@@ -42,11 +44,12 @@ def serve_model(sim: Similarity, model: ModelSpec) -> Served:
     return Served(model, load_embedder(model.runtime, model.max_tokens), open_index(sim.settings, model))
 
 
-def plan(sim: Similarity) -> list[dict[str, Any]]:
+def plan(sim: Similarity, model: ModelSpec) -> list[dict[str, Any]]:
     """Batches by id ranges (keyset pages of the graph's entity list): `after` (exclusive), `last`, `count`."""
     batches: list[dict[str, Any]] = []
     after = ""
-    for page in pages(sim.graph, "/v1/entities", {"limit": sim.settings.reembed_batch_size}):
+    size = sim.settings.reembed_batch_size or model.reembed_batch
+    for page in pages(sim.graph, "/v1/entities", {"limit": size}):
         if page:
             batches.append({"after": after, "last": page[-1]["id"], "count": len(page)})
             after = page[-1]["id"]
@@ -69,7 +72,7 @@ def start(sim: Similarity, model_name: str, review: bool) -> str:
     if sim.store.alias().get("previous") == model.name:  # that was the rollback's collection: no rollback now
         sim.store.set_alias(sim.model.name, None)
     target = Served(model, stale.embedder, open_index(sim.settings, model))
-    job_id = sim.store.create(model.name, sim.model.name, review, plan(sim))
+    job_id = sim.store.create(model.name, sim.model.name, review, plan(sim, model))
     with sim.lock:
         sim.target = target
     log.info("re-embed %s: %s → %s", job_id, sim.model.name, model.name)
@@ -77,7 +80,9 @@ def start(sim: Similarity, model_name: str, review: bool) -> str:
 
 
 def resume(sim: Similarity) -> None:
-    """After a restart: keep writing to the target of an unfinished job."""
+    """After a restart: keep writing to the target of an unfinished job, and let the candidates follow a
+    switch that a crash interrupted."""
+    follow.resume(sim)
     job_id = sim.store.current()
     job = sim.store.job(job_id) if job_id else None
     if job and job["status"] in ("running", "ready") and REGISTRY.get(job["model"]):
@@ -161,6 +166,7 @@ def flip(sim: Similarity, job_id: str) -> None:
         target = sim.target
         if target is None:
             raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no target to switch to")
+        sim.store.follow_candidates(job_id)
         target.index.activate()
         old = sim.switch(target)
         if sim.previous is not None and sim.previous.model.name != old.model.name:
@@ -168,6 +174,7 @@ def flip(sim: Similarity, job_id: str) -> None:
         sim.previous, sim.target = old, None
         sim.store.set_alias(target.model.name, old.model.name)
     sim.store.finish(job_id, "done")
+    follow.start(sim, job_id)
     log.info("re-embed %s: %s now answers (%s kept for a rollback)", job_id, target.model.name, old.model.name)
 
 
@@ -178,11 +185,14 @@ def rollback(sim: Similarity) -> dict[str, str]:
     if not previous_name or previous_name not in REGISTRY:
         raise ReembedError(409, ["body"], "there is no previous model to return to")
     back = serve_model(sim, REGISTRY[previous_name])
+    tag = f"rollback-{int(time.time() * 1000)}"
     with sim.lock:
+        sim.store.follow_candidates(tag)
         back.index.activate()
         old = sim.switch(back)
         sim.previous = old
         sim.store.set_alias(back.model.name, old.model.name)
+    follow.start(sim, tag)
     return {"active": back.model.name, "previous": old.model.name}
 
 
@@ -196,12 +206,7 @@ def finish(sim: Similarity, job_id: str) -> None:
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
     ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
-    linked: dict[str, set[str]] = {}
-    for start_at in range(0, len(ids), 5000):
-        response = sim.graph.post("/v1/linked", json={"ids": ids[start_at : start_at + 5000]})
-        response.raise_for_status()
-        linked |= {k: set(v["edge"]) | set(v["rejected"]) for k, v in response.json().items()}
-    found = diff(sim, sim.served(), target, ids, linked)
+    found = diff(sim, sim.served(), target, ids, follow.linked_many(sim, ids))
     sim.store.update(job_id, diff=found)
     if job["review"]:
         sim.store.update(job_id, status="ready")

@@ -25,7 +25,6 @@ class SimilaritySettings(CoreSettings):
     similarity_group: str = "similarity"
     similarity_consumer: str = Field(default_factory=lambda: f"similarity-{socket.gethostname()}-{os.getpid()}")
     similarity_batch_size: int = Field(20, ge=1)
-    # Entities per re-embedding batch job: small enough that a batch of long texts (SciFact abstracts: about
-    # 1 a second per niced worker with e5) ends well within the batch time limit.
-    reembed_batch_size: int = Field(32, ge=1, le=5000)
+    # Entities per re-embedding batch job; None: the target model's own size (ModelSpec.reembed_batch).
+    reembed_batch_size: int | None = Field(None, ge=1, le=500)
     consume: bool = True  # run the stream consumer in this process (the one that owns an embedded index)

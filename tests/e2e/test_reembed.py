@@ -81,6 +81,16 @@ def brute_force_pairs(texts: dict[str, str], vectors: np.ndarray, threshold: flo
     return out  # type: ignore[return-value]
 
 
+def proposed_models(api: httpx.Client) -> list[str]:
+    """The model of every proposed candidate, through the public API."""
+    models, cursor = [], None
+    while True:
+        page = api.get("/v1/candidates", params={"limit": 500} | ({"cursor": cursor} if cursor else {})).json()
+        models += [c["model"] for c in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            return models
+
+
 @pytest.fixture
 def api(up: tuple[str, subprocess.Popen[str]]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=up[0], timeout=60) as client:
@@ -149,9 +159,16 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
     assert {k: got.get(k, 0) for k in expected} == expected
     assert sum(expected.values()) > 0
 
+    # The candidates follow the switch: what is proposed now is exactly what e5 proposes (the diff's gained
+    # and re-scored pairs), every pair from e5; the old model's other pairs are withdrawn.
+    followed = wait(lambda: api.get(f"/v1/reembed/{job['id']}").json()["candidates"], 300, "candidates to follow")
+    assert followed["proposed"] == done["diff"]["gained"] + done["diff"]["rescored"] > 0
+    wait(lambda: proposed_models(api) == [E5_SMALL.key] * followed["proposed"], 60, "the graph to project them")
+
     back = api.post("/v1/reembed/rollback").json()
     assert back == {"active": MINILM.name, "previous": E5_SMALL.name}
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == MINILM.key
+    wait(lambda: set(proposed_models(api)) == {MINILM.key}, 300, "the candidates to follow the rollback")
 
     # With review, the job stops at `ready` with its diff; nothing switches until it is approved.
     reviewed = api.post("/v1/reembed", json={"model": E5_SMALL.name, "review": True}).json()

@@ -30,7 +30,7 @@ POINT_NAMESPACE = uuid.UUID("3b8f0c52-6a1e-4c3e-9f57-0d3f5c2b7a41")
 ALIAS = "entities"
 DENSE, PARTS, SPARSE = "dense", "parts", "bm25"
 LAYOUT = "l2"  # bump when the vectors a point holds change: a new collection / directory is created
-FUSION_DEPTH = 100  # candidates each side contributes before fusion
+FUSION_DEPTH = 200  # candidates each side contributes before fusion (SciFact: 100 → 200 lifts recall@5)
 
 
 def point_id(entity_id: str) -> str:

@@ -67,6 +67,8 @@ class ReembedStore:
             if key in job:
                 job[key] = float(job[key])
         job["diff"] = orjson.loads(job["diff"]) if "diff" in job else None
+        # What the switch did to the candidates, once they have followed it (similarity.follow).
+        job["candidates"] = orjson.loads(job["candidates"]) if "candidates" in job else None
         key = self._job_key(job_id)
         job["done_batches"] = int(self.client.scard(f"{key}:done"))
         job["done"] = int(self.client.get(f"{key}:entities") or 0)
@@ -108,6 +110,29 @@ class ReembedStore:
 
     def mark_failed(self, job_id: str, n: int, error: str) -> None:
         self.client.hset(f"{self._job_key(job_id)}:failed", str(n), error[:500])
+
+    def follow_candidates(self, tag: str) -> None:
+        """Mark that candidates must follow a model switch (set before the switch: see similarity.follow)."""
+        self.client.set(f"{self.prefix}:follow", tag)
+
+    def candidates_to_follow(self) -> str | None:
+        value = self.client.get(f"{self.prefix}:follow")
+        return value.decode() if isinstance(value, bytes) else None
+
+    def candidates_followed(self, tag: str, counts: dict[str, int]) -> None:
+        """Clear the mark (unless a later switch set another) and note the counts on the job, if it is one."""
+        if self.client.exists(self._job_key(tag)):
+            self.client.hset(self._job_key(tag), "candidates", orjson.dumps(counts))
+        key = f"{self.prefix}:follow"
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                if pipe.get(key) == tag.encode():
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.execute()
+            except redis.WatchError:
+                pass  # a later switch set its own mark: that pass clears it
 
     def update(self, job_id: str, **fields: Any) -> None:
         values = {k: orjson.dumps(v).decode() if k == "diff" else str(v) for k, v in fields.items()}

@@ -1,0 +1,100 @@
+"""After the answering model changes (a re-embed's switch, or a rollback), the candidates follow it.
+
+Candidates are events, projected by the graph; the switch itself changes only which collection answers.
+So, in the background, every entity's candidates are proposed again from the new model (a re-proposal
+updates the pair's score, kind and model), and pairs still proposed by another model that the new one does
+not propose are withdrawn. Pairs the consumer proposes meanwhile already carry the new model, so they are
+never withdrawn here. A Redis marker, set before the switch and cleared after the last event is appended,
+makes this survive a crash: the next start does it again (event ids are derived from the content, so a
+redone pass adds nothing twice to the journal).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import httpx
+import numpy as np
+from redis.exceptions import RedisError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from platograph.contracts import CandidateProposed, CandidateWithdrawn, Frozen, new_envelopes
+from platograph.graph_api import pages
+from services.similarity import service
+from services.similarity.bootstrap import Similarity
+
+log = logging.getLogger(__name__)
+NAMESPACE = uuid.UUID("0d3c7f6e-5b1a-4f7e-8a0c-2f6b9e4d1c37")
+CHUNK = 1000
+
+
+def linked_many(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
+    """`service.linked` for any number of ids (the graph takes 5,000 a request)."""
+    out: dict[str, set[str]] = {}
+    for start in range(0, len(ids), 5000):
+        out |= service.linked(sim, ids[start : start + 5000])
+    return out
+
+
+def follow(sim: Similarity, tag: str) -> dict[str, int]:
+    """Propose every entity's candidates from the active model; withdraw other models' leftovers."""
+    model = sim.model.key
+    ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
+    blocked = linked_many(sim, ids)
+    proposals: dict[tuple[str, str], CandidateProposed] = {}
+    for entity_id in ids:
+        with sim.lock:
+            found = sim.index.lookup(entity_id)
+        if found is None:  # retracted or merged: not indexed
+            continue
+        item, vector = found
+        for candidate in service.candidates_for(sim, item, np.asarray(vector, dtype=np.float32),
+                                                blocked.get(entity_id, set())):  # fmt: skip
+            proposals.setdefault((candidate.a, candidate.b), candidate)
+    stale = sorted(
+        (c["a"]["id"], c["b"]["id"])
+        for page in pages(sim.graph, "/v1/candidates", {"status": "proposed", "limit": 500})
+        for c in page
+        if c["model"] != model and (c["a"]["id"], c["b"]["id"]) not in proposals
+    )
+    reason = f"not proposed by {model}, which now answers"
+    payloads: list[Frozen] = [*proposals.values(), *(CandidateWithdrawn(a=a, b=b, reason=reason) for a, b in stale)]
+    for start in range(0, len(payloads), CHUNK):
+        chunk = payloads[start : start + CHUNK]
+        event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in chunk]
+        service.publish(sim, new_envelopes(chunk, producer=service.PRODUCER, event_ids=event_ids))
+    return {"proposed": len(proposals), "withdrawn": len(stale)}
+
+
+def start(sim: Similarity, tag: str) -> threading.Thread:
+    """Run `follow` in the background; the marker (set by the caller before switching) is cleared when done."""
+
+    # The graph may be starting too (a restart of everything): retry what a server being away explains.
+    patient = retry(
+        retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError, RedisError)),
+        wait=wait_exponential(multiplier=0.5, max=30),
+        stop=stop_after_delay(3600),
+        reraise=True,
+    )
+
+    def run() -> None:
+        try:
+            counts = patient(follow)(sim, tag)
+        except Exception:
+            log.exception("candidates did not follow the model switch (%s); the next start tries again", tag)
+            return
+        sim.store.candidates_followed(tag, counts)
+        log.info("candidates follow %s (%s): %s", sim.model.key, tag, counts)
+
+    thread = threading.Thread(target=run, name="candidates-follow", daemon=True)
+    thread.start()
+    return thread
+
+
+def resume(sim: Similarity) -> None:
+    """After a restart: finish a pass a crash interrupted."""
+    tag = sim.store.candidates_to_follow()
+    if tag:
+        start(sim, tag)
