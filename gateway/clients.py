@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from gateway.settings import GatewaySettings
+from gateway.thresholds import ThresholdCache
 
 
 @dataclass
@@ -15,6 +16,7 @@ class Services:
     graph: httpx.AsyncClient
     similarity: httpx.AsyncClient
     webhooks: httpx.AsyncClient
+    thresholds: ThresholdCache = field(default_factory=ThresholdCache)
 
     async def aclose(self) -> None:
         for client in (self.ingest, self.graph, self.similarity, self.webhooks):

@@ -59,6 +59,10 @@ class NeighborGroup(View):
 class SimilarItem(View):
     entity: EntitySummary
     score: float
+    # From a proposed candidate (the view's usual source): what the system takes the pair for, and why.
+    kind: str | None = None  # link | duplicate
+    reason: str | None = None
+    suggested_edge: str | None = None
 
 
 class RelatedBySimilarity(View):

@@ -22,6 +22,7 @@ Types = Annotated[list[str] | None, Query(description="Only these entity types (
 MERGED = b'"merged_into":"'
 # A merge can be undone: browsers must not keep its (permanent) redirect for good.
 UNDOABLE = {"Cache-Control": "no-store"}
+RELATED_LIMIT = 20  # related-by-similarity items in a view
 NOT_FOUND = {
     404: {"description": "No entity with this id"},
     503: {"description": "A service is unavailable, or `after` was not reached in time"},
@@ -88,37 +89,62 @@ async def neighborhood(
     cursor: str | None = Query(None, description="A group's `next_cursor` (with `group`)"),
     min_score: float | None = Query(None, ge=-1, le=1, description="Similarity threshold (default: the model's)"),
 ) -> Response:
-    """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity."""
+    """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity:
+    the candidates proposed with it (above their type pair's threshold, no typed edge, not rejected), best
+    first; with a `min_score` below what candidates are proposed at, a live search instead."""
     await wait_for(services, settings, after)
-    threshold = settings.similarity_threshold if min_score is None else min_score
-    similar_params = {} if threshold is None else {"min_score": threshold}
-    params = {k: v for k, v in {"limit": limit, "group": group, "cursor": cursor}.items() if v is not None}
+    requested = settings.similarity_threshold if min_score is None else min_score
+    known = await services.thresholds.get(services.similarity)
+    asked: dict[str, str | int | None] = {"limit": limit, "group": group, "cursor": cursor}
+    params: dict[str, str | int | float] = {k: v for k, v in asked.items() if v is not None}
+    if requested is None or (known is not None and requested >= known.ceiling):
+        # One call: the graph reads the candidates it has projected (the view's hot path).
+        floor = known.floor if known else None
+        related = {"related_limit": RELATED_LIMIT, "related_min_score": floor if requested is None else requested,
+                   "related_threshold": known.threshold if requested is None and known else requested}  # fmt: skip
+        params |= {k: v for k, v in related.items() if v is not None}
+        response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
+        raise_for_client_error(response)
+        return _redirect_if_merged(response.content) or Response(
+            splice(response.content, {"warnings": b"[]"}), media_type="application/json"
+        )
     graph_call = call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
-    similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar", params=similar_params)
+    similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar",
+                        params={"min_score": requested, "limit": RELATED_LIMIT})  # fmt: skip
     graph_response, similar = await asyncio.gather(graph_call, similar_call, return_exceptions=True)
     if isinstance(graph_response, BaseException):
         raise graph_response
     raise_for_client_error(graph_response)
-    if MERGED in graph_response.content:  # rare: parse only then (this is the hottest read)
-        into = orjson.loads(graph_response.content)["entity"].get("merged_into")
-        if into:
-            return RedirectResponse(f"/v1/entities/{into}/neighborhood", status_code=301, headers=UNDOABLE)
+    redirect = _redirect_if_merged(graph_response.content)
+    if redirect is not None:
+        return redirect
     warnings: list[str] = []
     if isinstance(similar, BaseException) or similar.status_code != 200:
         warnings.append("similarity service unavailable: related_by_similarity is empty")
-        related = orjson.dumps({"threshold": threshold, "count": 0, "items": []})
+        related_json = orjson.dumps({"threshold": requested, "count": 0, "items": []})
     else:
-        related = similar.content
-    return Response(splice(graph_response.content, related, orjson.dumps(warnings)), media_type="application/json")
+        related_json = similar.content
+    members = {"related_by_similarity": related_json, "warnings": orjson.dumps(warnings)}
+    return Response(splice(graph_response.content, members), media_type="application/json")
 
 
-def splice(view: bytes, related: bytes, warnings: bytes) -> bytes:
-    """Add two members to the graph's JSON object without parsing it: this is the hottest read, and both
+def _redirect_if_merged(view: bytes) -> Response | None:
+    """A merged entity's view moves to its survivor (parsed only then: this is the hottest read)."""
+    if MERGED in view:
+        into = orjson.loads(view)["entity"].get("merged_into")
+        if into:
+            return RedirectResponse(f"/v1/entities/{into}/neighborhood", status_code=301, headers=UNDOABLE)
+    return None
+
+
+def splice(view: bytes, members: dict[str, bytes]) -> bytes:
+    """Add members to the graph's JSON object without parsing it: this is the hottest read, and the
     services answer in our own view shapes (tests validate the result against NeighborhoodView)."""
     view = view.rstrip()
     if not view.endswith(b"}"):
         raise ValueError("the graph service did not answer with a JSON object")
-    return view[:-1] + b',"related_by_similarity":' + related + b',"warnings":' + warnings + b"}"
+    extra = b"".join(b',"' + name.encode() + b'":' + value for name, value in members.items())
+    return view[:-1] + extra + b"}"
 
 
 async def _passthrough(client: Any, service: str, url: str, request: Request) -> Response:

@@ -212,5 +212,10 @@ def test_similarity_down_degrades_the_view_not_the_request(env: dict[str, str], 
     for api in system(tmp_path / "index", similarity=Down()):
         position = api.post("/v1/entities", json={"id": "concept:a", "name": "A"}).json()["position"]
         view = api.get("/v1/entities/concept:a/neighborhood", params={"after": position})
+        # The default view reads related-by-similarity from the projected candidates: no similarity call.
+        assert view.status_code == 200 and view.json()["warnings"] == []
+        assert view.json()["related_by_similarity"] == {"threshold": None, "count": 0, "items": []}
+        # A threshold below what candidates are proposed at needs a live search, which cannot be had.
+        view = api.get("/v1/entities/concept:a/neighborhood", params={"min_score": 0.1})
         assert view.status_code == 200
         assert view.json()["warnings"] == ["similarity service unavailable: related_by_similarity is empty"]

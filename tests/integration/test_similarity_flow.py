@@ -64,6 +64,15 @@ def test_seed_quote_related_list_holds_page_entities_and_no_typed_neighbor(api: 
     assert not set(ids) & neighbors
     scores = [i["score"] for i in related["items"]]
     assert scores == sorted(scores, reverse=True) and min(scores) >= 0.5
+    # The list is the quote's proposed candidates (the view reads them from the graph in one call).
+    proposed = api.get("/v1/candidates", params={"entity": QUOTE, "limit": 500}).json()["items"]
+    others = [c["b"]["id"] if c["a"]["id"] == QUOTE else c["a"]["id"] for c in proposed]
+    assert ids == others[:20] and related["count"] == len(others)
+    assert all(i["kind"] in ("link", "duplicate") and i["reason"] for i in related["items"])
+    # Below the threshold candidates are proposed at, the view asks for a live search instead.
+    lower = api.get(f"/v1/entities/{QUOTE}/neighborhood", params={"min_score": 0.3}).json()["related_by_similarity"]
+    assert lower["threshold"] == 0.3 and lower["count"] >= related["count"]
+    assert min(i["score"] for i in lower["items"]) >= 0.3 and "kind" not in lower["items"][0]
     wide = api.get(f"/v1/entities/{QUOTE}/similar", params={"min_score": 0.3, "limit": 50}).json()
     assert SEED_PAGE_RELATED <= {i["entity"]["id"] for i in wide["items"]}
     with_linked = api.get(

@@ -3,9 +3,15 @@
 Postgres builds the JSON (json_build_object / json_agg), so the graph service passes bytes through
 instead of turning rows into objects and back: the view's cost is the query. The shape is
 platograph.views.Neighborhood; tests compare it with that model.
+
+Asked for (`related_limit`), the document also carries `related_by_similarity` from the projected
+candidates: the pairs the similarity service proposes (above their type pair's threshold, no typed edge,
+not rejected), which follow the model that answers. Then the gateway needs no second call for a view.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -50,6 +56,15 @@ WITH ent AS (
                                            'description', description),
                'edges', edge_types, 'edge_count', edge_count) ORDER BY rank) AS neighbors
       FROM page GROUP BY type
+), related AS (
+    SELECT o.id, o.type, o.status, o.name, o.description, c.score, c.kind, c.reason, c.suggested_edge,
+           count(*) OVER () AS total
+      FROM candidates c
+      JOIN entities o ON o.id = CASE WHEN c.a = %(id)s THEN c.b ELSE c.a END AND o.version > 0
+     WHERE (c.a = %(id)s OR c.b = %(id)s) AND c.status = 'proposed' AND c.position > 0
+       AND (%(related_min)s::float8 IS NULL OR c.score >= %(related_min)s::float8)
+     ORDER BY c.score DESC, o.id
+     LIMIT %(related_limit)s::int
 ), source AS (
     SELECT p.id, p.name, p.attributes FROM edges e JOIN entities p ON p.id = e.target AND p.version > 0
      WHERE e.source = %(id)s AND e.type = 'extracted_from' AND NOT e.removed
@@ -70,10 +85,22 @@ SELECT json_build_object(
             'next_cursor', CASE WHEN g.last_rank < g.count THEN 'r' || g.last_rank END)
             ORDER BY array_position(%(types)s::text[], g.type))
           FROM groups g), '[]'::json),
-    'ranking', %(ranking)s::text
+    'ranking', %(ranking)s::text{related}
 )::text
  WHERE EXISTS (SELECT 1 FROM ent)
 """
+
+
+RELATED = """,
+    'related_by_similarity', json_build_object(
+        'threshold', %(related_threshold)s::float8,
+        'count', COALESCE((SELECT max(total) FROM related), 0),
+        'items', COALESCE((SELECT json_agg(json_build_object(
+            'entity', json_build_object('id', id, 'type', type, 'status', status, 'name', name,
+                                        'description', description),
+            'score', score, 'kind', kind, 'reason', reason, 'suggested_edge', suggested_edge)
+            ORDER BY score DESC, id) FROM related), '[]'::json))"""
+WITH_RELATED, WITHOUT_RELATED = SQL.replace("{related}", RELATED), SQL.replace("{related}", "")
 
 
 def parse_group_cursor(cursor: str | None) -> int:
@@ -85,8 +112,25 @@ def parse_group_cursor(cursor: str | None) -> int:
     return int(cursor[1:])
 
 
+@dataclass(frozen=True)
+class Related:
+    """Which candidates to show as related by similarity: at most `limit`, score ≥ `min_score` (None: every
+    proposed one, each already above its type pair's threshold), reported under `threshold`."""
+
+    limit: int
+    min_score: float | None
+    threshold: float | None
+
+
 def neighborhood_json(
-    conn: Connection, ontology: Ontology, entity_id: str, *, limit: int, group: str | None, cursor: str | None
+    conn: Connection,
+    ontology: Ontology,
+    entity_id: str,
+    *,
+    limit: int,
+    group: str | None,
+    cursor: str | None,
+    related: Related | None = None,
 ) -> bytes | None:
     """The neighborhood document as JSON bytes, or None when the entity does not exist."""
     params = {
@@ -97,6 +141,9 @@ def neighborhood_json(
         "types": list(ontology.entity_types),
         "labels": list(ontology.entity_types.values()),
         "ranking": RANKING,
+        "related_limit": related.limit if related else 0,
+        "related_min": related.min_score if related else None,
+        "related_threshold": related.threshold if related else None,
     }
-    row = conn.exec_driver_sql(SQL, params).first()
+    row = conn.exec_driver_sql(WITH_RELATED if related else WITHOUT_RELATED, params).first()
     return None if row is None else str(row[0]).encode()

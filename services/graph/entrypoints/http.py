@@ -19,7 +19,7 @@ from platograph.observability import instrument
 from platograph.positions import parse_entry_id
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from services.graph.adapters import candidate_queries, journal_queries, queries
-from services.graph.adapters.neighborhood_sql import neighborhood_json
+from services.graph.adapters.neighborhood_sql import Related, neighborhood_json
 from services.graph.bootstrap import Graph, bootstrap
 
 router = APIRouter(prefix="/v1", tags=["graph"])
@@ -81,16 +81,23 @@ async def neighborhood(
     limit: Limit = 50,
     group: str | None = None,
     cursor: str | None = None,
+    related_limit: int | None = Query(None, ge=1, le=200, description="Also `related_by_similarity`: this many"),
+    related_min_score: float | None = Query(None, ge=-1, le=1, description="Only related pairs scoring this much"),
+    related_threshold: float | None = Query(None, ge=-1, le=1, description="The threshold the view reports"),
 ) -> Response:
-    """The entity, its source paper and its typed neighbors grouped by type."""
+    """The entity, its source paper and its typed neighbors grouped by type; with `related_limit`, also the
+    candidates proposed with it (related by similarity)."""
     if group is not None and group not in graph.ontology.entity_types:
         raise HTTPException(
             422, detail=[{"loc": ["query", "group"], "msg": f"unknown entity type {group!r}", "type": "ontology"}]
         )
 
+    related = None if related_limit is None else Related(related_limit, related_min_score, related_threshold)
+
     def query() -> bytes | None:
         with graph.engine.connect() as conn:
-            return neighborhood_json(conn, graph.ontology, id, limit=limit, group=group, cursor=cursor)
+            return neighborhood_json(conn, graph.ontology, id, limit=limit, group=group, cursor=cursor,
+                                     related=related)  # fmt: skip
 
     try:
         # One hop to a worker thread for checkout + query (a sync dependency would add two more).

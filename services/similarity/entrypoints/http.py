@@ -92,6 +92,15 @@ async def compare(body: ComparePairs, sim: SimDep) -> dict[str, Any]:
             "items": await run_in_threadpool(service.compare, sim, body.pairs)}  # fmt: skip
 
 
+@router.get("/thresholds")
+def thresholds(sim: SimDep) -> dict[str, Any]:
+    """The thresholds candidates are proposed at: the default and per type pair, the lowest and the highest
+    (at or above the highest, the proposed candidates hold every pair a live search would find)."""
+    every = [sim.threshold, *sim.settings.thresholds.values()]
+    return {"model": sim.model.key, "threshold": sim.threshold, "per_type_pair": sim.settings.thresholds,
+            "floor": min(every), "ceiling": max(every)}  # fmt: skip
+
+
 @router.get("/stats")
 def stats(sim: SimDep) -> dict[str, Any]:
     """How many entities the index holds, for which model, and how far behind the stream the consumer is."""
