@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from platograph.contracts import decode_entry
+from platograph.contracts import CandidateProposed, decode_entry
+from tests.helpers import append as append_events
 from tests.integration.test_gateway import QUOTE, load_seeds, system
 
 pytestmark = pytest.mark.integration
@@ -214,3 +216,30 @@ def test_concurrent_accept_and_reject_one_wins(api: TestClient) -> None:
             lambda: api.post(f"{url}/reject", json={}),
         ]))  # fmt: skip
     assert sorted(r.status_code for r in results) == [202, 409]
+
+
+def test_candidates_follow_the_model_after_a_crash_in_the_middle_of_a_switch(
+    env: dict[str, str], engine: Any, tmp_path: Path, redis_client: redis.Redis, stream: str
+) -> None:
+    """A switch marks "candidates must follow" before it happens; a similarity service that starts and finds
+    the mark (its predecessor died mid-pass) proposes from the model that answers and withdraws the rest."""
+    stale = ("concept:platonic-representation", "quote:vision-statement-in-the-conclusion")
+    running = contextmanager(system)
+    with running(tmp_path / "index") as api:
+        load_seeds(api)
+        ours = eventually(lambda: api.get("/v1/candidates", params={"limit": 500}).json()["items"])
+        model = ours[0]["model"]
+        proposed = {(c["a"]["id"], c["b"]["id"]) for c in ours}
+        assert stale not in proposed
+        left_behind = CandidateProposed(a=stale[0], b=stale[1], score=0.9, kind="link", model="earlier-model-v1",
+                                        reason="cosine 0.900")  # fmt: skip
+        append_events(redis_client, stream, left_behind)
+        eventually(lambda: stale in set(candidates(api)))
+    redis_client.set(f"{stream}:reembed:follow", "switch-before-the-crash")
+    with running(tmp_path / "index") as api:  # the restart finds the mark
+        eventually(lambda: stale not in set(candidates(api)) and not redis_client.exists(f"{stream}:reembed:follow"))
+        after = api.get("/v1/candidates", params={"limit": 500}).json()["items"]
+        assert {c["model"] for c in after} == {model}
+        assert {(c["a"]["id"], c["b"]["id"]) for c in after} == proposed
+        withdrawn = api.get("/v1/candidates", params={"status": "withdrawn", "limit": 500}).json()["items"]
+        assert stale in {(c["a"]["id"], c["b"]["id"]) for c in withdrawn}
