@@ -99,6 +99,10 @@ def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: Mod
                     rss = psutil.Process(child.process.pid).memory_info().rss
                     peaks[child.name] = max(peaks.get(child.name, 0), rss)
             time.sleep(0.2)
+        # The candidates follow the switch in the background: let that finish before anything is measured.
+        while job["status"] == "done" and job.get("candidates") is None:
+            time.sleep(0.5)
+            job = api.get(f"/v1/reembed/{job['id']}").json()
     return job, batches_s or time.perf_counter() - started
 
 
