@@ -134,7 +134,9 @@ def copy_baseline(database_url: str, path: Path) -> tuple[int, float]:
     return len(entities) + len(edges), seconds
 
 
-def raw_view_latency(database_url: str, ids: list[str], n: int, rng: random.Random) -> list[float]:
+def raw_view_latency(
+    database_url: str, ids: list[str], n: int, rng: random.Random, sql: str = neighborhood_sql.WITH_RELATED
+) -> list[float]:
     """Milliseconds of the view's own SQL (related-by-similarity part included) run straight on psycopg,
     one client, for random entities."""
     ontology = load_ontology()
@@ -153,7 +155,7 @@ def raw_view_latency(database_url: str, ids: list[str], n: int, rng: random.Rand
     with psycopg.connect(database_url) as conn:
         for _ in range(n):
             started = time.perf_counter()
-            conn.execute(neighborhood_sql.WITH_RELATED, params | {"id": rng.choice(ids)}).fetchall()
+            conn.execute(sql, params | {"id": rng.choice(ids)}).fetchall()
             out.append((time.perf_counter() - started) * 1000)
     return out
 
@@ -219,6 +221,8 @@ def main() -> None:
             conn.execute("ANALYZE")
         rows, copy_seconds = copy_baseline(system.env["DATABASE_URL"], data)
         raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
+        bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, neighborhood_sql.WITHOUT_RELATED)
+        console.print(f"raw view SQL p50 without the related part: {statistics.median(bare):.2f} ms")
         single = single_client_latency(system.gateway_url, ids, 1000, rng)
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
             views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections)
