@@ -34,9 +34,12 @@ WITH ent AS (
     UNION ALL
     SELECT 'in', source, type FROM edges WHERE target IN (SELECT id FROM members) AND NOT removed
 ), mapped AS (
-    -- a neighbor merged into another entity shows as that entity; a moved edge that repeats one is one edge
+    -- a neighbor merged into another entity shows as that entity; a moved edge that repeats one is one edge.
+    -- Only merged entities are joined (the partial index holds them): joining every neighbor row made the
+    -- planner hash all entities whenever a hub's degree inflated its estimate (20 ms instead of 0.5).
     SELECT DISTINCT i.dir, COALESCE(n.merged_into, i.nid) AS nid, i.type
-      FROM incident i LEFT JOIN entities n ON n.id = i.nid
+      FROM incident i
+      LEFT JOIN (SELECT id, merged_into FROM entities WHERE merged_into IS NOT NULL) n ON n.id = i.nid
 ), agg AS (
     SELECT nid, array_agg(DISTINCT type ORDER BY type) AS edge_types, count(*) AS edge_count
       FROM mapped WHERE nid NOT IN (SELECT id FROM members) GROUP BY nid
