@@ -20,7 +20,7 @@ import numpy as np
 from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from platograph.contracts import CandidateProposed, CandidateWithdrawn, Frozen, new_envelopes
+from platograph.contracts import CandidateWithdrawn, Frozen, new_envelopes
 from platograph.graph_api import pages
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
@@ -39,33 +39,46 @@ def linked_many(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
 
 
 def follow(sim: Similarity, tag: str) -> dict[str, int]:
-    """Propose every entity's candidates from the active model; withdraw other models' leftovers."""
+    """Propose every entity's candidates from the active model; withdraw other models' leftovers. Entities
+    are taken a thousand at a time and events appended as they come, so memory holds pair names only."""
     model = sim.model.key
     ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
-    blocked = linked_many(sim, ids)
-    proposals: dict[tuple[str, str], CandidateProposed] = {}
-    for entity_id in ids:
-        with sim.lock:
-            found = sim.index.lookup(entity_id)
-        if found is None:  # retracted or merged: not indexed
-            continue
-        item, vector = found
-        for candidate in service.candidates_for(sim, item, np.asarray(vector, dtype=np.float32),
-                                                blocked.get(entity_id, set())):  # fmt: skip
-            proposals.setdefault((candidate.a, candidate.b), candidate)
+    seen: set[tuple[str, str]] = set()
+    pending: list[Frozen] = []
+
+    def append(flush: bool = False) -> None:
+        if pending and (flush or len(pending) >= CHUNK):
+            event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in pending]
+            service.publish(sim, new_envelopes(pending, producer=service.PRODUCER, event_ids=event_ids))
+            pending.clear()
+
+    for start_at in range(0, len(ids), 1000):
+        chunk = ids[start_at : start_at + 1000]
+        blocked = service.linked(sim, chunk)
+        for entity_id in chunk:
+            with sim.lock:
+                found = sim.index.lookup(entity_id)
+            if found is None:  # retracted or merged: not indexed
+                continue
+            item, vector = found
+            for candidate in service.candidates_for(sim, item, np.asarray(vector, dtype=np.float32),
+                                                    blocked.get(entity_id, set())):  # fmt: skip
+                if (candidate.a, candidate.b) not in seen:
+                    seen.add((candidate.a, candidate.b))
+                    pending.append(candidate)
+            append()
     stale = sorted(
         (c["a"]["id"], c["b"]["id"])
         for page in pages(sim.graph, "/v1/candidates", {"status": "proposed", "limit": 500})
         for c in page
-        if c["model"] != model and (c["a"]["id"], c["b"]["id"]) not in proposals
+        if c["model"] != model and (c["a"]["id"], c["b"]["id"]) not in seen
     )
     reason = f"not proposed by {model}, which now answers"
-    payloads: list[Frozen] = [*proposals.values(), *(CandidateWithdrawn(a=a, b=b, reason=reason) for a, b in stale)]
-    for start in range(0, len(payloads), CHUNK):
-        chunk = payloads[start : start + CHUNK]
-        event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in chunk]
-        service.publish(sim, new_envelopes(chunk, producer=service.PRODUCER, event_ids=event_ids))
-    return {"proposed": len(proposals), "withdrawn": len(stale)}
+    for a, b in stale:
+        pending.append(CandidateWithdrawn(a=a, b=b, reason=reason))
+        append()
+    append(flush=True)
+    return {"proposed": len(seen), "withdrawn": len(stale)}
 
 
 def start(sim: Similarity, tag: str) -> threading.Thread:
