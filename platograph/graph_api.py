@@ -24,6 +24,11 @@ def pages(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[l
             return
 
 
+def entity_ids(client: httpx.Client) -> list[str]:
+    """The id of every entity the graph holds, in id order."""
+    return [e["id"] for page in pages(client, "/v1/entities", {"limit": 500}) for e in page]
+
+
 def wait_for_projection(client: httpx.Client, entry_id: str, wait_ms: int = 5000) -> bool:
     """Let the graph projection reach a stream entry (briefly); False when it has not in time."""
     response = client.get("/v1/projection", params={"position": entry_id, "wait_ms": wait_ms})

@@ -56,7 +56,7 @@ class StreamConsumer:
     def missed(self) -> tuple[str, str | None] | None:
         """The entries this group missed because the stream was trimmed before it was created, as (last
         missed entry, last one read back so far); None when there is nothing (left) to read back."""
-        state = {_text(k): _text(v) for k, v in self.client.hgetall(self.catch_up_key).items()}
+        state = {reply_text(k): reply_text(v) for k, v in self.client.hgetall(self.catch_up_key).items()}
         if not state:
             # Decided once per group. Until a group reads, trimming keeps everything it has not read, so
             # what was trimmed when we look here is exactly what the group missed.
@@ -75,15 +75,15 @@ class StreamConsumer:
         self.client.hset(self.catch_up_key, "done", "1")
 
     def _trimmed_before_reading(self) -> str | None:
-        group = next((g for g in self.client.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
-        if group is None or _text(group["last-delivered-id"]) != "0-0":
+        group = next((g for g in self.client.xinfo_groups(self.stream) if reply_text(g["name"]) == self.group), None)
+        if group is None or reply_text(group["last-delivered-id"]) != "0-0":
             return None  # a group that has read was there before the trim (or has its own catch-up state)
         info = self.client.xinfo_stream(self.stream)
         if int(info["entries-added"]) == int(info["length"]):
             return None  # nothing was trimmed
         if int(info["length"]) == 0:
-            return _text(info["last-generated-id"])
-        ms, seq = _id_tuple(_text(info["first-entry"][0]))
+            return reply_text(info["last-generated-id"])
+        ms, seq = _id_tuple(reply_text(info["first-entry"][0]))
         return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-9999999"  # the last id before the first one left
 
     def own_pending(self, count: int) -> list[Entry]:
@@ -130,7 +130,7 @@ class StreamConsumer:
         except ResponseError:  # no stream yet
             return {"pending": 0, "lag": 0}
         for group in groups:
-            if _text(group["name"]) == self.group:
+            if reply_text(group["name"]) == self.group:
                 lag = group.get("lag")
                 return {"pending": int(group["pending"]), "lag": None if lag is None else int(lag)}
         return {"pending": None, "lag": None}
@@ -141,8 +141,8 @@ class StreamConsumer:
             groups = self.client.xinfo_groups(self.stream)
         except ResponseError:
             return False
-        group = next((g for g in groups if _text(g["name"]) == self.group), None)
-        if group is None or _id_tuple(_text(group["last-delivered-id"])) < _id_tuple(entry_id):
+        group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
+        if group is None or _id_tuple(reply_text(group["last-delivered-id"])) < _id_tuple(entry_id):
             return False
         return not self.client.xpending_range(self.stream, self.group, min="-", max=entry_id, count=1)
 
@@ -157,12 +157,12 @@ def safe_trim_point(client: redis.Redis, stream: str) -> str | None:
         return None
     points: list[tuple[int, int]] = []
     for group in groups:
-        name = _text(group["name"])
+        name = reply_text(group["name"])
         summary = client.xpending(stream, name)
         if summary["pending"]:
-            points.append(_id_tuple(_text(summary["min"])))
+            points.append(_id_tuple(reply_text(summary["min"])))
         else:
-            ms, seq = _id_tuple(_text(group["last-delivered-id"]))
+            ms, seq = _id_tuple(reply_text(group["last-delivered-id"]))
             points.append((ms, seq + 1))
     if not points:
         return None
@@ -196,7 +196,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
+def reply_text(value: Any) -> str:
+    """A string from a Redis reply (bytes, or already text)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.routers.reads import After, wait_for
-from gateway.routers.review import EntityId, get_redis, reply_text
+from gateway.routers.review import EntityId, get_redis
 from gateway.upstream import call, raise_for_client_error
 from platograph.contracts import ENTRY_FIELD, EntityMerged, EntityUnmerged, encode_entry, new_envelopes
+from platograph.stream import reply_text
 
 router = APIRouter(prefix="/v1/entities", tags=["review"])
 PRODUCER = "gateway"

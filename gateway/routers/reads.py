@@ -99,9 +99,11 @@ async def neighborhood(
     params: dict[str, str | int | float] = {k: v for k, v in asked.items() if v is not None}
     if requested is None or (known is not None and requested >= known.ceiling):
         # One call: the graph reads the candidates it has projected (the view's hot path).
-        floor = known.floor if known else None
-        related = {"related_limit": RELATED_LIMIT, "related_min_score": floor if requested is None else requested,
-                   "related_threshold": known.threshold if requested is None and known else requested}  # fmt: skip
+        if requested is None:  # every proposed candidate (each above its pair's threshold), the default reported
+            at_least, reported = (known.floor, known.threshold) if known else (None, None)
+        else:
+            at_least = reported = requested
+        related = {"related_limit": RELATED_LIMIT, "related_min_score": at_least, "related_threshold": reported}
         params |= {k: v for k, v in related.items() if v is not None}
         response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
         raise_for_client_error(response)

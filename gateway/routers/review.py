@@ -25,6 +25,7 @@ from platograph.contracts import (
     encode_entry,
     new_envelopes,
 )
+from platograph.stream import reply_text
 
 router = APIRouter(prefix="/v1/candidates", tags=["review"])
 PRODUCER = "gateway"
@@ -53,11 +54,6 @@ class Accept(BaseModel):
 class Reject(BaseModel):
     by: str = Field("", max_length=200)
     reason: str = Field("", max_length=2000)
-
-
-def reply_text(value: Any) -> str:
-    """A string from a Redis script's reply (bytes, or already text)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def get_redis(request: Request) -> Any:

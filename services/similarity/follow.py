@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from platograph.contracts import CandidateWithdrawn, Frozen, new_envelopes
-from platograph.graph_api import pages
+from platograph.graph_api import entity_ids, pages
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
 
@@ -30,19 +30,11 @@ NAMESPACE = uuid.UUID("0d3c7f6e-5b1a-4f7e-8a0c-2f6b9e4d1c37")
 CHUNK = 1000
 
 
-def linked_many(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
-    """`service.linked` for any number of ids (the graph takes 5,000 a request)."""
-    out: dict[str, set[str]] = {}
-    for start in range(0, len(ids), 5000):
-        out |= service.linked(sim, ids[start : start + 5000])
-    return out
-
-
 def follow(sim: Similarity, tag: str) -> dict[str, int]:
     """Propose every entity's candidates from the active model; withdraw other models' leftovers. Entities
     are taken a thousand at a time and events appended as they come, so memory holds pair names only."""
     model = sim.model.key
-    ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
+    ids = entity_ids(sim.graph)
     seen: set[tuple[str, str]] = set()
     pending: list[Frozen] = []
 

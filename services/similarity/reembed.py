@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from platograph.graph_api import pages
-from services.similarity import follow
+from platograph.graph_api import entity_ids, pages
+from services.similarity import follow, service
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
@@ -205,8 +205,8 @@ def finish(sim: Similarity, job_id: str) -> None:
         target = sim.target
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
-    ids = [e["id"] for page in pages(sim.graph, "/v1/entities", {"limit": 500}) for e in page]
-    found = diff(sim, sim.served(), target, ids, follow.linked_many(sim, ids))
+    ids = entity_ids(sim.graph)
+    found = diff(sim, sim.served(), target, ids, service.linked(sim, ids))
     sim.store.update(job_id, diff=found)
     if job["review"]:
         sim.store.update(job_id, status="ready")

@@ -27,6 +27,7 @@ from platograph.contracts import (
     new_envelopes,
 )
 from platograph.graph_api import pages
+from platograph.stream import reply_text
 from services.similarity.adapters.index import Hit, Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import classify, pair, suggest_edge, threshold_for
@@ -87,12 +88,14 @@ def mark_fresh(sim: Similarity, entity_ids: list[str]) -> None:
 
 
 def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
-    """Ids each entity must not be proposed with: typed neighbors and pairs a person rejected."""
-    if not ids:
-        return {}
-    response = sim.graph.post("/v1/linked", json={"ids": ids})
-    response.raise_for_status()
-    return {k: set(v["edge"]) | set(v["rejected"]) for k, v in response.json().items()}
+    """Ids each entity must not be proposed with: typed neighbors and pairs a person rejected (any number
+    of ids: the graph takes 5,000 a request)."""
+    out: dict[str, set[str]] = {}
+    for start in range(0, len(ids), 5000):
+        response = sim.graph.post("/v1/linked", json={"ids": ids[start : start + 5000]})
+        response.raise_for_status()
+        out |= {k: set(v["edge"]) | set(v["rejected"]) for k, v in response.json().items()}
+    return out
 
 
 def candidates_for(sim: Similarity, entity: Indexed, vector: np.ndarray, exclude: set[str]) -> list[CandidateProposed]:
@@ -193,7 +196,7 @@ def publish(sim: Similarity, envelopes: list[Envelope]) -> str | None:
     if not envelopes:
         return None
     entry = sim.consumer.client.xadd(sim.settings.stream, encode_entry(envelopes))  # type: ignore[arg-type]
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
+    return reply_text(entry)
 
 
 def similar(

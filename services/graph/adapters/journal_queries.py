@@ -6,22 +6,17 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from platograph.positions import entry_id_of, parse_entry_id
+from platograph.positions import entry_id_of, event_position
 from services.graph.adapters.projection_store import JOURNAL_COLUMNS
 
 SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"
 
 
-def _entry_start(entry_id: str) -> int:
-    ms, seq = parse_entry_id(entry_id)
-    return ms * 10**12 + seq * 10**5
-
-
 def entries(conn: Connection, *, after: str | None, until: str, limit: int) -> dict[str, Any]:
     """Journal events grouped back into their stream entries, in stream order: entries after `after` up to
     and including `until`, about `limit` events a page (an entry is never split). `next` pages on."""
-    low = 0 if after is None else _entry_start(after) + 10**5
-    high = _entry_start(until) + 10**5
+    low = 0 if after is None else event_position(after, 0) + 10**5
+    high = event_position(until, 0) + 10**5
     rows = conn.execute(
         text(f"{SELECT} WHERE position >= :low AND position < :high ORDER BY position LIMIT :limit"),
         {"low": low, "high": high, "limit": limit},
@@ -29,7 +24,7 @@ def entries(conn: Connection, *, after: str | None, until: str, limit: int) -> d
     rows = list(rows)
     if len(rows) == limit:  # the page may end inside an entry: take the rest of it
         last = int(rows[-1]["position"])
-        end = _entry_start(entry_id_of(last)) + 10**5
+        end = event_position(entry_id_of(last), 0) + 10**5
         rows += conn.execute(
             text(f"{SELECT} WHERE position > :last AND position < :end ORDER BY position"), {"last": last, "end": end}
         ).mappings().all()  # fmt: skip
