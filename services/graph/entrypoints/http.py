@@ -25,7 +25,7 @@ from services.graph.bootstrap import Graph, bootstrap
 router = APIRouter(prefix="/v1", tags=["graph"])
 
 
-def get_graph(request: Request) -> Graph:
+async def get_graph(request: Request) -> Graph:
     return request.app.state.graph  # type: ignore[no-any-return]
 
 
@@ -95,7 +95,7 @@ async def neighborhood(
     related = None if related_limit is None else Related(related_limit, related_min_score, related_threshold)
 
     def query() -> bytes | None:
-        with graph.engine.connect() as conn:
+        with graph.autocommit.connect() as conn:
             return neighborhood_json(conn, graph.ontology, id, limit=limit, group=group, cursor=cursor,
                                      related=related)  # fmt: skip
 
