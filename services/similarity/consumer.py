@@ -28,9 +28,13 @@ def wait_for_graph(sim: Similarity, entry_id: str) -> None:
         log.warning("graph projection has not reached %s; proposing with what it knows", entry_id)
 
 
+EMBED_AHEAD = 2_000  # events whose texts are embedded in one call (a few entries of the ingest's 500)
+
+
 def handle(sim: Similarity, entries: list[Entry]) -> int:
     """Index, propose, publish, then ack; returns the entries handled."""
     published = 0
+    decoded: list[tuple[str, list[Envelope]]] = []
     for entry_id, fields in entries:
         try:
             envelopes = [Envelope.model_validate(raw) for raw in decode_entry(fields)]
@@ -38,20 +42,37 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
             # The graph projector dead-letters malformed entries; here they are just skipped.
             log.warning("skipping entry %s: %s", entry_id, exc)
             continue
-        if all(e.producer == service.PRODUCER for e in envelopes):
-            continue
-        wait_for_graph(sim, entry_id)
-        events = service.handle_entry(sim, entry_id, envelopes)
-        service.publish(sim, events)
-        published += len(events)
+        if not all(e.producer == service.PRODUCER for e in envelopes):
+            decoded.append((entry_id, envelopes))
+    for group in _groups(decoded):
+        known = service.embed_ahead(sim, [envelopes for _, envelopes in group])
+        for entry_id, envelopes in group:
+            wait_for_graph(sim, entry_id)
+            events = service.handle_entry(sim, entry_id, envelopes, known)
+            service.publish(sim, events)
+            published += len(events)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
     log.info("%d entries, %d candidate events", len(entries), published)
     return len(entries)
 
 
+def _groups(entries: list[tuple[str, list[Envelope]]]) -> list[list[tuple[str, list[Envelope]]]]:
+    """Consecutive entries, about EMBED_AHEAD events a group."""
+    groups: list[list[tuple[str, list[Envelope]]]] = [[]]
+    size = 0
+    for entry in entries:
+        if groups[-1] and size + len(entry[1]) > EMBED_AHEAD:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += len(entry[1])
+    return [group for group in groups if group]
+
+
 def run(sim: Similarity, stop: threading.Event) -> None:
     """Consume until stopped."""
     settings = sim.settings
+    sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
     consume(
         sim.consumer,
         lambda entries: handle(sim, entries),

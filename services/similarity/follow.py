@@ -47,17 +47,17 @@ def follow(sim: Similarity, tag: str) -> dict[str, int]:
     for start_at in range(0, len(ids), 1000):
         chunk = ids[start_at : start_at + 1000]
         blocked = service.linked(sim, chunk)
+        indexed = []
         for entity_id in chunk:
             with sim.lock:
                 found = sim.index.lookup(entity_id)
-            if found is None:  # retracted or merged: not indexed
-                continue
-            item, vector = found
-            for candidate in service.candidates_for(sim, item, np.asarray(vector, dtype=np.float32),
-                                                    blocked.get(entity_id, set())):  # fmt: skip
-                if (candidate.a, candidate.b) not in seen:
-                    seen.add((candidate.a, candidate.b))
-                    pending.append(candidate)
+            if found is not None:  # else retracted or merged: not indexed
+                indexed.append((found[0], np.asarray(found[1], dtype=np.float32)))
+        exclude = [blocked.get(item.id, set()) for item, _ in indexed]
+        for candidate in service.candidates_for(sim, indexed, exclude):
+            if (candidate.a, candidate.b) not in seen:
+                seen.add((candidate.a, candidate.b))
+                pending.append(candidate)
             append()
     stale = sorted(
         (c["a"]["id"], c["b"]["id"])

@@ -114,17 +114,24 @@ def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, s
     threshold = served.model.default_threshold
     floor = min([threshold, *sim.settings.thresholds.values()])
     out: dict[tuple[str, str], float] = {}
-    for entity_id in ids:
+    for start in range(0, len(ids), service.SEARCH_BATCH):
         with sim.lock:
-            found = served.index.lookup(entity_id)
-            if found is None:
+            found = [(e, served.index.lookup(e)) for e in ids[start : start + service.SEARCH_BATCH]]
+            rows = [(e, vector) for e, hit in found if hit is not None for vector in [hit[1]]]
+            if not rows:
                 continue
-            hits = served.index.search(found[1], limit=sim.settings.candidates_per_entity, min_score=floor,
-                                       exclude=[entity_id])  # fmt: skip
-        for hit in hits:
-            other = hit.entity
-            if hit.score >= threshold_for(entity_id.partition(":")[0], other.type, threshold, sim.settings.thresholds):
-                out[pair(entity_id, other.id)] = round(hit.score, 4)
+            answers = served.index.search_many(
+                np.asarray([vector for _, vector in rows], dtype=np.float32),
+                limit=sim.settings.candidates_per_entity,
+                min_score=floor,
+                exclude=[[e] for e, _ in rows],
+            )
+        for (entity_id, _), hits in zip(rows, answers, strict=True):
+            for hit in hits:
+                other = hit.entity
+                kind = entity_id.partition(":")[0]
+                if hit.score >= threshold_for(kind, other.type, threshold, sim.settings.thresholds):
+                    out[pair(entity_id, other.id)] = round(hit.score, 4)
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,15 +43,39 @@ def indexed(sim: Similarity, entity: EntityUpserted) -> Indexed:
                    text=sim.model.text_of(data))  # fmt: skip
 
 
-def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> list[tuple[Indexed, np.ndarray]]:
-    """Embed and upsert active entities, drop the others; returns what was indexed with its vector."""
+def texts_to_embed(sim: Similarity, entity: EntityUpserted) -> list[str]:
+    """What the active model embeds for an entity: its composed text, then its parts (if any)."""
+    data = entity.model_dump()
+    return [sim.model.text_of(data), *sim.model.parts_of(data)]
+
+
+def embed_ahead(sim: Similarity, entries: Sequence[Sequence[Envelope]]) -> dict[str, np.ndarray]:
+    """Embed the texts of several entries' upserts in one call (text -> vector): the encoder runs a
+    few hundred texts a second faster on 2,000 texts sorted by length than entry by entry (500)."""
+    texts: dict[str, None] = {}
+    for envelopes in entries:
+        for envelope in envelopes:
+            if envelope.type == "entity.upserted" and envelope.producer != PRODUCER:
+                entity = EntityUpserted.model_validate(envelope.payload)
+                if entity.status == "active":
+                    texts.update(dict.fromkeys(texts_to_embed(sim, entity)))
+    if not texts:
+        return {}
+    return dict(zip(texts, sim.embedder.embed(list(texts)), strict=True))
+
+
+def index_entities(
+    sim: Similarity, entities: Sequence[EntityUpserted], known: Mapping[str, np.ndarray] | None = None
+) -> list[tuple[Indexed, np.ndarray]]:
+    """Embed (unless `known` has the text) and upsert active entities, drop the others; returns what was
+    indexed with its vector."""
     live = [e for e in entities if e.status == "active"]
     active = [indexed(sim, e) for e in live]
     inactive = [e.id for e in entities if e.status != "active"]
     # One embedding call for whole texts and sentences together: batches stay full and sorted by length.
     parts = [sim.model.parts_of(e.model_dump()) for e in live]
     texts = [i.text for i in active] + [p for ps in parts for p in ps]
-    embedded = sim.embedder.embed(texts) if texts else np.zeros((0, sim.model.dimension), dtype=np.float32)
+    embedded = _embedded(sim, texts, known or {})
     vectors, rest = embedded[: len(active)], embedded[len(active) :]
     offsets = np.cumsum([0] + [len(ps) for ps in parts])
     part_vectors = [rest[offsets[i] : offsets[i + 1]] for i in range(len(parts))]
@@ -68,6 +92,14 @@ def index_entities(sim: Similarity, entities: Sequence[EntityUpserted]) -> list[
             target.index.delete(inactive)
         mark_fresh(sim, [i.id for i in items] + inactive)
     return [(item, vectors[i]) for i, item in enumerate(active)]
+
+
+def _embedded(sim: Similarity, texts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    fresh = dict(zip(missing, sim.embedder.embed(missing), strict=True)) if missing else {}
+    if not texts:
+        return np.zeros((0, sim.model.dimension), dtype=np.float32)
+    return np.stack([known[t] if t in known else fresh[t] for t in texts])
 
 
 def delete_everywhere(sim: Similarity, entity_id: str) -> None:
@@ -98,19 +130,35 @@ def linked(sim: Similarity, ids: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def candidates_for(sim: Similarity, entity: Indexed, vector: np.ndarray, exclude: set[str]) -> list[CandidateProposed]:
-    """Proposals for one entity: neighbors above their type pair's threshold with no typed edge."""
-    settings = sim.settings
-    floor = min([sim.threshold, *settings.thresholds.values()])
-    with sim.lock:
-        hits = sim.index.search(vector.tolist(), limit=settings.candidates_per_entity, min_score=floor,
-                                exclude=sorted(exclude | {entity.id}))  # fmt: skip
+SEARCH_BATCH = 64  # candidate searches per index call: long enough to share the scoring, short for the lock
+
+
+def candidates_for(
+    sim: Similarity, entities: Sequence[tuple[Indexed, np.ndarray]], exclude: Sequence[set[str]]
+) -> list[CandidateProposed]:
+    """Proposals for entities (each with its vector and the ids it must not pair with): neighbors above
+    their type pair's threshold with no typed edge."""
+    floor = min([sim.threshold, *sim.settings.thresholds.values()])
+    out: list[CandidateProposed] = []
+    for start in range(0, len(entities), SEARCH_BATCH):
+        chunk = entities[start : start + SEARCH_BATCH]
+        vectors = np.stack([vector for _, vector in chunk]).astype(np.float32)
+        excluded = [sorted(exclude[start + k] | {item.id}) for k, (item, _) in enumerate(chunk)]
+        with sim.lock:
+            found = sim.index.search_many(vectors, limit=sim.settings.candidates_per_entity, min_score=floor,
+                                          exclude=excluded)  # fmt: skip
+        for (item, _), hits in zip(chunk, found, strict=True):
+            out += _proposals(sim, item, hits)
+    return out
+
+
+def _proposals(sim: Similarity, entity: Indexed, hits: list[Hit]) -> list[CandidateProposed]:
     out = []
     for hit in hits:
         other = hit.entity
-        if hit.score < threshold_for(entity.type, other.type, sim.threshold, settings.thresholds):
+        if hit.score < threshold_for(entity.type, other.type, sim.threshold, sim.settings.thresholds):
             continue
-        verdict = classify(entity.text, other.text, hit.score, settings.duplicate_threshold)
+        verdict = classify(entity.text, other.text, hit.score, sim.settings.duplicate_threshold)
         a, b = pair(entity.id, other.id)
         type_a, type_b = a.partition(":")[0], b.partition(":")[0]
         out.append(
@@ -148,8 +196,11 @@ def _from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:
                           status=e["status"], attributes=e["attributes"])  # fmt: skip
 
 
-def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> list[Envelope]:
-    """The candidate events one stream entry leads to (indexing happens on the way)."""
+def handle_entry(
+    sim: Similarity, entry_id: str, envelopes: list[Envelope], known: Mapping[str, np.ndarray] | None = None
+) -> list[Envelope]:
+    """The candidate events one stream entry leads to (indexing happens on the way; `known` holds vectors
+    already embedded, by text)."""
     upserts: dict[str, EntityUpserted] = {}
     payloads: list[Frozen] = []
     edges: set[tuple[str, str]] = set()
@@ -182,11 +233,13 @@ def handle_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> l
         if entity.status != "active":  # retracted or merged through an upsert: its candidates go too
             payloads += withdraw_all(sim, entity.id, f"{entity.id} is {entity.status}")
     if upserts:
-        fresh = index_entities(sim, list(upserts.values()))
+        fresh = index_entities(sim, list(upserts.values()), known)
         blocked = linked(sim, [item.id for item, _ in fresh])
-        for item, vector in fresh:
-            in_entry = {b if a == item.id else a for a, b in edges if item.id in (a, b)}
-            payloads += candidates_for(sim, item, vector, blocked.get(item.id, set()) | in_entry)
+        exclude = [
+            blocked.get(item.id, set()) | {b if a == item.id else a for a, b in edges if item.id in (a, b)}
+            for item, _ in fresh
+        ]
+        payloads += candidates_for(sim, fresh, exclude)
     ids = [uuid.uuid5(EVENT_NAMESPACE, f"{entry_id}|{i}|{p.model_dump_json()}") for i, p in enumerate(payloads)]
     return new_envelopes(payloads, producer=PRODUCER, event_ids=ids) if payloads else []
 

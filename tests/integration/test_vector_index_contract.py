@@ -111,3 +111,23 @@ def test_a_dropped_collection_comes_back_empty_and_the_alias_follows_activate(ki
     assert again.count() == 0 and old.count() == 0
     again.close()
     old.close()
+
+
+def test_search_many_answers_what_search_answers_row_by_row(index: VectorIndex) -> None:
+    from services.similarity.adapters.index import OVERFETCH
+
+    vectors = unit(np.random.default_rng(5).normal(size=(120, DIM)))
+    index.upsert(items(120), vectors)
+    ids = [item.id for item in items(120)]
+    # Excludes of every size: none, the row itself, a few of its nearest, and more than the batch overfetches.
+    nearest = [sorted(range(120), key=lambda j: -float(vectors[j] @ vectors[i])) for i in range(120)]
+    exclude = [[], [ids[1]], [ids[j] for j in nearest[2][:4]], [ids[j] for j in nearest[3][: OVERFETCH + 5]]]
+    rows = vectors[:4]
+    for min_score in (None, 0.3):
+        batch = index.search_many(rows, limit=7, min_score=min_score, exclude=exclude)
+        single = [index.search(rows[i].tolist(), limit=7, min_score=min_score, exclude=exclude[i]) for i in range(4)]
+        assert [[h.entity.id for h in hits] for hits in batch] == [[h.entity.id for h in hits] for hits in single]
+        assert all(not set(exclude[i]) & {h.entity.id for h in batch[i]} for i in range(4))
+        assert [len(hits) for hits in batch] == ([7, 7, 7, 7] if min_score is None else [len(x) for x in single])
+        for got, want in zip(batch, single, strict=True):
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)

@@ -118,6 +118,12 @@ class VectorIndex(Protocol):
         always on the cosine."""
         ...
 
+    def search_many(
+        self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]
+    ) -> list[list[Hit]]:
+        """What `search(row, limit=, min_score=, exclude=exclude[i])` answers for each row, as one batch."""
+        ...
+
     def count(self) -> int: ...
 
     def activate(self) -> None:
@@ -141,6 +147,33 @@ def _fused(ranked: Iterable[tuple[dict[str, Any], float]], limit: int, min_score
     """Fused order kept; cosine reported and thresholded."""
     hits = [Hit(Indexed.from_payload(payload), cosine) for payload, cosine in ranked]
     return [h for h in hits if min_score is None or h.score >= min_score][:limit]
+
+
+OVERFETCH = 64  # rows excluding more than this many ids are searched one by one, with a filter
+
+
+def _batched(
+    index: VectorIndex,
+    run: Any,
+    vectors: Vectors,
+    limit: int,
+    min_score: float | None,
+    exclude: Sequence[Sequence[str]],
+) -> list[list[Hit]]:
+    """Rows that exclude few ids share one unfiltered batch (the index scores same-shaped queries
+    together: about 2.5 times cheaper per row than one filtered search each) that asks for enough extra
+    hits to drop the excluded ones afterwards; the rest go one by one. `run(rows, depth)` answers the batch."""
+    small = [i for i, ex in enumerate(exclude) if len(ex) <= OVERFETCH]
+    out: list[list[Hit]] = [[] for _ in range(len(vectors))]
+    if small:
+        depth = limit + max(len(exclude[i]) for i in small)
+        for i, hits in zip(small, run([vectors[i].tolist() for i in small], depth), strict=True):
+            dropped = set(exclude[i])
+            out[i] = [h for h in hits if h.entity.id not in dropped][:limit]
+    for i, ex in enumerate(exclude):
+        if len(ex) > OVERFETCH:
+            out[i] = index.search(vectors[i].tolist(), limit=limit, min_score=min_score, exclude=ex)
+    return out
 
 
 class QdrantClientIndex:
@@ -238,6 +271,19 @@ class QdrantClientIndex:
             with_vectors=[DENSE],
         )
         return _fused(((p.payload, _cosine(vector, p.vector)) for p in result.points), limit, min_score)
+
+    def search_many(
+        self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]
+    ) -> list[list[Hit]]:
+        m = self._m
+
+        def run(rows: list[list[float]], depth: int) -> list[list[Hit]]:
+            requests = [m.QueryRequest(query=row, using=DENSE, limit=depth, score_threshold=min_score,
+                                       with_payload=True) for row in rows]  # fmt: skip
+            answers = self._client.query_batch_points(ALIAS, requests=requests)
+            return [[Hit(Indexed.from_payload(p.payload), float(p.score)) for p in a.points] for a in answers]
+
+        return _batched(self, run, vectors, limit, min_score, exclude)
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
@@ -346,6 +392,19 @@ class EdgeIndex:
         )
         points = self._shard.query(request)
         return _fused(((p.payload or {}, _cosine(vector, p.vector)) for p in points), limit, min_score)
+
+    def search_many(
+        self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]
+    ) -> list[list[Hit]]:
+        q = self._q
+
+        def run(rows: list[list[float]], depth: int) -> list[list[Hit]]:
+            requests = [q.QueryRequest(limit=depth, query=q.Query.Nearest(row, using=DENSE),
+                                       score_threshold=min_score, with_payload=True) for row in rows]  # fmt: skip
+            answers = self._shard.query_batch(q.QueryBatchRequest(requests))
+            return [[Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in a] for a in answers]
+
+        return _batched(self, run, vectors, limit, min_score, exclude)
 
     def count(self) -> int:
         return int(self._shard.count(self._q.CountRequest(exact=True)))
