@@ -90,7 +90,7 @@ def resume(sim: Similarity) -> None:
             sim.target = serve_model(sim, REGISTRY[job["model"]])
 
 
-def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vectors: list[list[float]]) -> bool:
+def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vectors: np.ndarray) -> bool:
     """Write a worker's batch into the target collection (deterministic point ids: a redone batch
     replaces its points) and count it once."""
     job = sim.store.job(job_id)
@@ -100,6 +100,9 @@ def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vec
         target = sim.target
     if target is None or target.model.name != job["model"]:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
+    if len(items) and vectors.shape[1] != target.model.dimension:
+        msg = f"rows of {vectors.shape[1]} values, where {target.model.name} makes {target.model.dimension}"
+        raise ReembedError(422, ["body", "vectors"], msg)
     # An entity the consumer wrote meanwhile is newer than what this batch read: keep the consumer's.
     fresh = sim.store.fresh(job_id, [i.id for i in items])
     kept = [(i, v) for i, v in zip(items, vectors, strict=True) if i.id not in fresh]

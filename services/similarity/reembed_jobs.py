@@ -9,12 +9,14 @@ any of these processes can die and be restarted: at most the batches in flight a
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from functools import cache
 from typing import Any
 
 import httpx
+import numpy as np
 import redis
 from pydantic import Field
 from rq import Queue, Retry
@@ -77,10 +79,10 @@ def embed_batch(job_id: str, n: int) -> int:
     model = REGISTRY[job["model"]]
     entities = _entities(graph, spec["after"], spec["last"])
     texts = [model.text_of(e) for e in entities]
-    vectors: list[Any] = list(_embedder(model.name).embed(texts)) if texts else []
+    vectors = np.asarray(_embedder(model.name).embed(texts) if texts else [], dtype="<f4")
     items = [{"id": e["id"], "type": e["type"], "name": e["name"], "description": e["description"], "text": t}
              for e, t in zip(entities, texts, strict=True)]  # fmt: skip
-    body = {"items": items, "vectors": [list(map(float, v)) for v in vectors]}
+    body = {"items": items, "vectors": base64.b64encode(vectors.tobytes()).decode()}
     response = similarity.post(f"/v1/reembed/{job_id}/batches/{n}", json=body)
     response.raise_for_status()
     return len(items)

@@ -1,12 +1,16 @@
 """While a re-embed runs, a change the consumer wrote to the new collection wins over a batch that read the
-entity earlier (real Redis; the embedded index; no graph needed)."""
+entity earlier; a worker's batch arrives as binary vectors, checked (real Redis; the embedded index; no
+graph needed)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from platograph.contracts import EntityUpserted
 from services.similarity import reembed, service
@@ -14,6 +18,7 @@ from services.similarity.adapters.index import EdgeIndex, Indexed
 from services.similarity.bootstrap import Served
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.domain.models import E5_SMALL, MINILM
+from services.similarity.entrypoints import http as similarity_http
 from services.similarity.settings import SimilaritySettings
 from tests.integration.test_gateway import EMBEDDER
 
@@ -30,12 +35,48 @@ def test_a_batch_read_before_a_change_does_not_overwrite_it(env: dict[str, str],
         old = Indexed(id="claim:x", type="claim", name="X", text="The old text.")
         new = EntityUpserted(id="claim:x", type="claim", name="X", text="The new text, written meanwhile.")
         service.index_entities(sim, [new])  # the consumer: both collections get the change
-        assert reembed.accept_batch(sim, job, 0, [old], EMBEDDER.embed([old.text]).tolist())  # counted once…
+        assert reembed.accept_batch(sim, job, 0, [old], EMBEDDER.embed([old.text]))  # counted once…
         found = sim.target.index.lookup("claim:x")
         assert found is not None and found[0].text == E5_SMALL.text_of(new.model_dump())  # …but not written
-        assert not reembed.accept_batch(
-            sim, job, 0, [old], EMBEDDER.embed([old.text]).tolist()
-        )  # redone: not recounted
+        assert not reembed.accept_batch(sim, job, 0, [old], EMBEDDER.embed([old.text]))  # redone: not recounted
         assert sim.store.job(job)["done"] == 1  # type: ignore[index]
+    finally:
+        sim.close()
+
+
+def test_a_batch_travels_as_binary_vectors_and_bad_ones_are_refused_naming_the_field(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER,
+                               graph=httpx.Client(base_url="http://127.0.0.1:9"))  # fmt: skip
+    try:
+        # The app first: made with a job running, it would open that job's collection itself.
+        api = TestClient(similarity_http.create_app(sim, consume=False))
+        sim.target = Served(E5_SMALL, EMBEDDER, EdgeIndex(tmp_path, E5_SMALL.key, E5_SMALL.dimension))
+        spec = [{"after": "", "last": "claim:y", "count": 2}]
+        job = sim.store.create(E5_SMALL.name, MINILM.name, False, spec)
+        items = [{"id": f"claim:{c}", "type": "claim", "name": c.upper(), "text": f"Text {c}."} for c in "xy"]
+        vectors = EMBEDDER.embed([i["text"] for i in items]).astype("<f4")
+
+        def encoded(rows: np.ndarray) -> str:
+            return base64.b64encode(rows.tobytes()).decode()
+
+        refused = {
+            "not base64": "%%%",
+            "bytes do not make": encoded(vectors)[:-8],
+            "rows of 192 values": encoded(vectors[:, :192].copy()),
+            "finite": encoded(np.full_like(vectors, np.nan)),
+        }
+        for message, body in refused.items():
+            answer = api.post(f"/v1/reembed/{job}/batches/0", json={"items": items, "vectors": body})
+            assert answer.status_code == 422, message
+            (detail,) = answer.json()["detail"]
+            assert detail["loc"] == ["body", "vectors"] and message in detail["msg"]
+        assert sim.store.job(job)["done"] == 0  # type: ignore[index]
+        answer = api.post(f"/v1/reembed/{job}/batches/0", json={"items": items, "vectors": encoded(vectors)})
+        assert answer.status_code == 200 and answer.json() == {"counted": True}
+        stored = sim.target.index.lookup("claim:y")
+        assert stored is not None and np.allclose(stored[1], vectors[1], atol=1e-6)
+        assert sim.store.job(job)["done"] == 2  # type: ignore[index]
     finally:
         sim.close()
