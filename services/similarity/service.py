@@ -50,8 +50,8 @@ def texts_to_embed(sim: Similarity, entity: EntityUpserted) -> list[str]:
 
 
 def embed_ahead(sim: Similarity, entries: Sequence[Sequence[Envelope]]) -> dict[str, np.ndarray]:
-    """Embed the texts of several entries' upserts in one call (text -> vector): the encoder runs a
-    few hundred texts a second faster on 2,000 texts sorted by length than entry by entry (500)."""
+    """Embed the texts of several entries' upserts in one call (text -> vector): on 2,000 texts sorted by
+    length the encoder runs about 9% faster than on one entry's 500 (369 against 339 texts/s here)."""
     texts: dict[str, None] = {}
     for envelopes in entries:
         for envelope in envelopes:
