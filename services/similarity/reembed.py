@@ -120,7 +120,7 @@ def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, s
     for start in range(0, len(ids), service.SEARCH_BATCH):
         with sim.lock:
             found = [(e, served.index.lookup(e)) for e in ids[start : start + service.SEARCH_BATCH]]
-            rows = [(e, vector) for e, hit in found if hit is not None for vector in [hit[1]]]
+            rows = [(e, hit[1]) for e, hit in found if hit is not None]
             if not rows:
                 continue
             answers = served.index.search_many(

@@ -37,12 +37,6 @@ PRODUCER = "similarity"
 EVENT_NAMESPACE = uuid.UUID("a4f1e9a2-5c0b-4d7e-8e63-1b2c3d4e5f60")
 
 
-def indexed(sim: Similarity, entity: EntityUpserted) -> Indexed:
-    data = entity.model_dump()
-    return Indexed(id=entity.id, type=entity.type, name=entity.name, description=entity.description,
-                   text=sim.model.text_of(data))  # fmt: skip
-
-
 def texts_to_embed(sim: Similarity, entity: EntityUpserted) -> list[str]:
     """What the active model embeds for an entity: its composed text, then its parts (if any)."""
     data = entity.model_dump()
@@ -50,8 +44,8 @@ def texts_to_embed(sim: Similarity, entity: EntityUpserted) -> list[str]:
 
 
 def embed_ahead(sim: Similarity, entries: Sequence[Sequence[Envelope]]) -> dict[str, np.ndarray]:
-    """Embed the texts of several entries' upserts in one call (text -> vector): on 2,000 texts sorted by
-    length the encoder runs about 9% faster than on one entry's 500 (369 against 339 texts/s here)."""
+    """Embed the texts of several entries' upserts in one call (text -> vector): the encoder runs faster on
+    longer length-sorted runs (measured here: 339 texts/s in calls of 500, 357 of 1,000, 369 of 2,500)."""
     texts: dict[str, None] = {}
     for envelopes in entries:
         for envelope in envelopes:
@@ -70,10 +64,12 @@ def index_entities(
     """Embed (unless `known` has the text) and upsert active entities, drop the others; returns what was
     indexed with its vector."""
     live = [e for e in entities if e.status == "active"]
-    active = [indexed(sim, e) for e in live]
     inactive = [e.id for e in entities if e.status != "active"]
+    composed = [texts_to_embed(sim, e) for e in live]
+    active = [Indexed(id=e.id, type=e.type, name=e.name, description=e.description, text=c[0])
+              for e, c in zip(live, composed, strict=True)]  # fmt: skip
     # One embedding call for whole texts and sentences together: batches stay full and sorted by length.
-    parts = [sim.model.parts_of(e.model_dump()) for e in live]
+    parts = [c[1:] for c in composed]
     texts = [i.text for i in active] + [p for ps in parts for p in ps]
     embedded = _embedded(sim, texts, known or {})
     vectors, rest = embedded[: len(active)], embedded[len(active) :]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -152,9 +152,12 @@ def _fused(ranked: Iterable[tuple[dict[str, Any], float]], limit: int, min_score
 OVERFETCH = 64  # rows excluding more than this many ids are searched one by one, with a filter
 
 
+BatchRun = Callable[[list[list[float]], int], list[list[Hit]]]  # (rows, depth) -> hits of each row
+
+
 def _batched(
     index: VectorIndex,
-    run: Any,
+    run: BatchRun,
     vectors: Vectors,
     limit: int,
     min_score: float | None,

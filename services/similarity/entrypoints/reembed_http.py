@@ -29,7 +29,7 @@ class Batch(BaseModel):
     vectors: str = Field(description="base64 of the vectors as little-endian float32, row after row")
 
 
-def _unit_rows(body: Batch) -> np.ndarray:
+def _rows(body: Batch) -> np.ndarray:
     """The batch's vectors, one row per item; 422 naming `vectors` if they are not that."""
 
     def refuse(msg: str) -> HTTPException:
@@ -94,7 +94,7 @@ def batch(job: str, n: int, body: Batch, sim: SimDep) -> dict[str, Any]:
     """A worker's vectors for one batch (internal)."""
     items = [Indexed(id=i["id"], type=i["type"], name=i.get("name", ""), description=i.get("description", ""),
                      text=i.get("text", "")) for i in body.items]  # fmt: skip
-    counted = reembed.accept_batch(sim, job, n, items, _unit_rows(body))
+    counted = reembed.accept_batch(sim, job, n, items, _rows(body))
     return {"counted": counted}
 
 
