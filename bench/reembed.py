@@ -7,12 +7,14 @@ Prints, from one run on one machine:
 - p50/p99 of "similar" queries while the job runs, against the same queries idle.
 
 Usage: python bench/reembed.py [--entities N] [--workers W]
-       python bench/reembed.py --scale --to all-minilm-l6-v2-int8 --entities 100000   (throughput and memory only)
+       python bench/reembed.py --scale --to all-minilm-l6-v2-int8 --entities 100000 [--queries 180]
 
 `--scale` measures what grows with the corpus: it loads the entities with the similarity consumer off (the
 first model indexes nothing), runs one job to `--to` and reports its rate against the raw encoder and the
-peak RSS of every worker; no query-latency phase. Used for the 20k / 50k / 100k figures, where e5's
-~20 texts/s per core would take hours (the orchestration is the same whichever model embeds).
+peak RSS of every worker. Used for the 20k / 50k / 100k figures, where e5's ~20 texts/s per core would
+take hours (the orchestration is the same whichever model embeds). With `--queries S` it then measures
+"similar" latency on that full collection, idle and during S seconds of a job back to the first model
+(cancelled then, for the same reason).
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--to", default=E5_SMALL.name, choices=sorted(REGISTRY), help="the model to re-embed with")
     parser.add_argument("--scale", action="store_true", help="throughput and memory only (see above)")
+    parser.add_argument("--queries", type=float, default=0, metavar="S",
+                        help="with --scale: then query latency idle, and for S seconds of a job back")  # fmt: skip
     args = parser.parse_args()
     target = REGISTRY[args.to]
     if args.scale:
@@ -138,6 +142,8 @@ def main() -> None:
             with console.status("projecting the corpus"):
                 api.get(f"/v1/entities/{entities[-1]['id']}", params={"after": position}).raise_for_status()
             scale(args, api, system, target, entities)
+            if args.queries:
+                scale_queries(args, api, system, [e["id"] for e in entities])
             return
         with console.status("the first model indexes the corpus"):
             while (s := api.get("/v1/status").json()["similarity"])["indexed"] < len(entities) or s["lag"]:
@@ -191,11 +197,44 @@ def scale(args: argparse.Namespace, api: httpx.Client, system: System, target: M
     console.print(table)
 
 
+def scale_queries(args: argparse.Namespace, api: httpx.Client, system: System, ids: list[str]) -> None:
+    """Query latency on the new model's full collection: idle, then while a job back to the first model runs
+    (its batch phase: workers embedding, the service taking their vectors in). The job is cancelled after
+    `--queries` seconds: e5 would take hours over 100k entities here."""
+    idle, busy = sample_queries(system.gateway_url, ids, 20), []
+    back = api.post("/v1/reembed", json={"model": os.environ["PLATOGRAPH_MODEL"]}).json()
+    time.sleep(5)  # the workers have loaded the model and are embedding
+    busy = sample_queries(system.gateway_url, ids, args.queries)
+    done = api.get(f"/v1/reembed/{back['id']}").json()["done"]
+    api.post(f"/v1/reembed/{back['id']}/cancel").raise_for_status()
+
+    p = percentile
+    title = f'"similar" over {len(ids):,} entities, idle and during a job ({done:,} re-embedded meanwhile)'
+    table = Table("measure", "during the job", "idle", "ratio", title=title)
+    for q in (50, 99):
+        table.add_row(f"query p{q} (ms)", f"{p(busy, q):.1f}", f"{p(idle, q):.1f}", f"{p(busy, q) / p(idle, q):.2f}")
+    table.add_row("queries", f"{len(busy):,}", f"{len(idle):,}", "")
+    console.print(table)
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+def sample_queries(site: str, ids: list[str], seconds: float) -> list[float]:
+    out: list[float] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, out))
+    sampler.start()
+    time.sleep(seconds)
+    stop.set()
+    sampler.join()
+    return out
+
+
 def report(args: argparse.Namespace, job: dict[str, object], rate: float, raw: float, idle: list[float],
            busy: list[float], peaks: dict[str, int]) -> None:  # fmt: skip
-    def p(values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100)[q - 1]
-
+    p = percentile
     table = Table("measure", "Platograph", "baseline", "ratio",
                   title=f"re-embed {args.entities:,} entities → {args.to}, {args.workers} workers")  # fmt: skip
     table.add_row("entities/s, batches (start → last batch in)", f"{rate:.1f}", f"{raw:.1f} raw encoder",

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway import clients
 from gateway.routers import home, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
-from platograph.observability import instrument
+from platograph.observability import fastapi_telemetry, instrument
 
 STATIC = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """
@@ -37,7 +37,13 @@ def create_app(
         await app.state.services.aclose()
         await app.state.redis.aclose()
 
-    app = FastAPI(title="Platograph", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Platograph",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry=fastapi_telemetry(),
+    )
     app.state.settings = settings
     app.include_router(writes.router)
     app.include_router(merges.router)

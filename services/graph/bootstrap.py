@@ -9,17 +9,23 @@ from sqlalchemy import Engine, create_engine
 
 from platograph import ontology
 from platograph.stream import StreamConsumer
+from services.graph.adapters.view_reader import ViewReader
 from services.graph.settings import GraphSettings
+
+#: As many as the gateway keeps open to us (16), so no view request opens a connection of its own.
+VIEW_CONNECTIONS = 20
 
 
 @dataclass
 class Graph:
     settings: GraphSettings
     engine: Engine
-    #: Single-statement reads (the view): autocommit spares the BEGIN and ROLLBACK round trips.
-    autocommit: Engine
     consumer: StreamConsumer
     ontology: ontology.Ontology
+
+    def view_reader(self) -> ViewReader:
+        """A reader for the neighborhood view, for one app: its pool is opened on the loop that serves it."""
+        return ViewReader(self.settings.database_url, self.ontology, size=VIEW_CONNECTIONS)
 
     def close(self) -> None:
         """Release database and Redis connections."""
@@ -30,11 +36,10 @@ class Graph:
 def bootstrap(settings: GraphSettings | None = None) -> Graph:
     """Real adapters built from settings."""
     settings = settings or GraphSettings()
-    # No pre-ping: it costs a round trip per checkout on the hottest read. A connection Postgres dropped
-    # fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates the pool.
-    # The pool holds as many connections as the gateway keeps open to us (16), so none is opened and
-    # closed per request: overflow connections are discarded on return.
-    engine = create_engine(settings.database_url, pool_size=20, max_overflow=20, pool_recycle=1800)
+    # The other reads and the projector. No pre-ping: it costs a round trip per checkout. A connection
+    # Postgres dropped fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates
+    # the pool. Sized so that concurrent reads do not open and close connections per request.
+    engine = create_engine(settings.database_url, pool_size=VIEW_CONNECTIONS, max_overflow=20, pool_recycle=1800)
     consumer = StreamConsumer(
         redis.Redis.from_url(settings.redis_url),
         stream=settings.stream,
@@ -45,7 +50,6 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     return Graph(
         settings=settings,
         engine=engine,
-        autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
         consumer=consumer,
         ontology=ontology.load(settings.ontology),
     )

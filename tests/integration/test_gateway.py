@@ -80,8 +80,10 @@ def system(
         transports["webhooks"] = httpx.ASGITransport(app=webhooks_http.create_app(hooks, dispatch=False))
     try:
         with TestClient(create_app(GatewaySettings(), transports)) as client:
+            # The graph and ingest apps run inside this client's event loop (ASGITransport runs no lifespan).
+            client.portal.call(graph_app.state.views.open)  # type: ignore[union-attr]
             yield client
-            # The ingest app ran inside this client's event loop (ASGITransport runs no lifespan).
+            client.portal.call(graph_app.state.views.close)  # type: ignore[union-attr]
             client.portal.call(ingest.log.aclose)  # type: ignore[union-attr]
     finally:
         stop.set()

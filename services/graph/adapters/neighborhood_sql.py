@@ -12,8 +12,7 @@ not rejected), which follow the model that answers. Then the gateway needs no se
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from sqlalchemy import Connection
+from typing import Any
 
 from platograph.ontology import Ontology
 
@@ -103,7 +102,17 @@ RELATED = """,
                                         'description', description),
             'score', score, 'kind', kind, 'reason', reason, 'suggested_edge', suggested_edge)
             ORDER BY score DESC, id) FROM related), '[]'::json))"""
-WITH_RELATED, WITHOUT_RELATED = SQL.replace("{related}", RELATED), SQL.replace("{related}", "")
+
+
+def compact(sql: str) -> str:
+    """The statement without comments and runs of spaces: psycopg caches its parse of a query only up to
+    4,096 characters (MAX_CACHED_STATEMENT_LENGTH), and the view's statement, as written, is longer."""
+    lines = (line.split("--", 1)[0].strip() for line in sql.splitlines())
+    return " ".join(line for line in lines if line)
+
+
+WITH_RELATED = compact(SQL.replace("{related}", RELATED))
+WITHOUT_RELATED = compact(SQL.replace("{related}", ""))
 
 
 def parse_group_cursor(cursor: str | None) -> int:
@@ -125,8 +134,7 @@ class Related:
     threshold: float | None
 
 
-def neighborhood_json(
-    conn: Connection,
+def statement_and_params(
     ontology: Ontology,
     entity_id: str,
     *,
@@ -134,8 +142,8 @@ def neighborhood_json(
     group: str | None,
     cursor: str | None,
     related: Related | None = None,
-) -> bytes | None:
-    """The neighborhood document as JSON bytes, or None when the entity does not exist."""
+) -> tuple[str, dict[str, Any]]:
+    """The view's SQL and its parameters; ValueError for a cursor we did not make."""
     params = {
         "id": entity_id,
         "group": group,
@@ -148,5 +156,4 @@ def neighborhood_json(
         "related_min": related.min_score if related else None,
         "related_threshold": related.threshold if related else None,
     }
-    row = conn.exec_driver_sql(WITH_RELATED if related else WITHOUT_RELATED, params).first()
-    return None if row is None else str(row[0]).encode()
+    return (WITH_RELATED if related else WITHOUT_RELATED), params

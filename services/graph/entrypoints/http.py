@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
-from starlette.concurrency import run_in_threadpool
 
-from platograph.observability import instrument
+from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from services.graph.adapters import candidate_queries, journal_queries, queries
-from services.graph.adapters.neighborhood_sql import Related, neighborhood_json
+from services.graph.adapters.neighborhood_sql import Related
+from services.graph.adapters.view_reader import ViewReader
 from services.graph.bootstrap import Graph, bootstrap
 
 router = APIRouter(prefix="/v1", tags=["graph"])
@@ -77,6 +79,7 @@ def list_entities(
 @router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
 async def neighborhood(
     id: str,
+    request: Request,
     graph: GraphDep,
     limit: Limit = 50,
     group: str | None = None,
@@ -93,15 +96,9 @@ async def neighborhood(
         )
 
     related = None if related_limit is None else Related(related_limit, related_min_score, related_threshold)
-
-    def query() -> bytes | None:
-        with graph.autocommit.connect() as conn:
-            return neighborhood_json(conn, graph.ontology, id, limit=limit, group=group, cursor=cursor,
-                                     related=related)  # fmt: skip
-
+    views: ViewReader = request.app.state.views
     try:
-        # One hop to a worker thread for checkout + query (a sync dependency would add two more).
-        view = await run_in_threadpool(query)
+        view = await views.neighborhood(id, limit=limit, group=group, cursor=cursor, related=related)
     except ValueError as exc:
         raise _bad_cursor(exc) from exc
     if view is None:
@@ -251,14 +248,25 @@ def stats(conn: ConnDep, graph: GraphDep) -> dict[str, Any]:
 
 def create_app(graph: Graph | None = None) -> FastAPI:
     """The graph ASGI app."""
-    app = FastAPI(title="Platograph graph")
-    app.state.graph = graph or bootstrap()
+    graph = graph or bootstrap()
+    views = graph.view_reader()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await views.open()
+        yield
+        await views.close()
+
+    app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
+    app.state.graph, app.state.views = graph, views
     app.include_router(router)
     instrument(app, "graph")
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
-        detail = [{"loc": ["server"], "msg": f"database unavailable: {exc.orig}", "type": "unavailable"}]
+    @app.exception_handler(psycopg.OperationalError)  # the view's pool (a PoolTimeout is one too)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        reason = exc.orig if isinstance(exc, OperationalError) else exc
+        detail = [{"loc": ["server"], "msg": f"database unavailable: {reason}", "type": "unavailable"}]
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from platograph.observability import instrument
+from platograph.observability import fastapi_telemetry, instrument
 from services.ingest import service
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.domain.inputs import EdgeIn, EntityIn
@@ -105,7 +105,7 @@ def create_app(ingest: Ingest | None = None) -> FastAPI:
         yield
         await wired.log.aclose()
 
-    app = FastAPI(title="Platograph ingest", lifespan=lifespan)
+    app = FastAPI(title="Platograph ingest", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.ingest = wired
     app.include_router(router)
     instrument(app, "ingest")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.background import thread_lifespan
-from platograph.observability import instrument
+from platograph.observability import fastapi_telemetry, instrument
 from services.similarity import consumer, reembed, service
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
@@ -129,7 +129,7 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
 
     lifespan = thread_lifespan(lambda stop: consumer.run(wired, stop), name="similarity-consumer",
                                enabled=run_consumer, close=wired.close if sim is None else None)  # fmt: skip
-    app = FastAPI(title="Platograph similarity", lifespan=lifespan)
+    app = FastAPI(title="Platograph similarity", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.sim = wired
     app.include_router(router)
     app.include_router(reembed_http.router)

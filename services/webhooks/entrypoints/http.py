@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from sqlalchemy import Connection
 
 from platograph.background import thread_lifespan
-from platograph.observability import instrument
+from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks import delivery, dispatcher
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -214,7 +214,7 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
 
     lifespan = thread_lifespan(lambda stop: dispatcher.run(wired, stop), name="webhook-dispatcher",
                                enabled=run_dispatcher, close=wired.close if wh is None else None)  # fmt: skip
-    app = FastAPI(title="Platograph webhooks", lifespan=lifespan)
+    app = FastAPI(title="Platograph webhooks", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.wh = wired
     app.include_router(router)
     app.include_router(stats_router)

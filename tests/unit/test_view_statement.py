@@ -1,0 +1,48 @@
+"""The neighborhood view's statement and the per-request settings of the apps (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+from platograph.observability import fastapi_telemetry
+from services.graph.adapters.neighborhood_sql import (
+    RELATED,
+    SQL,
+    WITH_RELATED,
+    WITHOUT_RELATED,
+    compact,
+    parse_group_cursor,
+)
+
+
+def test_the_view_statement_stays_short_enough_for_psycopg_to_cache_its_parse() -> None:
+    written = SQL.replace("{related}", RELATED)
+    assert len(written.encode()) > MAX_CACHED_STATEMENT_LENGTH  # as written it would not be cached
+    for statement in (WITH_RELATED, WITHOUT_RELATED):
+        assert len(statement.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+
+
+def test_compact_drops_comments_and_blank_runs_but_keeps_the_statement() -> None:
+    sql = "SELECT a,  -- the first\n       b\n\n  FROM t -- end\n WHERE x = 'y'"
+    assert compact(sql) == "SELECT a, b FROM t WHERE x = 'y'"
+    assert "--" not in WITH_RELATED
+    assert "'related_by_similarity'" in WITH_RELATED and "'related_by_similarity'" not in WITHOUT_RELATED
+
+
+def test_group_cursor_is_ours_or_refused() -> None:
+    assert parse_group_cursor(None) == 0
+    assert parse_group_cursor("r50") == 50
+    for bad in ("50", "r", "rx1", "r-1"):
+        with pytest.raises(ValueError):
+            parse_group_cursor(bad)
+
+
+def test_fastapi_telemetry_is_off_unless_asked_for_and_refuses_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATOGRAPH_OPENTELEMETRY", raising=False)
+    assert fastapi_telemetry() == {"tracing": False, "metrics": False, "logs": False}
+    monkeypatch.setenv("PLATOGRAPH_OPENTELEMETRY", "TRUE")
+    assert fastapi_telemetry() == {}
+    monkeypatch.setenv("PLATOGRAPH_OPENTELEMETRY", "yes please")
+    with pytest.raises(ValueError, match="PLATOGRAPH_OPENTELEMETRY"):
+        fastapi_telemetry()
