@@ -88,14 +88,28 @@ def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[
             time.sleep(0.02)
 
 
+def cpu_seconds(system: System) -> dict[str, float]:
+    """CPU time (user + system) of every process on the machine, grouped: the system's children by name, the
+    rest (Postgres backends, Valkey, this bench) by executable name. Where the CPU beside the encoder goes."""
+    names = {child.process.pid: child.name for child in system.children if child.process}
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is None:
+            continue
+        name = names.get(proc.info["pid"], proc.info["name"])
+        out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
+
+
 def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: ModelSpec) -> tuple[dict[str, Any], float]:
     """Re-embed to `model` and wait for the switch; returns the job and the seconds until every batch was in."""
     job = api.post("/v1/reembed", json={"model": model.name}).json()
-    started, batches_s = time.perf_counter(), 0.0
+    started, batches_s, cpu_before, cpu_after = time.perf_counter(), 0.0, cpu_seconds(system), {}
     with console.status(f"re-embedding {job['total']:,} entities"):
         while (job := api.get(f"/v1/reembed/{job['id']}").json())["status"] == "running":
             if not batches_s and job["done"] >= job["total"]:
-                batches_s = time.perf_counter() - started
+                batches_s, cpu_after = time.perf_counter() - started, cpu_seconds(system)
             for child in system.children:
                 if child.process and child.name.startswith(("reembed-worker", "similarity")):
                     rss = psutil.Process(child.process.pid).memory_info().rss
@@ -105,6 +119,9 @@ def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: Mod
         while job["status"] == "done" and job.get("candidates") is None:
             time.sleep(0.5)
             job = api.get(f"/v1/reembed/{job['id']}").json()
+    cpu_after = cpu_after or cpu_seconds(system)  # the last batch came in between two polls
+    job["cpu_ms_per_entity"] = {name: 1000 * (cpu_after[name] - cpu_before[name]) / max(job["total"], 1)
+                                for name in cpu_after if name in cpu_before}  # fmt: skip
     return job, batches_s or time.perf_counter() - started
 
 
@@ -195,6 +212,8 @@ def scale(args: argparse.Namespace, api: httpx.Client, system: System, target: M
         table.add_row(f"peak RSS {name} (MiB)", f"{peak / 2**20:.0f}", "", "")
     table.add_row("status / failed batches", f"{job['status']} / {len(job['failed_batches'])}", "", "")
     console.print(table)
+    cpu = sorted(job.get("cpu_ms_per_entity", {}).items(), key=lambda kv: -kv[1])
+    console.print("CPU ms per entity during the batches: " + ", ".join(f"{n} {ms:.2f}" for n, ms in cpu if ms >= 0.01))
 
 
 def scale_queries(args: argparse.Namespace, api: httpx.Client, system: System, ids: list[str]) -> None:
