@@ -31,12 +31,17 @@ async def get_graph(request: Request) -> Graph:
     return request.app.state.graph  # type: ignore[no-any-return]
 
 
+async def get_views(request: Request) -> ViewReader:
+    return request.app.state.views  # type: ignore[no-any-return]
+
+
 def get_conn(graph: Annotated[Graph, Depends(get_graph)]) -> Iterator[Connection]:
     with graph.engine.connect() as conn:
         yield conn
 
 
 GraphDep = Annotated[Graph, Depends(get_graph)]
+ViewsDep = Annotated[ViewReader, Depends(get_views)]
 ConnDep = Annotated[Connection, Depends(get_conn)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -79,8 +84,8 @@ def list_entities(
 @router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
 async def neighborhood(
     id: str,
-    request: Request,
     graph: GraphDep,
+    views: ViewsDep,
     limit: Limit = 50,
     group: str | None = None,
     cursor: str | None = None,
@@ -96,7 +101,6 @@ async def neighborhood(
         )
 
     related = None if related_limit is None else Related(related_limit, related_min_score, related_threshold)
-    views: ViewReader = request.app.state.views
     try:
         view = await views.neighborhood(id, limit=limit, group=group, cursor=cursor, related=related)
     except ValueError as exc:
