@@ -15,6 +15,7 @@ from gateway import clients
 from gateway.routers import home, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import fastapi_telemetry, instrument
+from platograph.runtime import tune_gc
 
 STATIC = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """
@@ -33,6 +34,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = clients.build(settings, transports)
         app.state.redis = aioredis.Redis.from_url(settings.redis_url)
+        tune_gc()
         yield
         await app.state.services.aclose()
         await app.state.redis.aclose()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 
 from platograph.observability import fastapi_telemetry
+from platograph.runtime import GC_THRESHOLDS, tune_gc
 from services.graph.adapters.neighborhood_sql import (
     RELATED,
     SQL,
@@ -46,3 +49,14 @@ def test_fastapi_telemetry_is_off_unless_asked_for_and_refuses_nonsense(monkeypa
     monkeypatch.setenv("PLATOGRAPH_OPENTELEMETRY", "yes please")
     with pytest.raises(ValueError, match="PLATOGRAPH_OPENTELEMETRY"):
         fastapi_telemetry()
+
+
+def test_tune_gc_freezes_start_up_objects_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
+from platograph.runtime import tune_gc
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import Related
@@ -258,6 +259,7 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await views.open()
+        tune_gc()
         yield
         await views.close()
 
