@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 
-#: Collect the young generation every 50,000 net allocations instead of CPython's 700: a view allocates a
-#: few hundred objects, almost none in cycles, so the default ran a collection every request or two.
+#: Collect the young generation every 50,000 net allocations instead of CPython's 700: a request makes
+#: many short-lived objects and few cycles, so frequent collections mostly walk objects that are not garbage.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
