@@ -28,6 +28,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,20 +176,10 @@ def main() -> None:
         raw = raw_rate(target, [target.text_of(e) for e in entities], args.workers)
         # Queries: idle, then during a second job (rolled back to the first model, then to e5 again).
         api.post("/v1/reembed/rollback").raise_for_status()
-        idle: list[float] = []
-        stop = threading.Event()
-        sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, idle))
-        sampler.start()
-        time.sleep(10)
-        stop.set()
-        sampler.join()
-        busy: list[float] = []
-        stop = threading.Event()
-        sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, busy))
-        sampler.start()
-        second, _ = run_job(api, system, peaks, target)
-        stop.set()
-        sampler.join()
+        with sampling(site, ids) as idle:
+            time.sleep(10)
+        with sampling(site, ids) as busy:
+            second, _ = run_job(api, system, peaks, target)
         job["second_rate"] = second["done"] / (second["finished_at"] - second["started_at"])
         job["total_rate"] = total_rate
         report(args, job, rate, raw, idle, busy, peaks)
@@ -220,52 +212,52 @@ def scale_queries(args: argparse.Namespace, api: httpx.Client, system: System, i
     """Query latency on the new model's full collection: idle, then while a job back to the first model runs
     (its batch phase: workers embedding, the service taking their vectors in). The job is cancelled after
     `--queries` seconds: e5 would take hours over 100k entities here."""
-    idle, busy = sample_queries(system.gateway_url, ids, 20), []
+    with sampling(system.gateway_url, ids) as idle:
+        time.sleep(20)
     back = api.post("/v1/reembed", json={"model": os.environ["PLATOGRAPH_MODEL"]}).json()
     time.sleep(5)  # the workers have loaded the model and are embedding
-    busy = sample_queries(system.gateway_url, ids, args.queries)
+    with sampling(system.gateway_url, ids) as busy:
+        time.sleep(args.queries)
     done = api.get(f"/v1/reembed/{back['id']}").json()["done"]
     api.post(f"/v1/reembed/{back['id']}/cancel").raise_for_status()
 
-    p = percentile
     title = f'"similar" over {len(ids):,} entities, idle and during a job ({done:,} re-embedded meanwhile)'
     table = Table("measure", "during the job", "idle", "ratio", title=title)
-    for q in (50, 99):
-        table.add_row(f"query p{q} (ms)", f"{p(busy, q):.1f}", f"{p(idle, q):.1f}", f"{p(busy, q) / p(idle, q):.2f}")
+    latency_rows(table, busy, idle)
     table.add_row("queries", f"{len(busy):,}", f"{len(idle):,}", "")
     console.print(table)
 
 
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1]
+def latency_rows(table: Table, busy: list[float], idle: list[float]) -> None:
+    """p50 and p99 during the job against idle, with their ratio."""
+    for q in (50, 99):
+        during, alone = (statistics.quantiles(values, n=100)[q - 1] for values in (busy, idle))
+        table.add_row(f"query p{q} (ms) during / idle", f"{during:.1f}", f"{alone:.1f}", f"{during / alone:.2f}")
 
 
-def sample_queries(site: str, ids: list[str], seconds: float) -> list[float]:
+@contextmanager
+def sampling(site: str, ids: list[str]) -> Iterator[list[float]]:
+    """Query latencies (ms), taken on a thread for as long as the block runs."""
     out: list[float] = []
     stop = threading.Event()
     sampler = threading.Thread(target=query_latencies, args=(site, ids, stop, out))
     sampler.start()
-    time.sleep(seconds)
-    stop.set()
-    sampler.join()
-    return out
+    try:
+        yield out
+    finally:
+        stop.set()
+        sampler.join()
 
 
 def report(args: argparse.Namespace, job: dict[str, object], rate: float, raw: float, idle: list[float],
            busy: list[float], peaks: dict[str, int]) -> None:  # fmt: skip
-    p = percentile
     table = Table("measure", "Platograph", "baseline", "ratio",
                   title=f"re-embed {args.entities:,} entities → {args.to}, {args.workers} workers")  # fmt: skip
     table.add_row("entities/s, batches (start → last batch in)", f"{rate:.1f}", f"{raw:.1f} raw encoder",
                   f"{rate / raw:.2f}")  # fmt: skip
     table.add_row("entities/s, start → switch (with the diff)", f"{job['total_rate']:.1f}", "", "")
     table.add_row("entities/s, start → switch, under query load", f"{job['second_rate']:.1f}", "", "")
-    table.add_row(
-        "query p50 (ms) during / idle", f"{p(busy, 50):.1f}", f"{p(idle, 50):.1f}", f"{p(busy, 50) / p(idle, 50):.2f}"
-    )
-    table.add_row(
-        "query p99 (ms) during / idle", f"{p(busy, 99):.1f}", f"{p(idle, 99):.1f}", f"{p(busy, 99) / p(idle, 99):.2f}"
-    )
+    latency_rows(table, busy, idle)
     for name, peak in sorted(peaks.items()):
         table.add_row(f"peak RSS {name} (MiB)", f"{peak / 2**20:.0f}", "", "")
     table.add_row("status / failed batches", f"{job['status']} / {len(job['failed_batches'])}", "", "")  # type: ignore[arg-type]

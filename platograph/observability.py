@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from fastapi import FastAPI, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("platograph_http_requests_total", "HTTP requests", ["service", "route", "status"])
@@ -20,14 +21,18 @@ LATENCY = Histogram(
 )
 
 
+class TelemetrySettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    opentelemetry: bool = Field(False, validation_alias="PLATOGRAPH_OPENTELEMETRY")
+
+
 def fastapi_telemetry() -> TelemetryConfig:
     """FastAPI's native OpenTelemetry: off unless PLATOGRAPH_OPENTELEMETRY=true. Even with no provider
     configured it asks OpenTelemetry's globals (and os.environ) on every request: about 4% of the gateway's
     samples in a py-spy profile under load. Our request metrics are Prometheus's (/metrics)."""
-    wanted = os.environ.get("PLATOGRAPH_OPENTELEMETRY", "false").lower()
-    if wanted not in ("true", "false"):
-        raise ValueError(f"PLATOGRAPH_OPENTELEMETRY must be true or false, not {wanted!r}")
-    return {} if wanted == "true" else {"tracing": False, "metrics": False, "logs": False}
+    wanted = TelemetrySettings().opentelemetry  # a value that is not a boolean fails here, naming the variable
+    return {} if wanted else {"tracing": False, "metrics": False, "logs": False}
 
 
 def configure_logging(level: str = "INFO") -> None:

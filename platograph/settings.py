@@ -44,6 +44,11 @@ class DatabaseSettings(BaseSettings):
         return sqlalchemy_url(value)
 
 
+def libpq_url(url: str) -> str:
+    """The same URL as psycopg itself takes it (postgresql://), from either form."""
+    return "postgresql://" + sqlalchemy_url(url).removeprefix("postgresql+psycopg://")
+
+
 def sqlalchemy_url(url: str) -> str:
     """Turn a libpq URL (postgresql://, postgres://) into one SQLAlchemy opens with psycopg 3."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):

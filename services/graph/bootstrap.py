@@ -12,8 +12,9 @@ from platograph.stream import StreamConsumer
 from services.graph.adapters.view_reader import ViewReader
 from services.graph.settings import GraphSettings
 
-#: As many as the gateway keeps open to us (16), so no view request opens a connection of its own.
-VIEW_CONNECTIONS = 20
+#: Each pool (the view's, SQLAlchemy's for the other reads) holds more connections than the gateway keeps
+#: open to us (16), so no request opens and closes a connection of its own.
+CONNECTIONS = 20
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Graph:
 
     def view_reader(self) -> ViewReader:
         """A reader for the neighborhood view, for one app: its pool is opened on the loop that serves it."""
-        return ViewReader(self.settings.database_url, self.ontology, size=VIEW_CONNECTIONS)
+        return ViewReader(self.settings.database_url, self.ontology, size=CONNECTIONS)
 
     def close(self) -> None:
         """Release database and Redis connections."""
@@ -38,8 +39,8 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     settings = settings or GraphSettings()
     # The other reads and the projector. No pre-ping: it costs a round trip per checkout. A connection
     # Postgres dropped fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates
-    # the pool. Sized so that concurrent reads do not open and close connections per request.
-    engine = create_engine(settings.database_url, pool_size=VIEW_CONNECTIONS, max_overflow=20, pool_recycle=1800)
+    # the pool.
+    engine = create_engine(settings.database_url, pool_size=CONNECTIONS, max_overflow=20, pool_recycle=1800)
     consumer = StreamConsumer(
         redis.Redis.from_url(settings.redis_url),
         stream=settings.stream,

@@ -1,7 +1,8 @@
 """The neighborhood view read over an asyncio psycopg pool in autocommit.
 
 The view is the hottest read: on the event loop it needs no worker-thread hop, no ORM and no BEGIN/ROLLBACK
-round trips (measured: the graph's CPU per view fell from 0.67 to 0.42 ms, see bench/README.md). The pool
+round trips (measured with the compacted statement: the graph's CPU per view fell from 0.67 to 0.41-0.47 ms,
+see bench/README.md). The pool
 belongs to the event loop that opens it: the app's lifespan opens it under uvicorn, and an in-process test
 that serves the app without a lifespan opens it on the loop that serves the requests.
 """
@@ -11,15 +12,11 @@ from __future__ import annotations
 from psycopg_pool import AsyncConnectionPool
 
 from platograph.ontology import Ontology
+from platograph.settings import libpq_url
 from services.graph.adapters.neighborhood_sql import Related, statement_and_params
 
 #: How long a request waits for a free connection before it answers 503.
 CHECKOUT_TIMEOUT_S = 2.0
-
-
-def libpq_url(database_url: str) -> str:
-    """The settings hold SQLAlchemy's form (postgresql+psycopg://); psycopg itself takes postgresql://."""
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class ViewReader:
@@ -27,7 +24,6 @@ class ViewReader:
 
     def __init__(self, database_url: str, ontology: Ontology, size: int) -> None:
         self.ontology = ontology
-        # Sized like the gateway's connection pool to us, so no request opens a connection of its own.
         self.pool = AsyncConnectionPool(
             libpq_url(database_url),
             min_size=2,
