@@ -41,6 +41,7 @@ from platograph.supervisor import System, UpSettings  # noqa: E402
 from services.graph.adapters import neighborhood_sql  # noqa: E402
 
 console = Console()
+WRK_THREADS = 2
 TYPES = ["paper", "concept", "hypothesis", "claim", "finding", "question", "quote"]
 
 
@@ -160,14 +161,18 @@ def raw_view_latency(
     return out
 
 
-def wrk(url: str, ids_file: Path, duration: int, connections: int) -> dict[str, float]:
-    """Run wrk against the neighborhood view; p50/p99 in ms and requests/s."""
+def wrk(url: str, ids_file: Path, duration: int, connections: int, rate: int | None = None) -> dict[str, float]:
+    """Run wrk against the neighborhood view; p50/p99 in ms and requests/s. With `rate`, the requests leave
+    on a fixed schedule (views/s in all) instead of as fast as the answers come back."""
     script = ROOT / "bench" / "wrk_neighborhood.lua"
+    env = os.environ | ({"WRK_RATE": str(rate / WRK_THREADS)} if rate else {})
+    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script)]
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url, "--", str(ids_file)],
+        [*command, url, "--", str(ids_file)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
 
     def ms(label: str) -> float:
@@ -190,6 +195,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds of view load")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--projectors", type=int, default=1)
+    parser.add_argument(
+        "--rates", default="500,1000", help="views/s offered on a fixed schedule, comma-separated (empty: none)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the view load (Debian: apt-get install wrk)")
@@ -226,8 +234,12 @@ def main() -> None:
         single = single_client_latency(system.gateway_url, ids, 1000, rng)
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
             views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections)
+        paced = {}
+        for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
+            with console.status(f"view load: {rate} views/s offered by {args.connections} clients"):
+                paced[rate] = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, rate)
         sampler.stopped.set()
-        report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, sampler.peak)
+        report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -253,6 +265,7 @@ def report(
     raw: list[float],
     single: list[float],
     views: dict[str, float],
+    paced: dict[int, dict[str, float]],
     peak: dict[str, int],
 ) -> None:
     raw_p50 = statistics.median(raw)
@@ -282,7 +295,15 @@ def report(
         f"{views['p99'] / raw_p99:.1f}×",
     )
     table.add_row(f"views/s, {args.connections} clients", f"{views['rps']:,.0f}", "", "")
-    table.add_row("non-2xx view responses", f"{views['errors']:.0f}", "", "")
+    for rate, load in paced.items():
+        table.add_row(
+            f"view p50 / p99 at {rate:,} views/s offered (ms)",
+            f"{load['p50']:.2f} / {load['p99']:.2f}",
+            f"{raw_p50:.2f} / {raw_p99:.2f} raw SQL",
+            f"achieved {load['rps']:,.0f}/s",
+        )
+    errors = views["errors"] + sum(load["errors"] for load in paced.values())
+    table.add_row("non-2xx view responses", f"{errors:.0f}", "", "")
     console.print(table)
     mem = Table("process", "peak RSS (MiB)", title="memory")
     for name, value in sorted(peak.items()):

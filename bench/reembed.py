@@ -41,6 +41,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import cpu_line, cpu_seconds, ms_per_item  # noqa: E402
 from platograph.supervisor import System, UpSettings  # noqa: E402
 from services.similarity.domain.models import E5_SMALL, REGISTRY, ModelSpec  # noqa: E402
 
@@ -90,20 +91,6 @@ def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[
             time.sleep(0.02)
 
 
-def cpu_seconds(system: System) -> dict[str, float]:
-    """CPU time (user + system) of every process on the machine, grouped: the system's children by name, the
-    rest (Postgres backends, Valkey, this bench) by executable name. Where the CPU beside the encoder goes."""
-    names = {child.process.pid: child.name for child in system.children if child.process}
-    out: dict[str, float] = {}
-    for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
-        times = proc.info["cpu_times"]
-        if times is None:
-            continue
-        name = names.get(proc.info["pid"], proc.info["name"])
-        out[name] = out.get(name, 0.0) + times.user + times.system
-    return out
-
-
 def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: ModelSpec) -> tuple[dict[str, Any], float]:
     """Re-embed to `model` and wait for the switch; returns the job and the seconds until every batch was in."""
     job = api.post("/v1/reembed", json={"model": model.name}).json()
@@ -122,8 +109,7 @@ def run_job(api: httpx.Client, system: System, peaks: dict[str, int], model: Mod
             time.sleep(0.5)
             job = api.get(f"/v1/reembed/{job['id']}").json()
     cpu_after = cpu_after or cpu_seconds(system)  # the last batch came in between two polls
-    job["cpu_ms_per_entity"] = {name: 1000 * (cpu_after[name] - cpu_before[name]) / max(job["total"], 1)
-                                for name in cpu_after if name in cpu_before}  # fmt: skip
+    job["cpu_ms_per_entity"] = ms_per_item(cpu_before, cpu_after, job["total"])
     return job, batches_s or time.perf_counter() - started
 
 
@@ -204,8 +190,7 @@ def scale(args: argparse.Namespace, api: httpx.Client, system: System, target: M
         table.add_row(f"peak RSS {name} (MiB)", f"{peak / 2**20:.0f}", "", "")
     table.add_row("status / failed batches", f"{job['status']} / {len(job['failed_batches'])}", "", "")
     console.print(table)
-    cpu = sorted(job.get("cpu_ms_per_entity", {}).items(), key=lambda kv: -kv[1])
-    console.print("CPU ms per entity during the batches: " + ", ".join(f"{n} {ms:.2f}" for n, ms in cpu if ms >= 0.01))
+    console.print(cpu_line(job.get("cpu_ms_per_entity", {}), "entity during the batches"))
 
 
 def scale_queries(args: argparse.Namespace, api: httpx.Client, system: System, ids: list[str]) -> None:
