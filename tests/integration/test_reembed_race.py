@@ -76,7 +76,10 @@ def test_a_batch_travels_as_binary_vectors_and_bad_ones_are_refused_naming_the_f
         answer = api.post(f"/v1/reembed/{job}/batches/0", json={"items": items, "vectors": encoded(vectors)})
         assert answer.status_code == 200 and answer.json() == {"counted": True}
         stored = sim.target.index.lookup("claim:y")
-        assert stored is not None and np.allclose(stored[1], vectors[1], atol=1e-6)
+        assert stored is not None
+        # The embedded shard stores Turbo8: the same direction up to quantization, not the same floats.
+        got = np.array(stored[1])
+        assert float(got @ vectors[1] / (np.linalg.norm(got) * np.linalg.norm(vectors[1]))) > 0.9999
         assert sim.store.job(job)["done"] == 2  # type: ignore[index]
     finally:
         sim.close()

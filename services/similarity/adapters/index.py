@@ -30,6 +30,10 @@ POINT_NAMESPACE = uuid.UUID("3b8f0c52-6a1e-4c3e-9f57-0d3f5c2b7a41")
 ALIAS = "entities"
 DENSE, PARTS, SPARSE = "dense", "parts", "bm25"
 LAYOUT = "l2"  # bump when the vectors a point holds change: a new collection / directory is created
+#: How the embedded shard stores dense vectors. The shard has no HNSW (qdrant-edge builds it only in a
+#: blocking `optimize()`), so every search scans them all: at 100,000 points, 8.7 ms per query as float32,
+#: 1.8 ms as Turbo8 (TurboQuant, 8 bits a dimension), top-10 recall 0.994, scores within 0.0013.
+DENSE_STORAGE = "Turbo8"
 FUSION_DEPTH = 200  # candidates each side contributes before fusion (SciFact: 100 → 200 lifts recall@5)
 
 
@@ -315,9 +319,25 @@ class EdgeIndex:
 
         self._q = q
         self.path = root / f"{model_key}.{LAYOUT}"
-        config = q.EdgeConfig(
+        if self.path.exists() and any(self.path.iterdir()):
+            try:
+                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, DENSE_STORAGE))
+            except Exception as exc:  # qdrant-edge raises a plain Exception
+                if "datatype" not in str(exc):
+                    raise
+                # A shard made before dense vectors were stored as Turbo8 keeps working as it is (float32);
+                # the next re-embed builds its successor in the new format.
+                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, None))
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._shard = q.EdgeShard.create(str(self.path), self._config(dimension, DENSE_STORAGE))
+
+    def _config(self, dimension: int, dense_storage: str | None) -> Any:
+        q = self._q
+        datatype = {"datatype": getattr(q.VectorStorageDatatype, dense_storage)} if dense_storage else {}
+        return q.EdgeConfig(
             vectors={
-                DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine),
+                DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine, **datatype),
                 PARTS: q.EdgeVectorParams(
                     size=dimension,
                     distance=q.Distance.Cosine,
@@ -326,11 +346,6 @@ class EdgeIndex:
             },
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
         )
-        if self.path.exists() and any(self.path.iterdir()):
-            self._shard = q.EdgeShard.load(str(self.path), config)
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._shard = q.EdgeShard.create(str(self.path), config)
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         q = self._q
