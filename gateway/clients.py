@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import GatewaySettings
 from gateway.thresholds import ThresholdCache
+
+
+class ServiceClient(httpx.AsyncClient):
+    """httpx's client, with each read response freed as soon as its caller drops it."""
+
+    async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        response = await super().send(request, stream=stream, **kwargs)
+        if not stream:
+            # httpx leaves a read response in a cycle with its stream (response.stream holds the response),
+            # so it and the transport's objects under it (~40 a call) waited for the cyclic collector: young-
+            # generation collections of tens of thousands of them paused the gateway for 16-44 ms (the view's
+            # p99 at a moderate load). The body is read: the stream is not needed any more.
+            response.stream = httpx.ByteStream(b"")
+        return response
 
 
 @dataclass
@@ -35,7 +50,7 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         # httpx's API over aiohttp's connection pool: httpcore polls every pooled socket on each request
         # and cost the gateway 1.0-1.3 ms of CPU per upstream call here; aiohttp's pool costs 0.45 ms.
         transport = transports.get(name) or AiohttpTransport(limits=limits)
-        return httpx.AsyncClient(base_url=url, timeout=settings.timeout_s, limits=limits, transport=transport)
+        return ServiceClient(base_url=url, timeout=settings.timeout_s, limits=limits, transport=transport)
 
     return Services(
         ingest=client("ingest", settings.ingest_url),

@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 
-from gateway.upstream import release
-
 TTL_S = 5.0
 
 
@@ -34,7 +32,6 @@ class ThresholdCache:
         self.fetched_at = time.monotonic()  # one ask per TTL, even when it fails
         try:
             response = await similarity.get("/v1/thresholds", timeout=2.0)
-            release(response)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
             self.value = Thresholds(float(body["threshold"]), float(body["floor"]), float(body["ceiling"]))
