@@ -1,5 +1,7 @@
 """The real model from its wheels: sane similarities, unit vectors, no dependence on the batch."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -21,3 +23,16 @@ def test_vectors_do_not_depend_on_the_batch() -> None:
     together = e.embed(texts)
     alone = np.stack([e.embed([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_batches_on_threads_give_the_vectors_of_one_threaded_run() -> None:
+    """Many batches run on the pool's threads, in any order, and calls may overlap: each row is still its
+    own text's vector, as onnxruntime's own threading gives it."""
+    texts = [f"sentence {i} about {'graphs ' * (i % 7)}and claims" for i in range(40)]
+    reference = MiniLMOnnx(batch_size=3, parallel="operators").embed(texts)
+    e = MiniLMOnnx(batch_size=3)
+    with ThreadPoolExecutor(3) as callers:
+        results = list(callers.map(e.embed, [texts, texts[::-1], texts[:5]]))
+    assert np.allclose(results[0], reference, atol=1e-5)
+    assert np.allclose(results[1], reference[::-1], atol=1e-5)
+    assert np.allclose(results[2], reference[:5], atol=1e-5)
