@@ -64,7 +64,7 @@ def _raw_share(job: tuple[str, list[str]]) -> int:
     from services.similarity.adapters.embedder import load_embedder
 
     model, texts = REGISTRY[job[0]], job[1]
-    embedder = load_embedder(model.runtime, model.max_tokens)
+    embedder = load_embedder(model.runtime, model.max_tokens, threads=1)
     for start in range(0, len(texts), 128):
         embedder.embed(texts[start : start + 128])
     return len(texts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -68,7 +68,16 @@ class Ontology:
 
     def allowed_edge_types(self, source_type: str, target_type: str) -> list[str]:
         """Edge types the ontology allows from source_type to target_type."""
+        known = self._allowed.get((source_type, target_type))
+        return list(known) if known is not None else self._allows(source_type, target_type)
+
+    def _allows(self, source_type: str, target_type: str) -> list[str]:
         return [n for n, k in self.edge_types.items() if k.allows(source_type, target_type)]
+
+    @cached_property
+    def _allowed(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        # Asked for every candidate the similarity service proposes: a table of the few type pairs.
+        return {(s, t): tuple(self._allows(s, t)) for s in self.entity_types for t in self.entity_types}
 
 
 def parse(document: dict[str, object]) -> Ontology:

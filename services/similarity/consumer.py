@@ -38,13 +38,15 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
     decoded: list[tuple[str, list[Envelope]]] = []
     for entry_id, fields in entries:
         try:
-            envelopes = [Envelope.model_validate(raw) for raw in decode_entry(fields)]
+            raws = decode_entry(fields)
+            if all(isinstance(raw, dict) and raw.get("producer") == service.PRODUCER for raw in raws):
+                continue  # our own candidate events (about ten an entity in a large corpus): not validated
+            envelopes = [Envelope.model_validate(raw) for raw in raws]
         except (ValueError, ValidationError) as exc:
             # The graph projector dead-letters malformed entries; here they are just skipped.
             log.warning("skipping entry %s: %s", entry_id, exc)
             continue
-        if not all(e.producer == service.PRODUCER for e in envelopes):
-            decoded.append((entry_id, envelopes))
+        decoded.append((entry_id, envelopes))
     groups = _groups(decoded)
     # Groups are embedded on another thread while earlier ones are indexed and checked, so the encoder
     # keeps the cores busy during our Python work (which otherwise leaves one core idle ~6% of the time).

@@ -54,7 +54,7 @@ def _context() -> tuple[ReembedSettings, ReembedStore, httpx.Client, httpx.Clien
 @cache
 def _embedder(model_name: str) -> Embedder:
     model = REGISTRY[model_name]
-    return load_embedder(model.runtime, model.max_tokens)
+    return load_embedder(model.runtime, model.max_tokens, threads=1)  # parallel across workers instead
 
 
 def _entities(graph: httpx.Client, after: str, last: str) -> list[dict[str, Any]]:

