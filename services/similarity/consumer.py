@@ -48,9 +48,11 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
             continue
         decoded.append((entry_id, envelopes))
     groups = _groups(decoded)
-    # Groups are embedded on another thread while earlier ones are indexed and checked, so the encoder
+    # Groups are embedded on other threads while earlier ones are indexed and checked, so the encoder
     # keeps the cores busy during our Python work (which otherwise leaves one core idle ~6% of the time).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as ahead:
+    # Two groups are in the encoder's queue at once: its threads go on to the next group's batches while
+    # the last batch of a group finishes and the next group is tokenized.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed-ahead") as ahead:
         embedded = ahead.map(lambda group: service.embed_ahead(sim, [e for _, e in group]), groups)
         for group, known in zip(groups, embedded, strict=True):
             for entry_id, envelopes in group:

@@ -141,9 +141,10 @@ class VectorIndex(Protocol):
     def close(self) -> None: ...
 
 
-def _parts(vectors: Vectors, parts: Sequence[Vectors] | None, i: int) -> list[list[float]]:
+def _parts(dense: list[float], parts: Sequence[Vectors] | None, i: int) -> list[list[float]]:
+    """The sentence vectors of item i; a text of one sentence is its own only part."""
     if parts is None or len(parts[i]) == 0:
-        return [vectors[i].tolist()]
+        return [dense]
     return [row.tolist() for row in parts[i]]
 
 
@@ -219,9 +220,10 @@ class QdrantClientIndex:
         points = []
         for i, item in enumerate(items):
             indices, values = sparse_document(item.text)
+            dense = vectors[i].tolist()
             vector = {
-                DENSE: vectors[i].tolist(),
-                PARTS: _parts(vectors, parts, i),
+                DENSE: dense,
+                PARTS: _parts(dense, parts, i),
                 SPARSE: self._m.SparseVector(indices=indices, values=values),
             }
             points.append(self._m.PointStruct(id=point_id(item.id), vector=vector, payload=item.payload()))
@@ -351,18 +353,10 @@ class EdgeIndex:
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         q = self._q
-        points = [
-            q.Point(
-                point_id(item.id),
-                {
-                    DENSE: vectors[i].tolist(),
-                    PARTS: _parts(vectors, parts, i),
-                    SPARSE: q.SparseVector(*sparse_document(item.text)),
-                },
-                item.payload(),
-            )
-            for i, item in enumerate(items)
-        ]
+        points = []
+        for i, (item, dense) in enumerate(zip(items, vectors.tolist(), strict=True)):
+            named = {DENSE: dense, PARTS: _parts(dense, parts, i), SPARSE: q.SparseVector(*sparse_document(item.text))}
+            points.append(q.Point(point_id(item.id), named, item.payload()))
         if points:
             self._shard.update(q.UpdateOperation.upsert_points(points))
 
