@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -31,30 +33,35 @@ def wait_for_graph(sim: Similarity, entry_id: str) -> None:
 
 EMBED_AHEAD = 2_000  # events whose texts are embedded in one call (a few entries of the ingest's 500)
 
+Raw = tuple[str, list[Any]]  # a stream entry's id and its decoded (not yet validated) envelopes
+Valid = tuple[str, list[Envelope]]
+
 
 def handle(sim: Similarity, entries: list[Entry]) -> int:
     """Index, propose, publish, then ack; returns the entries handled."""
     published = 0
-    decoded: list[tuple[str, list[Envelope]]] = []
+    decoded: list[Raw] = []
     for entry_id, fields in entries:
         try:
             raws = decode_entry(fields)
-            if all(isinstance(raw, dict) and raw.get("producer") == service.PRODUCER for raw in raws):
-                continue  # our own candidate events (about ten an entity in a large corpus): not validated
-            envelopes = [Envelope.model_validate(raw) for raw in raws]
-        except (ValueError, ValidationError) as exc:
+        except ValueError as exc:
             # The graph projector dead-letters malformed entries; here they are just skipped.
             log.warning("skipping entry %s: %s", entry_id, exc)
             continue
-        decoded.append((entry_id, envelopes))
-    groups = _groups(decoded)
-    # Groups are embedded on other threads while earlier ones are indexed and checked, so the encoder
-    # keeps the cores busy during our Python work (which otherwise leaves one core idle ~6% of the time).
-    # Two groups are in the encoder's queue at once: its threads go on to the next group's batches while
-    # the last batch of a group finishes and the next group is tokenized.
+        if all(isinstance(raw, dict) and raw.get("producer") == service.PRODUCER for raw in raws):
+            continue  # our own candidate events (about ten an entity in a large corpus): not validated
+        decoded.append((entry_id, raws))
+
+    def prepare(group: list[Raw]) -> tuple[list[Valid], dict[str, np.ndarray]]:
+        valid = _validated(group)
+        return valid, service.embed_ahead(sim, [envelopes for _, envelopes in valid])
+
+    # Groups are validated and embedded on other threads while earlier ones are indexed and checked, so
+    # the encoder keeps the cores busy during our Python work. Two groups are in the encoder's queue at
+    # once: its threads go on to the next group's batches while a group's last batch finishes and the
+    # next group is tokenized.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed-ahead") as ahead:
-        embedded = ahead.map(lambda group: service.embed_ahead(sim, [e for _, e in group]), groups)
-        for group, known in zip(groups, embedded, strict=True):
+        for group, known in ahead.map(prepare, _groups(decoded)):
             for entry_id, envelopes in group:
                 wait_for_graph(sim, entry_id)
                 events = service.handle_entry(sim, entry_id, envelopes, known)
@@ -65,12 +72,24 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
     return len(entries)
 
 
-def _groups(entries: list[tuple[str, list[Envelope]]]) -> list[list[tuple[str, list[Envelope]]]]:
-    """Consecutive entries, about EMBED_AHEAD events a group."""
-    groups: list[list[tuple[str, list[Envelope]]]] = [[]]
+def _validated(group: list[Raw]) -> list[Valid]:
+    out: list[Valid] = []
+    for entry_id, raws in group:
+        try:
+            out.append((entry_id, [Envelope.model_validate(raw) for raw in raws]))
+        except ValidationError as exc:
+            log.warning("skipping entry %s: %s", entry_id, exc)
+    return out
+
+
+def _groups(entries: list[Raw]) -> list[list[Raw]]:
+    """Consecutive entries, about EMBED_AHEAD events a group; the last entry of a read is a group of its
+    own, because the encoder has nothing to do while the last group is handled (until the next read)."""
+    groups: list[list[Raw]] = [[]]
     size = 0
-    for entry in entries:
-        if groups[-1] and size + len(entry[1]) > EMBED_AHEAD:
+    for n, entry in enumerate(entries):
+        last = n == len(entries) - 1 and n > 0
+        if groups[-1] and (last or size + len(entry[1]) > EMBED_AHEAD):
             groups.append([])
             size = 0
         groups[-1].append(entry)
