@@ -157,15 +157,16 @@ def new_envelopes(
     event_ids: Sequence[uuid.UUID] | None = None,
     at: datetime | None = None,
 ) -> list[Envelope]:
-    """Envelopes for many payloads. Built without validation: every field comes from a validated payload
-    model or a typed argument, and the similarity service wraps about ten candidate events per entity."""
+    """Envelopes for many payloads, validated in one pass (much cheaper than one model at a time)."""
     at = at or datetime.now(UTC)
     ids = event_ids or [uuid.uuid4() for _ in payloads]
-    return [
-        Envelope.model_construct(event_id=i, type=EVENT_TYPES[type(p)], occurred_at=at, producer=producer,
-                                 payload=p.model_dump(mode="json"))
-        for i, p in zip(ids, payloads, strict=True)
-    ]  # fmt: skip
+    return ENVELOPES.validate_python(
+        [
+            {"event_id": i, "type": EVENT_TYPES[type(p)], "occurred_at": at, "producer": producer,
+             "payload": p.model_dump(mode="json")}
+            for i, p in zip(ids, payloads, strict=True)
+        ]
+    )  # fmt: skip
 
 
 def parse_payload(envelope: Envelope) -> Frozen | None:

@@ -135,7 +135,6 @@ def candidates_for(
     """Proposals for entities (each with its vector and the ids it must not pair with): neighbors above
     their type pair's threshold with no typed edge."""
     floor = min([sim.threshold, *sim.settings.thresholds.values()])
-    suggestions: dict[tuple[str, str, bool], str | None] = {}  # a few type pairs, asked about per candidate
     out: list[CandidateProposed] = []
     for start in range(0, len(entities), SEARCH_BATCH):
         chunk = entities[start : start + SEARCH_BATCH]
@@ -145,13 +144,11 @@ def candidates_for(
             found = sim.index.search_many(vectors, limit=sim.settings.candidates_per_entity, min_score=floor,
                                           exclude=excluded)  # fmt: skip
         for (item, _), hits in zip(chunk, found, strict=True):
-            out += _proposals(sim, item, hits, suggestions)
+            out += _proposals(sim, item, hits)
     return out
 
 
-def _proposals(
-    sim: Similarity, entity: Indexed, hits: list[Hit], suggestions: dict[tuple[str, str, bool], str | None]
-) -> list[CandidateProposed]:
+def _proposals(sim: Similarity, entity: Indexed, hits: list[Hit]) -> list[CandidateProposed]:
     out = []
     for hit in hits:
         other = hit.entity
@@ -159,9 +156,7 @@ def _proposals(
             continue
         verdict = classify(entity.text, other.text, hit.score, sim.settings.duplicate_threshold)
         a, b = pair(entity.id, other.id)
-        key = (a.partition(":")[0], b.partition(":")[0], verdict.opposite)
-        if key not in suggestions:
-            suggestions[key] = suggest_edge(sim.ontology, *key)
+        type_a, type_b = a.partition(":")[0], b.partition(":")[0]
         out.append(
             CandidateProposed(
                 a=a,
@@ -170,7 +165,7 @@ def _proposals(
                 kind=verdict.kind,
                 model=sim.model.key,
                 reason=verdict.reason,
-                suggested_edge=suggestions[key],
+                suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
             )  # fmt: skip
         )
     return out
