@@ -35,6 +35,11 @@ LAYOUT = "l2"  # bump when the vectors a point holds change: a new collection / 
 #: 1.8 ms as Turbo8 (TurboQuant, 8 bits a dimension), top-10 recall 0.994, scores within 0.0013.
 DENSE_STORAGE = "Turbo8"
 FUSION_DEPTH = 200  # candidates each side contributes before fusion (SciFact: 100 → 200 lifts recall@5)
+#: Points written between two flushes of the embedded shard. qdrant-edge keeps every write in its WAL until
+#: a flush, so without one the WAL grows for as long as the process runs and a restart after a crash
+#: replays all of it: measured at 100,000 384-d points, 448 MiB of WAL and 5.4 s to reopen, against
+#: 128 MiB and 0.57 s when flushed every 10,000 (a flush then takes ~70 ms and holds the GIL).
+FLUSH_EVERY = 10_000
 
 
 def point_id(entity_id: str) -> str:
@@ -316,11 +321,19 @@ class QdrantClientIndex:
 
 
 class EdgeIndex:
-    def __init__(self, root: Path, model_key: str, dimension: int, dense_storage: str | None = DENSE_STORAGE) -> None:
+    def __init__(
+        self,
+        root: Path,
+        model_key: str,
+        dimension: int,
+        dense_storage: str | None = DENSE_STORAGE,
+        flush_every: int = FLUSH_EVERY,
+    ) -> None:
         """`dense_storage`: a qdrant-edge VectorStorageDatatype name for new shards, None for float32."""
         import qdrant_edge as q
 
         self._q = q
+        self._flush_every, self._unflushed = flush_every, 0
         self.path = root / f"{model_key}.{LAYOUT}"
         if self.path.exists() and any(self.path.iterdir()):
             try:
@@ -359,10 +372,19 @@ class EdgeIndex:
             points.append(q.Point(point_id(item.id), named, item.payload()))
         if points:
             self._shard.update(q.UpdateOperation.upsert_points(points))
+            self._written(len(points))
 
     def delete(self, entity_ids: Sequence[str]) -> None:
         if entity_ids:
             self._shard.update(self._q.UpdateOperation.delete_points([point_id(e) for e in entity_ids]))
+            self._written(len(entity_ids))
+
+    def _written(self, points: int) -> None:
+        """Flush once enough has been written, so the WAL (and a restart's replay of it) stays small."""
+        self._unflushed += points
+        if self._unflushed >= self._flush_every:
+            self._shard.flush()
+            self._unflushed = 0
 
     def lookup(self, entity_id: str) -> tuple[Indexed, list[float]] | None:
         records = self._shard.retrieve([point_id(entity_id)], with_payload=True, with_vector=[DENSE])
