@@ -223,9 +223,8 @@ class QdrantClientIndex:
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         points = []
-        for i, item in enumerate(items):
+        for i, (item, dense) in enumerate(zip(items, vectors.tolist(), strict=True)):
             indices, values = sparse_document(item.text)
-            dense = vectors[i].tolist()
             vector = {
                 DENSE: dense,
                 PARTS: _parts(dense, parts, i),
