@@ -135,6 +135,21 @@ class StreamConsumer:
                 return {"pending": int(group["pending"]), "lag": None if lag is None else int(lag)}
         return {"pending": None, "lag": None}
 
+    def has_read(self) -> bool:
+        """Whether this group has been delivered any entry."""
+        try:
+            groups = self.client.xinfo_groups(self.stream)
+        except ResponseError:
+            return False
+        group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
+        return group is not None and reply_text(group["last-delivered-id"]) != "0-0"
+
+    def rewind(self) -> None:
+        """Deliver everything to this group again: the stream from its start, and through catch-up what a
+        trim took from it (the state of an earlier catch-up is forgotten, so that it is decided anew)."""
+        self.client.xgroup_setid(self.stream, self.group, "0", entries_read=0)
+        self.client.delete(self.catch_up_key)
+
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""
         try:

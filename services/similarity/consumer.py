@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
@@ -97,9 +98,41 @@ def _groups(entries: list[Raw]) -> list[list[Raw]]:
     return [group for group in groups if group]
 
 
+def rebuild_if_lost(sim: Similarity) -> bool:
+    """Read everything again when the index is empty but the group has already read entries: the index
+    was lost (its directory deleted, a new Qdrant server, another model configured without a re-embed),
+    and the index is a projection of the stream, so replaying the stream rebuilds it. Returns whether it
+    rewound. Replayed entries propose candidates again with the event ids they had (the journal keeps
+    one copy), except for pairs a typed edge or a person's rejection has excluded since."""
+    sim.consumer.ensure_group()
+    with sim.lock:
+        empty = sim.index.count() == 0
+    if not empty or not sim.consumer.has_read():
+        return False
+    response = sim.graph.get("/v1/stats")
+    response.raise_for_status()
+    active = response.json()["active_entities"]
+    if not active:
+        return False  # nothing is to be indexed: an empty index is right
+    log.warning("the index %s is empty but the graph has %d active entities: reading the stream again to rebuild it",
+                sim.model.key, active)  # fmt: skip
+    sim.consumer.rewind()
+    return True
+
+
 def run(sim: Similarity, stop: threading.Event) -> None:
     """Consume until stopped."""
     settings = sim.settings
+    transient = (RedisConnectionError, httpx.TransportError)
+    # At start-up the graph may not answer yet (its 503 while its database starts included).
+    waiting = retry(retry=retry_if_exception_type((*transient, httpx.HTTPStatusError)), reraise=True,
+                    wait=wait_exponential(multiplier=0.2, max=5), stop=lambda _state: stop.is_set())  # fmt: skip
+    try:
+        waiting(rebuild_if_lost)(sim)
+    except (*transient, httpx.HTTPStatusError):
+        if stop.is_set():
+            return
+        raise
     sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
     consume(
         sim.consumer,
@@ -108,6 +141,6 @@ def run(sim: Similarity, stop: threading.Event) -> None:
         batch=settings.similarity_batch_size,
         block_ms=500,
         claim_idle_ms=30_000,
-        transient=(RedisConnectionError, httpx.TransportError),
+        transient=transient,
         catch_up=lambda until, after: journal_entries(sim.graph, until, after),
     )

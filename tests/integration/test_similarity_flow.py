@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -243,3 +244,61 @@ def test_candidates_follow_the_model_after_a_crash_in_the_middle_of_a_switch(
         assert {(c["a"]["id"], c["b"]["id"]) for c in after} == proposed
         withdrawn = api.get("/v1/candidates", params={"status": "withdrawn", "limit": 500}).json()["items"]
         assert stale in {(c["a"]["id"], c["b"]["id"]) for c in withdrawn}
+
+
+def settled(api: TestClient) -> dict[str, Any]:
+    """The similarity consumer and the projector have nothing pending or unread."""
+    status = api.get("/v1/status").json()
+    sim, graph = status["similarity"] or {}, status["graph"] or {}
+    done = sim.get("lag") == 0 and sim.get("pending") == 0 and graph.get("lag") == 0 and graph.get("pending") == 0
+    return sim if done else {}
+
+
+REWIND = "reading the stream again to rebuild it"
+
+
+def test_a_lost_index_is_rebuilt_by_reading_the_stream_again(
+    env: dict[str, str], engine: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index directory is gone between two runs (a lost disk, a new server): the next start finds it
+    empty behind a group that has read everything, reads the stream again, and the index, the answers
+    and the candidates come back as they were, with no candidate event journaled twice."""
+    running = contextmanager(system)
+    with running(tmp_path / "index") as api:
+        load_seeds(api)
+        eventually(lambda: candidates(api))
+        indexed = eventually(lambda: settled(api))["indexed"]
+        similar = api.get(f"/v1/entities/{QUOTE}/similar", params={"limit": 8}).json()["items"]
+        proposed = set(candidates(api))
+        journaled = api.get("/v1/status").json()["graph"]["journal_events"]
+    assert REWIND not in caplog.text
+    shutil.rmtree(tmp_path / "index")
+    with running(tmp_path / "index") as api:
+        eventually(lambda: (s := settled(api)) and s["indexed"] == indexed, timeout=60)
+        again = api.get(f"/v1/entities/{QUOTE}/similar", params={"limit": 8}).json()["items"]
+        assert [i["entity"]["id"] for i in again] == [i["entity"]["id"] for i in similar]
+        assert set(candidates(api)) == proposed
+        assert api.get("/v1/status").json()["graph"]["journal_events"] == journaled
+    assert REWIND in caplog.text
+
+
+def test_an_index_empty_because_nothing_is_active_is_not_read_again(
+    env: dict[str, str], engine: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = contextmanager(system)
+    with running(tmp_path / "index") as api:
+        api.post("/v1/entities", json=[{"id": "concept:gone", "name": "Gone"}]).raise_for_status()
+        api.post(
+            "/v1/entities", json=[{"id": "concept:gone", "name": "Gone", "status": "retracted"}]
+        ).raise_for_status()
+        eventually(
+            lambda: (
+                (s := settled(api))
+                and s["indexed"] == 0
+                and api.get("/v1/status").json()["graph"]["journal_events"] >= 2
+            )
+        )
+    shutil.rmtree(tmp_path / "index")
+    with running(tmp_path / "index") as api:
+        eventually(lambda: settled(api))
+    assert REWIND not in caplog.text

@@ -91,9 +91,11 @@ def dangling_edges(conn: Connection, *, cursor: str | None, limit: int) -> EdgeP
 
 
 def stats(conn: Connection) -> dict[str, Any]:
-    """Counts an operator looks at: entities by type, live edges, journal size, projector progress."""
+    """Counts an operator looks at: entities by type (any status) and active ones, live edges, journal size,
+    projector progress."""
     rows = conn.execute(text("SELECT type, count(*) FROM entities WHERE version > 0 GROUP BY type")).all()
     by_type: dict[str, int] = {str(t): int(n) for t, n in rows}
+    active = conn.execute(text("SELECT count(*) FROM entities WHERE version > 0 AND status = 'active'")).scalar_one()
     edges = conn.execute(text("SELECT count(*) FROM edges WHERE NOT removed")).scalar_one()
     journal = conn.execute(text("SELECT count(*) FROM journal")).scalar_one()
     tracking = (
@@ -105,6 +107,7 @@ def stats(conn: Connection) -> dict[str, Any]:
     )
     return {
         "entities": by_type,
+        "active_entities": int(active),
         "edges": int(edges),
         "journal_events": int(journal),
         "projectors": [dict(r) for r in tracking],
