@@ -442,7 +442,10 @@ class EdgeIndex:
         return _batched(self, run, vectors, limit, min_score, exclude)
 
     def count(self) -> int:
-        return int(self._shard.count(self._q.CountRequest(exact=True)))
+        # The shard's own tally, not an exact count request, which visits every point: 8.4 ms at 100,000
+        # points (0.004 ms for this), under the index lock, on every status poll. With no optimizer, the
+        # shard is one plain segment and the tally is exact (checked after re-upserts, deletes, a reload).
+        return int(self._shard.info().points_count)
 
     def activate(self) -> None:
         return None  # one process opens the shard; which model answers is the similarity service's alias
