@@ -10,8 +10,10 @@ import redis
 
 from platograph import ontology
 from platograph.stream import StreamConsumer
+from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.embedder import Embedder, load_embedder
-from services.similarity.adapters.index import EdgeIndex, QdrantClientIndex, VectorIndex
+from services.similarity.adapters.index import VectorIndex
+from services.similarity.adapters.qdrant_client_index import QdrantClientIndex
 from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.settings import SimilaritySettings

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from platograph.contracts import EntityUpserted
 from services.similarity import reembed, service
-from services.similarity.adapters.index import EdgeIndex, Indexed
+from services.similarity.adapters.edge_index import EdgeIndex
+from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.domain.models import E5_SMALL, MINILM

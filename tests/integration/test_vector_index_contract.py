@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from services.similarity.adapters import index as index_module
-from services.similarity.adapters.index import EdgeIndex, Indexed, QdrantClientIndex, VectorIndex
+from services.similarity.adapters import edge_index as edge_module
+from services.similarity.adapters.edge_index import EdgeIndex
+from services.similarity.adapters.index import Indexed, VectorIndex
+from services.similarity.adapters.qdrant_client_index import QdrantClientIndex
 
 pytestmark = pytest.mark.integration
 DIM = 16
@@ -114,7 +116,7 @@ def test_a_shard_made_with_float32_vectors_still_opens(tmp_path: Path) -> None:
     old = EdgeIndex(tmp_path, "test-v1", DIM, dense_storage=None)
     old.upsert(items(5), vectors)
     old.close()
-    assert index_module.DENSE_STORAGE == "Turbo8"
+    assert edge_module.DENSE_STORAGE == "Turbo8"
     again = EdgeIndex(tmp_path, "test-v1", DIM)
     hit = again.search(vectors[3].tolist(), limit=1)[0]
     assert hit.entity.id == "claim:e3" and hit.score == pytest.approx(1.0, abs=1e-6)  # float32: exact
