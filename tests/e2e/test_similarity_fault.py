@@ -5,13 +5,10 @@ acknowledged was lost with the process, and nothing it had not was skipped."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ import pytest
 from services.similarity.adapters.embedder import MiniLMOnnx
 from services.similarity.domain.models import MINILM
 from tests.e2e.test_reembed import OBJECTS, TOPICS, VERBS, child, wait
-from tests.e2e.test_system import free_port, read_until
+from tests.e2e.up import platograph_up
 
 pytestmark = pytest.mark.e2e
 PLACES = ["in mice", "in children", "at scale", "under noise", "over decades"]
@@ -38,24 +35,16 @@ SIMILARITY = "services.similarity.entrypoints.http:create_app"
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"PLATOGRAPH_DATA_DIR": str(tmp_path / "data"), "PLATOGRAPH_STREAM": f"simfault:{uuid.uuid4().hex}",
-            "PLATOGRAPH_REEMBED_WORKERS": "0", "PLATOGRAPH_WEBHOOK_WORKERS": "1",
-            "PLATOGRAPH_SIMILARITY_THRESHOLD": str(THRESHOLD), "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200",
-            # Float32 vectors, so the index's cosines match the ones computed here (Turbo8's are within 0.0013).
-            "PLATOGRAPH_INDEX_STORAGE": "float32"}  # fmt: skip
-    for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
-        env[f"PLATOGRAPH_{name}"] = str(free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        read_until(proc, "Press Ctrl-C", timeout=180)
-        yield f"http://127.0.0.1:{env['PLATOGRAPH_PORT']}", proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(90)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    extra = {
+        "PLATOGRAPH_REEMBED_WORKERS": "0",
+        "PLATOGRAPH_WEBHOOK_WORKERS": "1",
+        "PLATOGRAPH_SIMILARITY_THRESHOLD": str(THRESHOLD),
+        "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200",
+        # Float32 vectors, so the index's cosines match the ones computed here (Turbo8's are within 0.0013).
+        "PLATOGRAPH_INDEX_STORAGE": "float32",
+    }
+    with platograph_up(tmp_path / "data", "simfault", extra) as running:
+        yield running
 
 
 def similarity(api: httpx.Client) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""`platograph up` for end-to-end tests: embedded servers, free ports, a stream of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.e2e.test_system import free_port, read_until
+
+
+@contextmanager
+def platograph_up(
+    data: Path, stream: str, extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run `platograph up` until its Ctrl-C: yields the gateway's URL and the process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env |= {"PLATOGRAPH_DATA_DIR": str(data), "PLATOGRAPH_STREAM": f"{stream}:{uuid.uuid4().hex}"} | (extra or {})
+    for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
+        env[f"PLATOGRAPH_{name}"] = str(free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        read_until(proc, "Press Ctrl-C", timeout=180)
+        yield f"http://127.0.0.1:{env['PLATOGRAPH_PORT']}", proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
+        if proc.stdout is not None:
+            proc.stdout.close()
