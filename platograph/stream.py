@@ -146,9 +146,10 @@ class StreamConsumer:
 
     def rewind(self) -> None:
         """Deliver everything to this group again: the stream from its start, and through catch-up what a
-        trim took from it (the state of an earlier catch-up is forgotten, so that it is decided anew)."""
-        self.client.xgroup_setid(self.stream, self.group, "0", entries_read=0)
+        trim took from it (the state of an earlier catch-up is forgotten, so that it is decided anew). In this
+        order: a crash between the two leaves a group that has read, so the next start rewinds again."""
         self.client.delete(self.catch_up_key)
+        self.client.xgroup_setid(self.stream, self.group, "0", entries_read=0)
 
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""

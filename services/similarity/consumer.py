@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from tenacity import retry, retry_if_exception_type, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
 
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
@@ -102,8 +102,9 @@ def rebuild_if_lost(sim: Similarity) -> bool:
     """Read everything again when the index is empty but the group has already read entries: the index
     was lost (its directory deleted, a new Qdrant server, another model configured without a re-embed),
     and the index is a projection of the stream, so replaying the stream rebuilds it. Returns whether it
-    rewound. Replayed entries propose candidates again with the event ids they had (the journal keeps
-    one copy), except for pairs a typed edge or a person's rejection has excluded since."""
+    rewound. An entry that comes to the same candidates as before appends events with the ids they had
+    (the journal keeps one copy); pairs a typed edge or a person's rejection has excluded since are not
+    proposed again."""
     sim.consumer.ensure_group()
     with sim.lock:
         empty = sim.index.count() == 0
@@ -124,13 +125,18 @@ def run(sim: Similarity, stop: threading.Event) -> None:
     """Consume until stopped."""
     settings = sim.settings
     transient = (RedisConnectionError, httpx.TransportError)
-    # At start-up the graph may not answer yet (its 503 while its database starts included).
-    waiting = retry(retry=retry_if_exception_type((*transient, httpx.HTTPStatusError)), reraise=True,
-                    wait=wait_exponential(multiplier=0.2, max=5), stop=lambda _state: stop.is_set())  # fmt: skip
+
+    def unavailable(exc: BaseException) -> bool:  # at start-up the graph may not answer yet, or answer 503
+        server_error = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
+        return isinstance(exc, transient) or server_error
+
+    waiting = retry(retry=retry_if_exception(unavailable), wait=wait_exponential(multiplier=0.2, max=5),
+                    stop=lambda _state: stop.is_set(), reraise=True,
+                    before_sleep=before_sleep_log(log, logging.WARNING))  # fmt: skip
     try:
         waiting(rebuild_if_lost)(sim)
-    except (*transient, httpx.HTTPStatusError):
-        if stop.is_set():
+    except Exception as exc:
+        if unavailable(exc) and stop.is_set():
             return
         raise
     sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
