@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
 import redis
 from redis.exceptions import ResponseError
-from tenacity import before_sleep_log, retry, retry_if_exception_type, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, dict[bytes, bytes]]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _decoded(entries: Any) -> list[Entry]:
@@ -135,13 +137,17 @@ class StreamConsumer:
                 return {"pending": int(group["pending"]), "lag": None if lag is None else int(lag)}
         return {"pending": None, "lag": None}
 
-    def has_read(self) -> bool:
-        """Whether this group has been delivered any entry."""
+    def _group_info(self) -> dict[Any, Any] | None:
+        """This group's XINFO GROUPS row; None when the stream or the group does not exist."""
         try:
             groups = self.client.xinfo_groups(self.stream)
         except ResponseError:
-            return False
-        group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
+            return None
+        return next((g for g in groups if reply_text(g["name"]) == self.group), None)
+
+    def has_read(self) -> bool:
+        """Whether this group has been delivered any entry."""
+        group = self._group_info()
         return group is not None and reply_text(group["last-delivered-id"]) != "0-0"
 
     def rewind(self) -> None:
@@ -153,11 +159,7 @@ class StreamConsumer:
 
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""
-        try:
-            groups = self.client.xinfo_groups(self.stream)
-        except ResponseError:
-            return False
-        group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
+        group = self._group_info()
         if group is None or _id_tuple(reply_text(group["last-delivered-id"])) < _id_tuple(entry_id):
             return False
         return not self.client.xpending_range(self.stream, self.group, min="-", max=entry_id, count=1)
@@ -247,6 +249,20 @@ def read_back(consumer: StreamConsumer, handle: Callable[[list[Entry]], int], ca
     log.info("group %s read %d entries back from the journal", consumer.group, read)
 
 
+def backoff(
+    stop: threading.Event, retry_on: Callable[[BaseException], bool]
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A tenacity decorator that retries while `retry_on(exc)` (a server away), with exponential backoff and
+    a warning each time, until the call passes or `stop` is set (then the last error is raised)."""
+    return retry(
+        retry=retry_if_exception(retry_on),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=lambda _state: stop.is_set(),
+        reraise=True,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+    )
+
+
 def consume(
     consumer: StreamConsumer,
     handle: Callable[[list[Entry]], int],
@@ -263,13 +279,7 @@ def consume(
     `catch_up`), then its own pending entries (after a restart), then entries reclaimed from dead members
     (`triage` may dead-letter some), then new ones. `handle` acks what it processed. Transient errors
     (servers away) are retried with backoff until they pass or stop is set."""
-    retrying = retry(
-        retry=retry_if_exception_type(transient),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=lambda _state: stop.is_set(),
-        reraise=True,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-    )
+    retrying = backoff(stop, lambda exc: isinstance(exc, transient))
 
     @retrying
     def step(first: bool) -> int:

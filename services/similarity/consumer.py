@@ -16,11 +16,10 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
 
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
-from platograph.stream import Entry, consume
+from platograph.stream import Entry, backoff, consume
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
 
@@ -105,7 +104,6 @@ def rebuild_if_lost(sim: Similarity) -> bool:
     rewound. An entry that comes to the same candidates as before appends events with the ids they had
     (the journal keeps one copy); pairs a typed edge or a person's rejection has excluded since are not
     proposed again."""
-    sim.consumer.ensure_group()
     with sim.lock:
         empty = sim.index.count() == 0
     if not empty or not sim.consumer.has_read():
@@ -130,11 +128,8 @@ def run(sim: Similarity, stop: threading.Event) -> None:
         server_error = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
         return isinstance(exc, transient) or server_error
 
-    waiting = retry(retry=retry_if_exception(unavailable), wait=wait_exponential(multiplier=0.2, max=5),
-                    stop=lambda _state: stop.is_set(), reraise=True,
-                    before_sleep=before_sleep_log(log, logging.WARNING))  # fmt: skip
     try:
-        waiting(rebuild_if_lost)(sim)
+        backoff(stop, unavailable)(rebuild_if_lost)(sim)
     except Exception as exc:
         if unavailable(exc) and stop.is_set():
             return

@@ -93,9 +93,14 @@ def dangling_edges(conn: Connection, *, cursor: str | None, limit: int) -> EdgeP
 def stats(conn: Connection) -> dict[str, Any]:
     """Counts an operator looks at: entities by type (any status) and active ones, live edges, journal size,
     projector progress."""
-    rows = conn.execute(text("SELECT type, count(*) FROM entities WHERE version > 0 GROUP BY type")).all()
-    by_type: dict[str, int] = {str(t): int(n) for t, n in rows}
-    active = conn.execute(text("SELECT count(*) FROM entities WHERE version > 0 AND status = 'active'")).scalar_one()
+    rows = conn.execute(
+        text(
+            "SELECT type, count(*), count(*) FILTER (WHERE status = 'active')"
+            " FROM entities WHERE version > 0 GROUP BY type"
+        )
+    ).all()
+    by_type: dict[str, int] = {str(t): int(n) for t, n, _ in rows}
+    active = sum(int(a) for _, _, a in rows)
     edges = conn.execute(text("SELECT count(*) FROM edges WHERE NOT removed")).scalar_one()
     journal = conn.execute(text("SELECT count(*) FROM journal")).scalar_one()
     tracking = (
@@ -107,7 +112,7 @@ def stats(conn: Connection) -> dict[str, Any]:
     )
     return {
         "entities": by_type,
-        "active_entities": int(active),
+        "active_entities": active,
         "edges": int(edges),
         "journal_events": int(journal),
         "projectors": [dict(r) for r in tracking],
