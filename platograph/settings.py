@@ -18,6 +18,8 @@ class CoreSettings(BaseSettings):
     redis_url: str = Field(validation_alias=AliasChoices("REDIS_URL", "PLATOGRAPH_REDIS_URL"))
     stream: str = "platograph:events"
     ontology: Path = DEFAULT_PATH
+    # Seconds a background loop (a consumer thread) waits before starting again after an unexpected error.
+    restart_pause_s: float = Field(5.0, gt=0, le=300)
 
     @field_validator("redis_url")
     @classmethod

@@ -52,6 +52,10 @@ async def home(services: ServicesDep) -> HTMLResponse:
     )
     similarity = state.get("similarity") or {}
     sim_rows = {k: similarity.get(k) for k in ("model", "indexed", "threshold", "pending", "lag")}
+    loop = similarity.get("consumer") or {}
+    if loop.get("failures"):  # its loop started again after an error: say so, with the last one
+        state_word = "running" if loop.get("running") else "paused"
+        sim_rows["consumer errors"] = f"{loop['failures']}, {state_word}; last: {loop.get('last_error')}"
     reembed = state.get("reembed") or {}
     job = reembed.get("job")
     if job:

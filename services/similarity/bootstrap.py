@@ -9,6 +9,7 @@ import httpx
 import redis
 
 from platograph import ontology
+from platograph.background import LoopState
 from platograph.stream import StreamConsumer
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.embedder import Embedder, load_embedder
@@ -43,6 +44,7 @@ class Similarity:
     lock: threading.RLock = field(default_factory=threading.RLock)
     target: Served | None = None  # while a re-embed runs: the new model, written beside the active one
     previous: Served | None = None  # after a switch: the old model, kept for a rollback
+    loop: LoopState = field(default_factory=lambda: LoopState("similarity-consumer"))
 
     def served(self) -> Served:
         with self.lock:

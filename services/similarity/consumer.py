@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from platograph.background import keep_running
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry, backoff, consume
@@ -120,7 +121,12 @@ def rebuild_if_lost(sim: Similarity) -> bool:
 
 
 def run(sim: Similarity, stop: threading.Event) -> None:
-    """Consume until stopped."""
+    """Consume until stopped; an unexpected error (a graph 5xx in the middle of a read, say) starts the
+    loop again after a pause, and its unacked entries are handled first (keep_running)."""
+    keep_running(sim.loop, lambda stop: _consume(sim, stop), stop, sim.settings.restart_pause_s)
+
+
+def _consume(sim: Similarity, stop: threading.Event) -> None:
     settings = sim.settings
     transient = (RedisConnectionError, httpx.TransportError)
 

@@ -12,6 +12,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import Engine, create_engine
 
+from platograph.background import LoopState
 from platograph.stream import StreamConsumer
 from services.webhooks.adapters.secrets import SecretBox
 from services.webhooks.settings import WebhookSettings
@@ -28,6 +29,7 @@ class Webhooks:
     consumer: StreamConsumer
     http: httpx.Client  # sends deliveries: no redirects, no environment proxies
     rng: random.Random = field(default_factory=random.Random)
+    loop: LoopState = field(default_factory=lambda: LoopState("webhook-dispatcher"))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
+from platograph.background import keep_running
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry, consume
@@ -97,20 +98,18 @@ def _wait_for_graph(wh: Webhooks, entry_id: str) -> None:
 
 
 def run(wh: Webhooks, stop: threading.Event) -> None:
-    """Consume until stopped. An unexpected error does not end the thread: the entries stay pending and
-    are read again after a pause (a webhook service whose dispatcher died would look healthy)."""
-    while not stop.is_set():
-        try:
-            consume(
-                wh.consumer,
-                lambda entries: handle(wh, entries),
-                stop,
-                batch=wh.settings.webhook_batch_size,
-                block_ms=500,
-                claim_idle_ms=30_000,
-                transient=(RedisConnectionError, httpx.TransportError, httpx.HTTPStatusError, OperationalError),
-                catch_up=lambda until, after: journal_entries(wh.graph, until, after),
-            )
-        except Exception:
-            log.exception("dispatcher failed; retrying its pending entries in 5 s")
-            stop.wait(5)
+    """Consume until stopped; an unexpected error starts the loop again after a pause (keep_running)."""
+
+    def body(stop: threading.Event) -> None:
+        consume(
+            wh.consumer,
+            lambda entries: handle(wh, entries),
+            stop,
+            batch=wh.settings.webhook_batch_size,
+            block_ms=500,
+            claim_idle_ms=30_000,
+            transient=(RedisConnectionError, httpx.TransportError, httpx.HTTPStatusError, OperationalError),
+            catch_up=lambda until, after: journal_entries(wh.graph, until, after),
+        )
+
+    keep_running(wh.loop, body, stop, wh.settings.restart_pause_s)

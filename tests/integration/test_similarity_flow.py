@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -302,3 +304,34 @@ def test_an_index_empty_because_nothing_is_active_is_not_read_again(
     with running(tmp_path / "index") as api:
         eventually(lambda: settled(api))
     assert REWIND not in caplog.text
+
+
+def test_the_consumer_survives_an_unexpected_error_and_loses_nothing(
+    env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph answers 500 to the consumer once, in the middle of a read (not a transient error): the
+    consumer loop starts again, handles the entry it had read, and says in the status that it failed."""
+    from services.similarity import service
+
+    monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.1")
+    real_linked, failed = service.linked, threading.Event()
+
+    def linked_once_broken(sim: Any, ids: list[str]) -> dict[str, set[str]]:
+        if not failed.is_set():
+            failed.set()
+            request = httpx.Request("POST", "http://graph/v1/linked")
+            raise httpx.HTTPStatusError("500", request=request, response=httpx.Response(500, request=request))
+        return real_linked(sim, ids)
+
+    monkeypatch.setattr(service, "linked", linked_once_broken)
+    with contextmanager(system)(tmp_path / "index") as api:
+        position = load_seeds(api)
+        eventually(lambda: failed.is_set())
+        sim = eventually(lambda: settled(api))
+        assert sim["consumer"]["failures"] == 1
+        assert sim["consumer"]["running"] is True
+        assert "HTTPStatusError" in sim["consumer"]["last_error"]
+        view = api.get(f"/v1/entities/{QUOTE}/neighborhood", params={"after": position}).json()
+        assert {i["entity"]["id"] for i in view["related_by_similarity"]["items"]} & SEED_PAGE_RELATED
+        page = api.get("/").text
+        assert "consumer errors" in page and "HTTPStatusError" in page

@@ -95,6 +95,7 @@ def hooks(
         "PLATOGRAPH_WEBHOOK_TIMEOUT_S": "3",
         "PLATOGRAPH_WEBHOOK_ENDPOINT_CONCURRENCY": "1",
         "PLATOGRAPH_WEBHOOK_QUEUE": f"test-webhooks-{uuid.uuid4().hex[:8]}",
+        "PLATOGRAPH_RESTART_PAUSE_S": "0.2",
     }
     for key, value in extra.items():
         monkeypatch.setenv(key, value)
@@ -250,6 +251,33 @@ def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks, monk
     finally:
         wh.close()
         graph.close()
+
+
+def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's own dispatcher fails once after recording, before queueing: its loop starts again,
+    reads the entry it had not acked, and the message goes out once; the status says it failed."""
+    real, failed = dispatcher.delivery.enqueue_first, []
+
+    def fails_once(*args: Any) -> int:
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("not a server away: a bug")
+        return real(*args)
+
+    monkeypatch.setattr(dispatcher.delivery, "enqueue_first", fails_once)
+    with receiver() as endpoint:
+        created = hooks.register(endpoint.url)
+        event = hooks.propose()
+        (arrived,) = endpoint.wait(1, accepted=True)
+        assert arrived.headers["webhook-id"] == str(event) and failed
+        time.sleep(0.5)
+        assert len(endpoint.requests) == 1
+        assert [d["status"] for d in hooks.deliveries(created["id"])] == ["delivered"]
+    loop = hooks.api.get("/v1/status").json()["webhooks"]["dispatcher"]
+    assert loop["failures"] == 1 and loop["running"] is True
+    assert loop["last_error"] == "RuntimeError: not a server away: a bug"
 
 
 def test_a_rotated_secret_and_the_old_one_both_verify(hooks: Hooks) -> None:

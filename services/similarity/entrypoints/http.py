@@ -103,10 +103,13 @@ def thresholds(sim: SimDep) -> dict[str, Any]:
 
 @router.get("/stats")
 def stats(sim: SimDep) -> dict[str, Any]:
-    """How many entities the index holds, for which model, and how far behind the stream the consumer is."""
+    """How many entities the index holds, for which model, how far behind the stream the consumer is, and
+    whether its loop runs (`consumer`: running, failures, last_error)."""
     with sim.lock:
         indexed = sim.index.count()
-    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog()
+    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold, "consumer": sim.loop.report()} | (
+        sim.consumer.backlog()
+    )
 
 
 @router.get("/models")

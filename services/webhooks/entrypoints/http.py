@@ -203,7 +203,7 @@ def stats(wh: WhDep, conn: ConnDep) -> dict[str, Any]:
     return store.stats(conn) | {
         "queued_jobs": wh.queue.count,
         "scheduled_jobs": wh.queue.scheduled_job_registry.count,
-        "dispatcher": wh.consumer.backlog(),
+        "dispatcher": wh.consumer.backlog() | wh.loop.report(),
     }
 
 
