@@ -54,16 +54,19 @@ class LoopState:
 
 
 def keep_running(state: LoopState, body: Body, stop: threading.Event, pause_s: float) -> None:
-    """Run `body(stop)` until `stop` is set, starting it again `pause_s` after an unexpected error."""
-    while not stop.is_set():
+    """Run `body(stop)` until it returns (a consumer does once `stop` is set), starting it again `pause_s`
+    after an unexpected error."""
+    while True:
         state.set_running(True)
         try:
             body(stop)
+            break
         except Exception as exc:
             state.failed(exc)
             log.exception("%s failed (%d so far); starting it again in %.1f s", state.name, state.failures, pause_s)
             state.set_running(False)
-            stop.wait(pause_s)
+            if stop.wait(pause_s):
+                break
     state.set_running(False)
 
 

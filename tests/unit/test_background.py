@@ -54,3 +54,9 @@ def test_a_loop_stopped_while_it_pauses_ends_without_another_run() -> None:
     assert runs == [1]
     assert state.failures == 1
     assert not state.running
+
+
+def test_a_loop_whose_body_returns_is_done() -> None:
+    state, runs = LoopState("unit-loop-done"), []
+    keep_running(state, lambda stop: runs.append(1), threading.Event(), 0.01)
+    assert runs == [1] and state.failures == 0 and not state.running
