@@ -17,9 +17,11 @@ def test_meaning_ranks_above_unrelated_text() -> None:
     assert v[0] @ v[1] > 0.5 > 0.1 > v[0] @ v[2]
 
 
-def test_vectors_do_not_depend_on_the_batch() -> None:
-    e = MiniLMOnnx(batch_size=2)
-    texts = ["short", "a much longer sentence about representation learning in deep networks", "mid length text"]
+@pytest.mark.parametrize("batching", [{"batch_size": 2}, {"batch_tokens": 16}, {"batch_tokens": 10_000}])
+def test_vectors_do_not_depend_on_the_batch(batching: dict[str, int]) -> None:
+    e = MiniLMOnnx(**batching)
+    texts = ["short", "a much longer sentence about representation learning in deep networks", "mid length text",
+             "tiny", "another sentence of middling size"]  # fmt: skip
     together = e.embed(texts)
     alone = np.stack([e.embed([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-5)

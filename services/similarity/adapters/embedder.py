@@ -41,8 +41,30 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+#: Padded tokens per batch. The cost of a text grows with its batch's size past what the caches hold, so
+#: batches are cut by tokens, not by count. Measured on 2 cores (CPU ms a text, batches by count): SciFact
+#: abstracts of 256 tokens 73 in batches of 2-4 against 103 in batches of 32; the 100k bench's ~56-token
+#: texts 14.7-14.9 in batches of 8-12 against 15.7-16.3 in batches of 32; claims of ~20 tokens 5.8-6.0 in
+#: batches of 8-32, 6.7 in batches of 64. See bench/README.md.
+BATCH_TOKENS = 512
+
+
+def token_batches(lengths: list[int], batch_tokens: int, batch_size: int) -> list[list[int]]:
+    """Indices into `lengths`, shortest first, cut into batches of at most `batch_size` texts whose padded
+    size (texts × the longest) stays within `batch_tokens`; a text longer than that is a batch alone."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Sorted, so the text being added is the batch's longest.
+        full = batches and (len(batches[-1]) >= batch_size or (len(batches[-1]) + 1) * lengths[i] > batch_tokens)
+        if not batches or full:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
 class MiniLMOnnx:
-    """Batches sorted by length so padding stays small; the vectors do not depend on the batch.
+    """Batches sorted by length so padding stays small, of at most `batch_tokens` padded tokens and
+    `batch_size` texts; the vectors do not depend on the batch.
 
     By default ("batches") one single-threaded session serves `threads` threads (one per usable core), each
     running whole batches. onnxruntime's own threading ("operators": `threads` threads on each operator) is
@@ -56,12 +78,13 @@ class MiniLMOnnx:
     def __init__(
         self,
         max_tokens: int = 256,
-        batch_size: int = 32,
+        batch_tokens: int = BATCH_TOKENS,
+        batch_size: int = 64,
         parallel: Literal["batches", "operators"] = "batches",
         threads: int = 0,
     ) -> None:
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
+        self.batch_tokens, self.batch_size = batch_tokens, batch_size
         self.parallel = parallel
         self.threads = threads or len(os.sched_getaffinity(0))  # 0: every core this process may use
         self._session: Any = None
@@ -96,9 +119,8 @@ class MiniLMOnnx:
             if self._session is None:
                 self._load()
         encodings = self._tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        chunks = token_batches([len(e.ids) for e in encodings], self.batch_tokens, self.batch_size)
 
         def run(chunk: list[int]) -> None:
             out[chunk] = self._run([encodings[i] for i in chunk])
