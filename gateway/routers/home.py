@@ -36,6 +36,14 @@ def _rows(items: dict[str, Any]) -> str:
     )
 
 
+def _loop_errors(name: str, loop: dict[str, Any] | None) -> dict[str, str]:
+    """A row when a background loop has started again after an error (platograph.background), with the last."""
+    if not loop or not loop.get("failures"):
+        return {}
+    now = "running" if loop.get("running") else "paused"
+    return {f"{name} errors": f"{loop['failures']}, {now}; last: {loop.get('last_error')}"}
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(services: ServicesDep) -> HTMLResponse:
     """Status of the system, the best candidates, and the first entities with links to their neighborhoods."""
@@ -52,10 +60,7 @@ async def home(services: ServicesDep) -> HTMLResponse:
     )
     similarity = state.get("similarity") or {}
     sim_rows = {k: similarity.get(k) for k in ("model", "indexed", "threshold", "pending", "lag")}
-    loop = similarity.get("consumer") or {}
-    if loop.get("failures"):  # its loop started again after an error: say so, with the last one
-        state_word = "running" if loop.get("running") else "paused"
-        sim_rows["consumer errors"] = f"{loop['failures']}, {state_word}; last: {loop.get('last_error')}"
+    sim_rows |= _loop_errors("consumer", similarity.get("consumer"))
     reembed = state.get("reembed") or {}
     job = reembed.get("job")
     if job:
@@ -73,6 +78,7 @@ async def home(services: ServicesDep) -> HTMLResponse:
     hook_rows = {f"endpoints: {k}": v for k, v in sorted((hooks.get("subscriptions") or {}).items())}
     hook_rows |= {f"deliveries: {k}": v for k, v in sorted((hooks.get("deliveries") or {}).items())}
     hook_rows |= {k: hooks.get(k) for k in ("queued_jobs", "scheduled_jobs") if k in hooks}
+    hook_rows |= _loop_errors("dispatcher", hooks.get("dispatcher"))
     return HTMLResponse(
         PAGE.format(
             webhooks=_rows(hook_rows or {"endpoints": "none"}),

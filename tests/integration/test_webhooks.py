@@ -278,6 +278,8 @@ def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(
     loop = hooks.api.get("/v1/status").json()["webhooks"]["dispatcher"]
     assert loop["failures"] == 1 and loop["running"] is True
     assert loop["last_error"] == "RuntimeError: not a server away: a bug"
+    page = hooks.api.get("/").text
+    assert "dispatcher errors" in page and "not a server away" in page
 
 
 def test_a_rotated_secret_and_the_old_one_both_verify(hooks: Hooks) -> None:

@@ -44,7 +44,7 @@ def _package_dir(name: str) -> Path:
 #: Padded tokens per batch. The cost of a text grows with its batch's size past what the caches hold, so
 #: batches are cut by tokens, not by count. Measured on 2 cores (CPU ms a text, batches by count): SciFact
 #: abstracts of 256 tokens 73 in batches of 2-4 against 103 in batches of 32; the 100k bench's ~56-token
-#: texts 14.7-14.9 in batches of 8-12 against 15.7-16.3 in batches of 32; claims of ~20 tokens 5.8-6.0 in
+#: texts 14.7-14.9 in batches of 8-12 against 15.7-16.3 in batches of 32; claims of ~22 tokens 5.8-6.0 in
 #: batches of 8-32, 6.7 in batches of 64. See bench/README.md.
 BATCH_TOKENS = 512
 
@@ -54,11 +54,11 @@ def token_batches(lengths: list[int], batch_tokens: int, batch_size: int) -> lis
     size (texts × the longest) stays within `batch_tokens`; a text longer than that is a batch alone."""
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        # Sorted, so the text being added is the batch's longest.
-        full = batches and (len(batches[-1]) >= batch_size or (len(batches[-1]) + 1) * lengths[i] > batch_tokens)
-        if not batches or full:
-            batches.append([])
-        batches[-1].append(i)
+        last = batches[-1] if batches else None
+        # Sorted, so the text being added would be the batch's longest.
+        if last is None or len(last) >= batch_size or (len(last) + 1) * lengths[i] > batch_tokens:
+            batches.append(last := [])
+        last.append(i)
     return batches
 
 

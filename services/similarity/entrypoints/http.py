@@ -107,9 +107,8 @@ def stats(sim: SimDep) -> dict[str, Any]:
     whether its loop runs (`consumer`: running, failures, last_error)."""
     with sim.lock:
         indexed = sim.index.count()
-    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold, "consumer": sim.loop.report()} | (
-        sim.consumer.backlog()
-    )
+    loop = {"consumer": sim.loop.report()}
+    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop
 
 
 @router.get("/models")
