@@ -1,4 +1,5 @@
-"""What every service exposes for operators: /healthz, and Prometheus metrics at /metrics."""
+"""What every service exposes for operators (/healthz, Prometheus metrics at /metrics), and the input guard
+every service shares."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from platograph.text_guard import TextGuard
 
 REQUESTS = Counter("platograph_http_requests_total", "HTTP requests", ["service", "route", "status"])
 LATENCY = Histogram(
@@ -68,8 +71,9 @@ class MetricsMiddleware:
 
 
 def instrument(app: FastAPI, service: str) -> None:
-    """Add /healthz, /metrics and request metrics."""
-    app.add_middleware(MetricsMiddleware, service=service)
+    """Add /healthz, /metrics, request metrics, and the guard against text Postgres cannot store."""
+    app.add_middleware(TextGuard)
+    app.add_middleware(MetricsMiddleware, service=service)  # added last, so outermost: it counts the guard's 422s
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

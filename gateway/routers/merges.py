@@ -19,6 +19,7 @@ from gateway.routers.review import EntityId, get_redis
 from gateway.upstream import call, raise_for_client_error
 from platograph.contracts import ENTRY_FIELD, EntityMerged, EntityUnmerged, encode_entry, new_envelopes
 from platograph.stream import reply_text
+from platograph.urls import segment
 
 router = APIRouter(prefix="/v1/entities", tags=["review"])
 PRODUCER = "gateway"
@@ -58,7 +59,7 @@ def _conflict(loc: list[str], msg: str, kind: str) -> HTTPException:
 
 
 async def _entity(services: ServicesDep, entity_id: str, loc: list[str]) -> dict[str, Any]:
-    response = await call(services.graph, "graph", "GET", f"/v1/entities/{entity_id}")
+    response = await call(services.graph, "graph", "GET", f"/v1/entities/{segment(entity_id)}")
     if response.status_code == 404:
         raise HTTPException(404, detail=[{"loc": loc, "msg": f"no entity {entity_id!r}", "type": "not_found"}])
     raise_for_client_error(response)

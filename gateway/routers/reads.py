@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.upstream import call, raise_for_client_error, relay
+from platograph.urls import segment
 from platograph.views import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -105,13 +106,13 @@ async def neighborhood(
             at_least = reported = requested
         related = {"related_limit": RELATED_LIMIT, "related_min_score": at_least, "related_threshold": reported}
         params |= {k: v for k, v in related.items() if v is not None}
-        response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
+        response = await call(services.graph, "graph", "GET", f"/v1/entities/{segment(id)}/neighborhood", params=params)
         raise_for_client_error(response)
         return _redirect_if_merged(response.content) or Response(
             splice(response.content, {"warnings": b"[]"}), media_type="application/json"
         )
-    graph_call = call(services.graph, "graph", "GET", f"/v1/entities/{id}/neighborhood", params=params)
-    similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{id}/similar",
+    graph_call = call(services.graph, "graph", "GET", f"/v1/entities/{segment(id)}/neighborhood", params=params)
+    similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{segment(id)}/similar",
                         params={"min_score": requested, "limit": RELATED_LIMIT})  # fmt: skip
     graph_response, similar = await asyncio.gather(graph_call, similar_call, return_exceptions=True)
     if isinstance(graph_response, BaseException):
@@ -135,7 +136,7 @@ def _redirect_if_merged(view: bytes) -> Response | None:
     if MERGED in view:
         into = orjson.loads(view)["entity"].get("merged_into")
         if into:
-            return RedirectResponse(f"/v1/entities/{into}/neighborhood", status_code=301, headers=UNDOABLE)
+            return RedirectResponse(f"/v1/entities/{segment(into)}/neighborhood", status_code=301, headers=UNDOABLE)
     return None
 
 
@@ -166,7 +167,7 @@ async def similar(
     mode: str = Query("dense", pattern="^(dense|hybrid)$", description="Rank by cosine, or cosine fused with BM25"),
 ) -> Response:
     """Entities close in embedding space to this one, best first, with their scores (any `limit`, `min_score`)."""
-    return await _passthrough(services.similarity, "similarity", f"/v1/entities/{id}/similar", request)
+    return await _passthrough(services.similarity, "similarity", f"/v1/entities/{segment(id)}/similar", request)
 
 
 @router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
@@ -174,11 +175,11 @@ async def get_entity(id: str, services: ServicesDep, settings: SettingsDep, afte
     """One entity with its attributes, version and times. A merged entity's id answers with a permanent
     redirect to the entity it was merged into."""
     await wait_for(services, settings, after)
-    response = await call(services.graph, "graph", "GET", f"/v1/entities/{id}")
+    response = await call(services.graph, "graph", "GET", f"/v1/entities/{segment(id)}")
     raise_for_client_error(response)
     entity = response.json()
     if entity.get("merged_into"):
-        return RedirectResponse(f"/v1/entities/{entity['merged_into']}", status_code=301, headers=UNDOABLE)
+        return RedirectResponse(f"/v1/entities/{segment(entity['merged_into'])}", status_code=301, headers=UNDOABLE)
     return entity
 
 

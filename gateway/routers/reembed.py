@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from gateway.deps import ServicesDep
 from gateway.upstream import call, relay
+from platograph.urls import segment
 from services.similarity.domain.reembed import Start
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
@@ -29,13 +30,13 @@ async def current(services: ServicesDep) -> Response:
 async def get(job: str, services: ServicesDep) -> Response:
     """`status` (running, ready, done, failed), `done`/`total`, `rate`, `eta_s`, failed batches, and the
     candidate diff (gained, lost, re-scored, by type pair, with samples) once computed."""
-    return relay(await call(services.similarity, "similarity", "GET", f"/v1/reembed/{job}"))
+    return relay(await call(services.similarity, "similarity", "GET", f"/v1/reembed/{segment(job)}"))
 
 
 @router.post("/{job}/approve", responses={409: {}})
 async def approve(job: str, services: ServicesDep) -> Response:
     """Switch to the new model after reviewing the diff."""
-    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{job}/approve"))
+    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/approve"))
 
 
 @router.post("/rollback", responses={409: {}})
@@ -47,7 +48,7 @@ async def rollback(services: ServicesDep) -> Response:
 @router.post("/{job}/cancel", responses={409: {}})
 async def cancel(job: str, services: ServicesDep) -> Response:
     """Stop a job before it switches; its collection is dropped."""
-    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{job}/cancel"))
+    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/cancel"))
 
 
 @router.delete("/previous", responses={409: {}})

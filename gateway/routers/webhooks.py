@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from gateway.deps import ServicesDep
 from gateway.upstream import call, relay
+from platograph.urls import segment
 from services.webhooks.domain.messages import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -40,37 +41,37 @@ async def list_all(services: ServicesDep, cursor: str | None = None, limit: int 
 
 @router.get("/{id}", responses=ERRORS)
 async def get(id: str, services: ServicesDep) -> Response:
-    return await _forward(services, "GET", f"/{id}")
+    return await _forward(services, "GET", f"/{segment(id)}")
 
 
 @router.patch("/{id}", responses=ERRORS)
 async def update(id: str, body: SubscriptionPatch, services: ServicesDep) -> Response:
     """Change url, event types, filter or description."""
-    return await _forward(services, "PATCH", f"/{id}", content=body.model_dump_json(exclude_unset=True))
+    return await _forward(services, "PATCH", f"/{segment(id)}", content=body.model_dump_json(exclude_unset=True))
 
 
 @router.delete("/{id}", status_code=204, responses=ERRORS)
 async def delete(id: str, services: ServicesDep) -> Response:
-    return await _forward(services, "DELETE", f"/{id}")
+    return await _forward(services, "DELETE", f"/{segment(id)}")
 
 
 @router.post("/{id}/pause", responses=ERRORS)
 async def pause(id: str, services: ServicesDep) -> Response:
     """Stop sending; deliveries are still recorded and go out on resume."""
-    return await _forward(services, "POST", f"/{id}/pause")
+    return await _forward(services, "POST", f"/{segment(id)}/pause")
 
 
 @router.post("/{id}/resume", responses=ERRORS)
 async def resume(id: str, services: ServicesDep) -> Response:
     """Send again, pending deliveries first; also re-enables an endpoint the system disabled."""
-    return await _forward(services, "POST", f"/{id}/resume")
+    return await _forward(services, "POST", f"/{segment(id)}/resume")
 
 
 @router.post("/{id}/rotate-secret", responses=ERRORS)
 async def rotate(id: str, services: ServicesDep, body: Rotation | None = None) -> Response:
     """A new secret (shown once); the old one still signs, beside it, for the grace period."""
     content = (body or Rotation()).model_dump_json(exclude_unset=True)
-    return await _forward(services, "POST", f"/{id}/rotate-secret", content=content)
+    return await _forward(services, "POST", f"/{segment(id)}/rotate-secret", content=content)
 
 
 @router.get("/{id}/deliveries", responses=ERRORS)
@@ -83,21 +84,21 @@ async def deliveries(
 ) -> Response:
     """The delivery log, newest first: every attempt with time, status, latency and the reply's first bytes."""
     params = {k: v for k, v in {"status": status, "cursor": cursor, "limit": limit}.items() if v is not None}
-    return await _forward(services, "GET", f"/{id}/deliveries", params=params)
+    return await _forward(services, "GET", f"/{segment(id)}/deliveries", params=params)
 
 
 @router.get("/{id}/deliveries/{delivery_id}", responses=ERRORS)
 async def get_delivery(id: str, delivery_id: uuid.UUID, services: ServicesDep) -> Response:
-    return await _forward(services, "GET", f"/{id}/deliveries/{delivery_id}")
+    return await _forward(services, "GET", f"/{segment(id)}/deliveries/{delivery_id}")
 
 
 @router.post("/{id}/deliveries/{delivery_id}/retry", status_code=202, responses=ERRORS)
 async def retry(id: str, delivery_id: uuid.UUID, services: ServicesDep) -> Response:
     """Send one delivery again, whatever its status."""
-    return await _forward(services, "POST", f"/{id}/deliveries/{delivery_id}/retry")
+    return await _forward(services, "POST", f"/{segment(id)}/deliveries/{delivery_id}/retry")
 
 
 @router.post("/{id}/replay", status_code=202, responses=ERRORS)
 async def replay(id: str, body: Replay, services: ServicesDep) -> Response:
     """Re-send every delivery since a time (or only the failed ones)."""
-    return await _forward(services, "POST", f"/{id}/replay", content=body.model_dump_json())
+    return await _forward(services, "POST", f"/{segment(id)}/replay", content=body.model_dump_json())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import psycopg
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
@@ -21,7 +22,9 @@ from services.graph.adapters import projection_store
 from services.graph.domain.projection import PositionedEvent
 
 log = logging.getLogger(__name__)
-DATA_ERRORS = (DataError, IntegrityError, ProgrammingError)
+# COPY runs on the raw psycopg connection, so its rejections (NUL in text, say) arrive unwrapped.
+DATA_ERRORS = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError,
+               psycopg.ProgrammingError)  # fmt: skip
 
 
 @dataclass

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 
 from platograph.contracts import (
@@ -28,6 +29,7 @@ from platograph.contracts import (
 )
 from platograph.graph_api import pages
 from platograph.stream import reply_text
+from platograph.urls import segment
 from services.similarity.adapters.index import Hit, Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import classify, pair, suggest_edge, threshold_for
@@ -182,8 +184,17 @@ def proposed_with(sim: Similarity, entity_id: str) -> list[tuple[str, str]]:
     return [(c["a"]["id"], c["b"]["id"]) for page in pages(sim.graph, "/v1/candidates", params) for c in page]
 
 
+def known_to_graph(sim: Similarity, entity_id: str) -> bool:
+    """Whether the graph holds the entity, in any status. True when the graph cannot say: an entity the
+    index lacks is then reported as not indexed yet, not as unknown."""
+    try:
+        return sim.graph.get(f"/v1/entities/{segment(entity_id)}").status_code != 404
+    except httpx.HTTPError:
+        return True
+
+
 def _from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:
-    response = sim.graph.get(f"/v1/entities/{entity_id}")
+    response = sim.graph.get(f"/v1/entities/{segment(entity_id)}")
     if response.status_code == 404:
         return None
     response.raise_for_status()

@@ -193,6 +193,31 @@ def test_errors_are_4xx_naming_the_field(api: TestClient) -> None:
     assert api.get("/v1/entities", params={"cursor": "!!"}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/v1/entities/%0F%01/neighborhood", "'\\x0f\\x01'"),  # control characters: was an invalid upstream URL, a 500
+        ("/v1/entities/concept:x%3Flimit=1", "'concept:x?limit=1'"),  # was the graph's /v1/entities/concept:x
+        ("/v1/entities/..%2F..%2Fv1%2Fstats", "'../../v1/stats'"),  # was the graph's /v1/stats
+        ("/v1/entities/concept:a%23b", "'concept:a#b'"),
+        ("/v1/entities/concept:a%23b/similar", "'concept:a#b'"),  # was a 200 with `indexed: false`
+    ],
+)
+def test_an_id_addresses_itself_upstream_whatever_it_holds(api: TestClient, path: str, named: str) -> None:
+    response = api.get(path)
+    assert response.status_code == 404, response.text
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["path", "id"] and named in detail["msg"]
+
+
+def test_text_postgres_cannot_store_is_a_422_not_a_500(api: TestClient) -> None:
+    for path in ("/v1/entities/a%00b", "/v1/entities/a%00b/neighborhood", "/entities/a%00b"):
+        response = api.get(path)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path"], path
+    response = api.get("/v1/candidates", params={"entity": "a\x00b"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "entity"]
+
+
 def test_openapi_documents_the_public_routes(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/entities", "/v1/edges", "/v1/import", "/v1/entities/{id}/neighborhood", "/v1/status"} <= set(paths)

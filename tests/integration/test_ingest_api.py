@@ -105,6 +105,36 @@ def test_ndjson_import_is_all_or_nothing(client: TestClient, redis_client: redis
     assert too_many.status_code == 413
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/v1/entities", b'{"id": "concept:a", "name": "A\\u0000"}', ["body", "name"]),
+        ("/v1/entities", b'[{"id": "concept:a", "name": "A", "attributes": {"k": ["ok", "\\ud800"]}}]',
+         ["body", 0, "attributes", "k", 1]),
+        ("/v1/edges", b'{"source": "concept:a", "target": "concept:b", "type": "refines", "description": "\\u0000"}',
+         ["body", "description"]),
+        ("/v1/import", b'{"kind": "entity", "id": "concept:a", "name": "A"}\n{"kind": "entity", "id": "concept:b", '
+         b'"name": "B", "text": "\\u0000"}', ["body", "line 2", "text"]),
+    ],
+)  # fmt: skip
+def test_text_postgres_cannot_store_is_a_422_naming_it_and_appends_nothing(
+    client: TestClient, redis_client: redis.Redis, stream: str, path: str, body: bytes, loc: list[Any]
+) -> None:
+    # Accepted, a NUL stopped the projection (the projector now dead-letters such an entry, but the write
+    # was acknowledged and then lost): it must be refused at the door.
+    response = client.post(path, content=body)
+    assert response.status_code == 422, response.text
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == loc and detail["type"] == "string_unstorable"
+    assert redis_client.xlen(stream) == 0
+
+
+def test_escaped_surrogate_pairs_and_literal_backslash_u_are_fine(client: TestClient) -> None:
+    body = b'{"id": "concept:a", "name": "emoji \\ud83d\\ude00", "text": "a literal \\\\u0000"}'
+    response = client.post("/v1/entities", content=body)
+    assert response.status_code == 202, response.text
+
+
 def test_event_log_down_is_503(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     with TestClient(create_app(bootstrap(IngestSettings()))) as c:

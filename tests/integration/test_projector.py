@@ -147,6 +147,22 @@ def test_poison_goes_to_the_dead_letter_stream_and_the_rest_flows(
     assert redis_client.xpending(stream, "graph")["pending"] == 0
 
 
+def test_text_postgres_cannot_store_is_dead_lettered_not_a_crash(
+    engine: Engine, redis_client: redis.Redis, stream: str
+) -> None:
+    # Ingest refuses such text now, but entries appended before (or by another producer) must not stop
+    # the projection: Postgres rejects NUL inside COPY, which raises psycopg's own errors.
+    c = consumer(redis_client, stream)
+    append(redis_client, stream, EntityUpserted(id="concept:nul", type="concept", name="a\x00b"))
+    good, _ = append(redis_client, stream, EntityUpserted(id="concept:ok", type="concept", name="OK"))
+    drain(c, engine)
+    dead = redis_client.xrange(f"{stream}:dead")
+    assert len(dead) == 1 and "rejected by Postgres" in dead[0][1][b"reason"].decode()
+    assert count(engine, "SELECT count(*) FROM entities WHERE id = 'concept:ok'") == 1
+    assert c.reached(good)
+    assert redis_client.xpending(stream, "graph")["pending"] == 0
+
+
 def test_entries_that_keep_killing_consumers_are_dead_lettered(
     engine: Engine, redis_client: redis.Redis, stream: str
 ) -> None:

@@ -67,12 +67,15 @@ def test_a_batch_travels_as_binary_vectors_and_bad_ones_are_refused_naming_the_f
             "bytes do not make": encoded(vectors)[:-8],
             "rows of 192 values": encoded(vectors[:, :192].copy()),
             "finite": encoded(np.full_like(vectors, np.nan)),
+            "only ASCII": "\n\u0081v",  # found by tests/e2e/test_api_fuzz.py: was a 500
         }
         for message, body in refused.items():
             answer = api.post(f"/v1/reembed/{job}/batches/0", json={"items": items, "vectors": body})
             assert answer.status_code == 422, message
             (detail,) = answer.json()["detail"]
             assert detail["loc"] == ["body", "vectors"] and message in detail["msg"]
+        untyped = api.post(f"/v1/reembed/{job}/batches/0", json={"items": [{"name": "X"}], "vectors": ""})
+        assert untyped.status_code == 422 and untyped.json()["detail"][0]["loc"] == ["body", "items", 0, "id"]
         assert sim.store.job(job)["done"] == 0  # type: ignore[index]
         answer = api.post(f"/v1/reembed/{job}/batches/0", json={"items": items, "vectors": encoded(vectors)})
         assert answer.status_code == 200 and answer.json() == {"counted": True}

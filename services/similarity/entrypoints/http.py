@@ -52,13 +52,16 @@ async def similar(
 ) -> dict[str, Any]:
     """Entities close to this one, best first (typed neighbors excluded by default). `mode=dense` ranks by
     cosine; `mode=hybrid` fuses cosine with BM25 over the texts (better for finding sources). `score` is
-    always the cosine and `min_score` applies to it."""
+    always the cosine and `min_score` applies to it. An entity the graph holds but the index does not yet
+    answers an empty list with `indexed: false`; an id the graph does not know, a 404."""
     _check_types(sim, types)
     threshold = sim.threshold if min_score is None else min_score
     hits = await run_in_threadpool(
         service.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked,
         hybrid=mode == "hybrid",
     )  # fmt: skip
+    if hits is None and not await run_in_threadpool(service.known_to_graph, sim, id):
+        raise HTTPException(404, detail=[{"loc": ["path", "id"], "msg": f"no entity {id!r}", "type": "not_found"}])
     items = _items(hits or [])
     return {"threshold": threshold, "count": len(items), "items": items, "model": sim.model.key, "mode": mode,
             "indexed": hits is not None}  # fmt: skip

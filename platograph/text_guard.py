@@ -1,0 +1,125 @@
+"""Refuse text Postgres cannot store, at the door of every service, with a 422 naming where it is.
+
+PostgreSQL's text and JSONB cannot hold U+0000, and UTF-8 cannot encode a lone surrogate (which
+Python's JSON decoder lets through). Such a string, accepted, would fail later: a 500 on a read, or an
+acknowledged write the projection can only dead-letter. One check in front of every app covers every
+path, query and JSON body, including the ones added later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+Loc = list[str | int]
+# A body is parsed only when one of these could be in it: a raw NUL, its JSON escape, or a surrogate's.
+_SUSPECT = re.compile(rb"\x00|\\u0000|\\u[dD][89a-fA-F]")
+
+
+def problem(text: str) -> str | None:
+    """Why Postgres could not store this text, or None."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone UTF-16 surrogate, which is not valid Unicode text"
+    return None
+
+
+def find(value: Any, loc: Loc) -> tuple[Loc, str] | None:
+    """The first string (key or value) in decoded JSON that Postgres could not store, with its location."""
+    if isinstance(value, str):
+        why = problem(value)
+        return None if why is None else (loc, why)
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find(item, [*loc, index])
+            if found:
+                return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            why = problem(key)
+            if why is not None:
+                return [*loc, ascii(key)[1:-1]], f"key {why}"  # escaped: the answer must be valid JSON
+            found = find(item, [*loc, key])
+            if found:
+                return found
+    return None
+
+
+def in_url(scope: Scope) -> tuple[Loc, str] | None:
+    why = problem(scope["path"])
+    if why is not None:
+        return ["path"], why
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        why = problem(name) or problem(value)
+        if why is not None:
+            return ["query", name.replace("\x00", "\\u0000")], why
+    return None
+
+
+def in_body(body: bytes) -> tuple[Loc, str] | None:
+    """Where the first bad string of a JSON or NDJSON body is (whatever its content type says: ingest
+    reads a body without one, and so does FastAPI)."""
+    if not _SUSPECT.search(body):
+        return None
+    try:
+        return find(json.loads(body), ["body"])  # not orjson: it refuses lone surrogates, which we look for
+    except ValueError:
+        pass
+    for number, line in enumerate(body.splitlines(), start=1):  # NDJSON, located as ingest locates lines
+        if _SUSPECT.search(line):
+            try:
+                found = find(json.loads(line), ["body", f"line {number}"])
+            except ValueError:
+                continue  # malformed: the app answers that itself, naming the line
+            if found:
+                return found
+    return None
+
+
+class TextGuard:
+    """Plain ASGI: the URL is checked on every request (cheap); a JSON body is read once and handed on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = in_url(scope)
+        if found is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body, receive = await _buffered(receive)
+            found = in_body(body)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        loc, why = found
+        detail = [{"loc": loc, "msg": f"text {why}", "type": "string_unstorable"}]
+        payload = orjson.dumps({"detail": detail})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 422, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a `receive` that replays the messages read (then passes on what comes next)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
