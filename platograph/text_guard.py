@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Loc = list[str | int]
 # A body is parsed only when one of these could be in it: a raw NUL, its JSON escape, or a surrogate's.
-_SUSPECT = re.compile(rb"\x00|\\u0000|\\u[dD][89a-fA-F]")
+# (The escapes as one pattern with a literal prefix: 2.4 ms over a 3.7 MB import, against 33 ms for a
+# single alternation that includes the raw NUL.)
+_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _suspect(data: bytes) -> bool:
+    return b"\x00" in data or _ESCAPE.search(data) is not None
 
 
 def problem(text: str) -> str | None:
@@ -54,10 +60,14 @@ def find(value: Any, loc: Loc) -> tuple[Loc, str] | None:
 
 
 def in_url(scope: Scope) -> tuple[Loc, str] | None:
-    why = problem(scope["path"])
-    if why is not None:
-        return ["path"], why
-    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+    # Percent-decoding replaces invalid UTF-8 (no surrogates come of it), so only a NUL can be here; the
+    # raw query is searched first because parsing it costs more than the rest of this check on every read.
+    if "\x00" in scope["path"]:
+        return ["path"], problem(scope["path"]) or ""
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         why = problem(name) or problem(value)
         if why is not None:
             return ["query", name.replace("\x00", "\\u0000")], why
@@ -67,14 +77,14 @@ def in_url(scope: Scope) -> tuple[Loc, str] | None:
 def in_body(body: bytes) -> tuple[Loc, str] | None:
     """Where the first bad string of a JSON or NDJSON body is (whatever its content type says: ingest
     reads a body without one, and so does FastAPI)."""
-    if not _SUSPECT.search(body):
+    if not _suspect(body):
         return None
     try:
         return find(json.loads(body), ["body"])  # not orjson: it refuses lone surrogates, which we look for
     except ValueError:
         pass
     for number, line in enumerate(body.splitlines(), start=1):  # NDJSON, located as ingest locates lines
-        if _SUSPECT.search(line):
+        if _suspect(line):
             try:
                 found = find(json.loads(line), ["body", f"line {number}"])
             except ValueError:
