@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -22,6 +23,13 @@ DESCRIPTION = """
 Platograph's public API. Writes are accepted asynchronously (202) and return a `position` token;
 pass it as `after=` to a read to see your own write. Errors name the offending field in `detail[].loc`.
 """
+
+# Answers any JSON operation can give, documented on each (the routes add their own 404, 409, 413).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": 'Malformed JSON body: `detail[].loc` is `["body"]`'},
+    422: {"description": "Invalid input: `detail[].loc` names the field, query parameter or path"},
+    503: {"description": "A service behind the gateway is unavailable: retry after `Retry-After` seconds"},
+}
 
 
 def create_app(
@@ -47,12 +55,8 @@ def create_app(
         telemetry=fastapi_telemetry(),
     )
     app.state.settings = settings
-    app.include_router(writes.router)
-    app.include_router(merges.router)
-    app.include_router(reads.router)
-    app.include_router(review.router)
-    app.include_router(webhooks.router)
-    app.include_router(reembed.router)
+    for api in (writes, merges, reads, review, webhooks, reembed):
+        app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -33,7 +33,7 @@ async def get(job: str, services: ServicesDep) -> Response:
     return relay(await call(services.similarity, "similarity", "GET", f"/v1/reembed/{segment(job)}"))
 
 
-@router.post("/{job}/approve", responses={409: {}})
+@router.post("/{job}/approve", responses={404: {}, 409: {}})
 async def approve(job: str, services: ServicesDep) -> Response:
     """Switch to the new model after reviewing the diff."""
     return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/approve"))
@@ -45,7 +45,7 @@ async def rollback(services: ServicesDep) -> Response:
     return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed/rollback"))
 
 
-@router.post("/{job}/cancel", responses={409: {}})
+@router.post("/{job}/cancel", responses={404: {}, 409: {}})
 async def cancel(job: str, services: ServicesDep) -> Response:
     """Stop a job before it switches; its collection is dropped."""
     return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/cancel"))
