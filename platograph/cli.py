@@ -115,6 +115,32 @@ def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
     console.print(table)
 
 
+@app.command("dead-letters")
+def dead_letters(
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many records")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Start after this record (a page's next cursor)")] = None,
+) -> None:
+    """What the projector set aside, oldest first, and why (GET /v1/dead-letters)."""
+    params: dict[str, str | int] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+    try:
+        response = httpx.get(f"{gateway}/v1/dead-letters", params=params, timeout=10)
+    except httpx.TransportError as exc:
+        console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if response.status_code != 200:
+        console.print(f"[red]{response.status_code}:[/] {response.text}")
+        raise typer.Exit(1)
+    page = response.json()
+    table = Table("at", "group", "stream entry", "reason")
+    for item in page["items"]:
+        entry = item["entry_id"] + ("" if item["index"] is None else f" (event {item['index']})")
+        table.add_row(item["at"], item["group"], entry, item["reason"])
+    console.print(table)
+    more = f"; next page: --cursor {page['next_cursor']}" if page["next_cursor"] else ""
+    console.print(f"{page['total']} in all{more}")
+
+
 @app.command()
 def rebuild(
     background: Annotated[bool, typer.Option(help="Enqueue as an RQ job instead of running here")] = False,

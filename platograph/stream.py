@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -124,6 +125,21 @@ class StreamConsumer:
             "raw": orjson.dumps(_jsonable(raw), default=str),
         }
         self.client.xadd(self.dead_letter_stream, fields)  # type: ignore[arg-type]
+
+    def dead_letters(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Dead-lettered records, oldest first, after the record `after` (exclusive): what was set aside,
+        by which group, and why."""
+        rows = self.client.xrange(self.dead_letter_stream, min=f"({after}" if after else "-", count=limit)
+        out = []
+        for record_id, fields in rows or []:
+            text = {reply_text(k): reply_text(v) for k, v in (fields or {}).items()}
+            record_id = reply_text(record_id)
+            at = datetime.fromtimestamp(int(record_id.split("-")[0]) / 1000, UTC)
+            index = int(text["index"]) if text.get("index") else None
+            out.append({"id": record_id, "at": at.isoformat(), "group": text.get("group", ""),
+                        "entry_id": text.get("entry_id", ""), "index": index, "reason": text.get("reason", ""),
+                        "raw": orjson.loads(text.get("raw", "null"))})  # fmt: skip
+        return out
 
     def backlog(self) -> dict[str, int | None]:
         """Entries of this group delivered but not acked (pending), and not yet delivered (lag)."""

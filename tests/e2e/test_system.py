@@ -100,6 +100,14 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
             timeout=60,
         )
         assert status.returncode == 0 and "journal_events" in status.stdout
+        dead = subprocess.run(
+            [sys.executable, "-m", "platograph.cli", "dead-letters", "--gateway", gateway],
+            capture_output=True,
+            text=True,
+            env=up_env,
+            timeout=60,
+        )
+        assert dead.returncode == 0 and "0 in all" in dead.stdout, dead.stdout + dead.stderr
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)
     finally:

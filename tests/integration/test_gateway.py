@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from platograph.contracts import ENTRY_FIELD
 from platograph.views import NeighborhoodView
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
@@ -216,6 +221,31 @@ def test_text_postgres_cannot_store_is_a_422_not_a_500(api: TestClient) -> None:
         assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path"], path
     response = api.get("/v1/candidates", params={"entity": "a\x00b"})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "entity"]
+
+
+def test_dead_letters_are_listed_with_their_reason_and_paged(
+    api: TestClient, redis_client: redis.Redis, stream: str
+) -> None:
+    redis_client.xadd(stream, {"garbage": "1"})
+    broken = {"event_id": str(uuid.uuid4()), "type": "entity.upserted", "occurred_at": "2026-11-28T00:00:00Z",
+              "producer": "test", "payload": {"id": "concept:x", "type": "concept"}}  # fmt: skip
+    redis_client.xadd(stream, {ENTRY_FIELD: orjson.dumps([broken])})
+    deadline = time.monotonic() + 30
+    while (first := api.get("/v1/dead-letters", params={"limit": 1}).json())["total"] < 2:
+        assert time.monotonic() < deadline, first
+        time.sleep(0.05)
+    (undecodable,) = first["items"]
+    assert undecodable["group"] == "graph" and "undecodable entry" in undecodable["reason"]
+    assert undecodable["raw"] == {"garbage": "1"} and undecodable["index"] is None
+    second = api.get("/v1/dead-letters", params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    (contract,) = second["items"]
+    assert "breaks its contract" in contract["reason"] and "name" in contract["reason"]
+    assert contract["index"] == 0 and contract["raw"]["event_id"] == broken["event_id"]
+    last = api.get("/v1/dead-letters", params={"limit": 1, "cursor": contract["id"]}).json()
+    assert last["items"] == [] and last["next_cursor"] is None
+    bad = api.get("/v1/dead-letters", params={"cursor": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "cursor"]
+    assert 'href="/v1/dead-letters"' in api.get("/").text
 
 
 def test_openapi_documents_the_public_routes(api: TestClient) -> None:

@@ -232,6 +232,24 @@ def candidate_pair(conn: ConnDep, a: str, b: str) -> dict[str, Any]:
     return found
 
 
+@router.get("/dead-letters")
+def dead_letters(
+    graph: GraphDep,
+    cursor: str | None = Query(None, description="A page's `next_cursor`"),
+    limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    """What the projector set aside, oldest first: each record's group, stream entry, reason (undecodable,
+    breaks its contract, rejected by Postgres, delivered too often) and the raw entry or event."""
+    if cursor is not None:
+        try:
+            parse_entry_id(cursor)
+        except ValueError as exc:
+            raise _bad_cursor(exc) from exc
+    items = graph.consumer.dead_letters(cursor, limit)
+    total = int(graph.consumer.client.xlen(graph.settings.dead_letter_stream))
+    return {"total": total, "items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
+
+
 @router.get("/stats")
 def stats(conn: ConnDep, graph: GraphDep) -> dict[str, Any]:
     """Read-model counts, projector progress, stream length and dead letters."""
