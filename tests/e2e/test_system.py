@@ -92,22 +92,10 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         paper = view["source_paper"]
         assert (paper["year"], len(paper["authors"])) == (2024, 4)
         assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
-        status = subprocess.run(
-            [sys.executable, "-m", "platograph.cli", "status", "--gateway", gateway],
-            capture_output=True,
-            text=True,
-            env=up_env,
-            timeout=60,
-        )
-        assert status.returncode == 0 and "journal_events" in status.stdout
-        dead = subprocess.run(
-            [sys.executable, "-m", "platograph.cli", "dead-letters", "--gateway", gateway],
-            capture_output=True,
-            text=True,
-            env=up_env,
-            timeout=60,
-        )
-        assert dead.returncode == 0 and "0 in all" in dead.stdout, dead.stdout + dead.stderr
+        for command, shown in (("status", "journal_events"), ("dead-letters", "0 in all")):
+            run = subprocess.run([sys.executable, "-m", "platograph.cli", command, "--gateway", gateway],
+                                 capture_output=True, text=True, env=up_env, timeout=60)  # fmt: skip
+            assert run.returncode == 0 and shown in run.stdout, run.stdout + run.stderr
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)
     finally:
