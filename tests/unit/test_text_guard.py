@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from platograph.text_guard import find, in_body, in_url, problem
+from platograph.text_guard import Refusal, find, in_body, in_url, problem
 
 
 def test_problem_names_nul_and_lone_surrogates_only() -> None:
@@ -14,9 +14,9 @@ def test_problem_names_nul_and_lone_surrogates_only() -> None:
 
 
 def test_find_locates_the_first_bad_string_in_keys_and_values() -> None:
-    assert find({"a": [1, "ok", {"b": "x\x00"}]}, ["body"]) == (["body", "a", 2, "b"], problem("\x00"))
-    loc, why = find({"bad\x00key": 1}, ["body"]) or ([], "")
-    assert loc == ["body", "bad\\x00key"] and why.startswith("key ")
+    assert find({"a": [1, "ok", {"b": "x\x00"}]}, ["body"]) == Refusal(["body", "a", 2, "b"], problem("\x00") or "")
+    loc, why, _ = find({"bad\x00key": 1}, ["body"]) or ([], "", "")
+    assert loc == ["body", "bad\\x00key"] and why.startswith("key: text contains a NUL")
     assert find({"a": ["b", 1.5, None, True]}, ["body"]) is None
 
 
@@ -37,10 +37,21 @@ def test_in_body(body: bytes, loc: list[object] | None) -> None:
     assert (found[0] if found else None) == loc
 
 
-def test_in_url_checks_the_decoded_path_and_every_query_parameter() -> None:
-    assert in_url({"path": "/v1/entities/a\x00b", "query_string": b""}) == (["path"], problem("\x00"))
-    assert in_url({"path": "/v1/candidates", "query_string": b"limit=5&entity=a%00b"}) == (
-        ["query", "entity"],
+@pytest.mark.parametrize("depth", [600, 5_000, 100_000])
+def test_a_body_nested_too_deeply_is_refused_not_a_crash(depth: int) -> None:
+    # Walking it (or json's own parser) would hit the recursion limit: that was a 500.
+    found = in_body(b"[" * depth + b'"\\u0000"' + b"]" * depth)
+    assert found is not None and found.loc == ["body"] and found.type == "too_deep"
+    assert in_body(b"[" * 400 + b'"\\u0000"' + b"]" * 400) == (
+        ["body"] + [0] * 400,
         problem("\x00"),
+        "string_unstorable",
+    )
+
+
+def test_in_url_checks_the_decoded_path_and_every_query_parameter() -> None:
+    assert in_url({"path": "/v1/entities/a\x00b", "query_string": b""}) == Refusal(["path"], problem("\x00") or "")
+    assert in_url({"path": "/v1/candidates", "query_string": b"limit=5&entity=a%00b"}) == Refusal(
+        ["query", "entity"], problem("\x00") or ""
     )
     assert in_url({"path": "/v1/search", "query_string": b"q=caf%C3%A9"}) is None
