@@ -113,6 +113,8 @@ def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
     for name, count in sorted((hooks.get("deliveries") or {}).items()):
         table.add_row(f"webhook deliveries: {name}", str(count))
     console.print(table)
+    if graph.get("dead_letters"):
+        console.print("[yellow]Some entries were set aside:[/] `platograph dead-letters` lists them and why.")
 
 
 @app.command("dead-letters")
