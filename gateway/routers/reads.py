@@ -13,6 +13,7 @@ from gateway.deps import ServicesDep, SettingsDep
 from gateway.upstream import call, raise_for_client_error, relay
 from platograph.urls import segment
 from platograph.views import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
+from services.similarity.domain.messages import ComparePairs
 
 router = APIRouter(prefix="/v1", tags=["read"])
 After = Annotated[
@@ -238,9 +239,9 @@ async def candidates(
 
 
 @router.post("/compare", tags=["similarity"])
-async def compare(request: Request, services: ServicesDep) -> Response:
+async def compare(body: ComparePairs, services: ServicesDep) -> Response:
     """Score text pairs with the active model: `{"pairs": [[a, b], ...]}` → cosine, and duplicate or link with why."""
-    response = await call(services.similarity, "similarity", "POST", "/v1/compare", content=await request.body(),
+    response = await call(services.similarity, "similarity", "POST", "/v1/compare", content=body.model_dump_json(),
                           headers={"content-type": "application/json"})  # fmt: skip
     return relay(response)
 

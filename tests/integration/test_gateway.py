@@ -248,6 +248,20 @@ def test_dead_letters_are_listed_with_their_reason_and_paged(
     assert 'href="/v1/dead-letters"' in api.get("/").text
 
 
+def test_compare_is_validated_and_documented_at_the_gateway(api: TestClient) -> None:
+    pairs = [["Vitamin D promotes bone growth.", "Vitamin D counteracts bone growth."]]
+    answer = api.post("/v1/compare", json={"pairs": pairs})
+    assert answer.status_code == 200, answer.text
+    (item,) = answer.json()["items"]
+    assert item["score"] > 0.8 and item["kind"] == "link"  # negated twins: close, but not duplicates
+    for body, loc in (({"pairs": []}, ["body", "pairs"]), ({"pairs": [["a"]]}, ["body", "pairs", 0, 1]),
+                      ({"pairs": pairs, "extra": 1}, ["body", "extra"])):  # fmt: skip
+        refused = api.post("/v1/compare", json=body)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == loc, refused.text
+    schema = api.get("/openapi.json").json()
+    assert "ComparePairs" in str(schema["paths"]["/v1/compare"]["post"]["requestBody"])
+
+
 def test_openapi_documents_the_public_routes(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/entities", "/v1/edges", "/v1/import", "/v1/entities/{id}/neighborhood", "/v1/status"} <= set(paths)

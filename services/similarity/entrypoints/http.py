@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.background import thread_lifespan
@@ -13,6 +12,7 @@ from platograph.observability import fastapi_telemetry, instrument
 from services.similarity import consumer, reembed, service
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
+from services.similarity.domain.messages import ComparePairs
 from services.similarity.domain.models import REGISTRY
 from services.similarity.entrypoints import reembed_http
 from services.similarity.entrypoints.deps import SimDep
@@ -82,10 +82,6 @@ async def search(
         service.search, sim, q, limit=limit, min_score=min_score, types=types, hybrid=mode == "hybrid"
     )
     return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key, "mode": mode}
-
-
-class ComparePairs(BaseModel):
-    pairs: list[tuple[str, str]] = Field(min_length=1, max_length=1000)
 
 
 @router.post("/compare")
