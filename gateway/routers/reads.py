@@ -217,7 +217,9 @@ async def search(
     type: Types = None,
     mode: str = Query("hybrid", pattern="^(dense|hybrid)$", description="Cosine fused with BM25, or cosine only"),
 ) -> Response:
-    """Entities ranked for free text by meaning and words (the same embedding as candidates)."""
+    """Entities ranked for free text by meaning and words (the same embedding as candidates). With
+    `mode=hybrid` the order is the fused rank (cosine and BM25) while `score` stays the cosine, so scores
+    need not fall monotonically down the list; `min_score` applies to the cosine."""
     return await _passthrough(services.similarity, "similarity", "/v1/search", request)
 
 
