@@ -6,7 +6,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -87,14 +87,23 @@ def import_(
     console.print(f"{totals['entity_count']} entities, {totals['edge_count']} edges, position {totals['position']}")
 
 
-@app.command()
-def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
-    """Health of each service, counts and projector progress."""
+def _get(gateway: str, path: str, params: dict[str, str | int] | None = None) -> Any:
+    """A gateway answer as JSON; unreachable, or an error answer, is printed and exits 1."""
     try:
-        state = httpx.get(f"{gateway}/v1/status", timeout=10).json()
+        response = httpx.get(f"{gateway}{path}", params=params, timeout=10)
     except httpx.TransportError as exc:
         console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
         raise typer.Exit(1) from exc
+    if response.status_code != 200:
+        console.print(f"[red]{response.status_code}:[/] {response.text}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@app.command()
+def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
+    """Health of each service, counts and projector progress."""
+    state = _get(gateway, "/v1/status")
     table = Table("what", "state")
     for name, value in state["services"].items():
         table.add_row(name, f"[green]{value}[/]" if value == "ok" else f"[red]{value}[/]")
@@ -124,16 +133,7 @@ def dead_letters(
     cursor: Annotated[str | None, typer.Option(help="Start after this record (a page's next cursor)")] = None,
 ) -> None:
     """What the projector set aside, oldest first, and why (GET /v1/dead-letters)."""
-    params: dict[str, str | int] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-    try:
-        response = httpx.get(f"{gateway}/v1/dead-letters", params=params, timeout=10)
-    except httpx.TransportError as exc:
-        console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
-        raise typer.Exit(1) from exc
-    if response.status_code != 200:
-        console.print(f"[red]{response.status_code}:[/] {response.text}")
-        raise typer.Exit(1)
-    page = response.json()
+    page = _get(gateway, "/v1/dead-letters", {"limit": limit} | ({"cursor": cursor} if cursor else {}))
     table = Table("at", "group", "stream entry", "reason")
     for item in page["items"]:
         entry = item["entry_id"] + ("" if item["index"] is None else f" (event {item['index']})")

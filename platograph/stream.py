@@ -131,10 +131,10 @@ class StreamConsumer:
         by which group, and why."""
         rows = self.client.xrange(self.dead_letter_stream, min=f"({after}" if after else "-", count=limit)
         out = []
-        for record_id, fields in rows or []:
+        for raw_id, fields in rows or []:
             text = {reply_text(k): reply_text(v) for k, v in (fields or {}).items()}
-            record_id = reply_text(record_id)
-            at = datetime.fromtimestamp(int(record_id.split("-")[0]) / 1000, UTC)
+            record_id = reply_text(raw_id)
+            at = datetime.fromtimestamp(_id_tuple(record_id)[0] / 1000, UTC)
             index = int(text["index"]) if text.get("index") else None
             out.append({"id": record_id, "at": at.isoformat(), "group": text.get("group", ""),
                         "entry_id": text.get("entry_id", ""), "index": index, "reason": text.get("reason", ""),

@@ -188,7 +188,7 @@ def known_to_graph(sim: Similarity, entity_id: str) -> bool:
     """Whether the graph holds the entity, in any status. True when the graph cannot say: an entity the
     index lacks is then reported as not indexed yet, not as unknown."""
     try:
-        return sim.graph.get(f"/v1/entities/{segment(entity_id)}").status_code != 404
+        return _from_graph(sim, entity_id) is not None
     except httpx.HTTPError:
         return True
 
