@@ -3,8 +3,9 @@
 A consumer thread that ends on an unexpected error leaves its HTTP server up and looking healthy while
 nothing is consumed. So an unexpected error is logged, counted (in `/v1/stats` and in the metric
 `platograph_background_failures_total`) and the loop starts again after a pause: the entries it had read
-and not acked are read again first, so nothing is lost, and an entry that fails every time holds its
-group back where an operator can see it rather than being dropped.
+and not acked are read again first, so nothing is lost. An entry that fails every time is dead-lettered
+once it has been delivered PLATOGRAPH_MAX_DELIVERIES times (platograph.consuming), where an operator sees
+it (`platograph dead-letters`), so it does not hold its group back for good.
 """
 
 from __future__ import annotations

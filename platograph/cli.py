@@ -132,7 +132,7 @@ def dead_letters(
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many records")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Start after this record (a page's next cursor)")] = None,
 ) -> None:
-    """What the projector set aside, oldest first, and why (GET /v1/dead-letters)."""
+    """What the consumer groups set aside, oldest first, and why (GET /v1/dead-letters)."""
     page = _get(gateway, "/v1/dead-letters", {"limit": limit} | ({"cursor": cursor} if cursor else {}))
     table = Table("at", "group", "stream entry", "reason")
     for item in page["items"]:

@@ -20,6 +20,8 @@ class CoreSettings(BaseSettings):
     ontology: Path = DEFAULT_PATH
     # Seconds a background loop (a consumer thread) waits before starting again after an unexpected error.
     restart_pause_s: float = Field(5.0, gt=0, le=300)
+    # Deliveries without an ack after which a consumer group dead-letters an entry (platograph.consuming).
+    max_deliveries: int = Field(5, ge=1, le=1000)
 
     @field_validator("redis_url")
     @classmethod

@@ -2,27 +2,20 @@
 
 The stream is trimmed once every group is done with its entries (the graph journal keeps every event). A
 group created after a trim starts at the first entry left, so it first reads back what it missed from the
-journal (`catch_up`): for a consumer, a trimmed stream then reads the same as a whole one.
+journal (`catch_up`): for a consumer, a trimmed stream then reads the same as a whole one. The loop that
+runs a group member is `platograph.consuming`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 import redis
 from redis.exceptions import ResponseError
-from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
-
-log = logging.getLogger(__name__)
 
 Entry = tuple[str, dict[bytes, bytes]]
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _decoded(entries: Any) -> list[Entry]:
@@ -104,12 +97,11 @@ class StreamConsumer:
 
     def deliveries(self, entry_ids: list[str]) -> dict[str, int]:
         """How many times each pending entry has been delivered."""
-        out: dict[str, int] = {}
+        pipe = self.client.pipeline(transaction=False)
         for entry_id in entry_ids:
-            rows = self.client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
-            if rows:
-                out[entry_id] = int(rows[0]["times_delivered"])
-        return out
+            pipe.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        return {entry_id: int(rows[0]["times_delivered"])
+                for entry_id, rows in zip(entry_ids, pipe.execute(), strict=True) if rows}  # fmt: skip
 
     def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:
@@ -238,89 +230,3 @@ def reply_text(value: Any) -> str:
 def _id_tuple(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-CatchUp = Callable[[str, str | None], Iterable[list[Entry]]]
-"""Entries up to the first argument, after the second, from the journal (platograph.graph_api)."""
-
-
-def read_back(consumer: StreamConsumer, handle: Callable[[list[Entry]], int], catch_up: CatchUp,
-              stop: threading.Event) -> None:  # fmt: skip
-    """Hand a new group what a trim took before it existed, page by page, resuming after a restart.
-    Consumers are idempotent, so a page handled twice (a crash before its mark) changes nothing."""
-    gap = consumer.missed()
-    if gap is None:
-        return
-    until, after = gap
-    log.info("group %s was created after a trim: reading entries up to %s back from the journal", consumer.group,
-             until)  # fmt: skip
-    read = 0
-    for page in catch_up(until, after):
-        if stop.is_set():
-            return
-        handle(page)  # its acks of entries the group never had are no-ops
-        consumer.caught_up_to(page[-1][0])
-        read += len(page)
-    consumer.caught_up()
-    log.info("group %s read %d entries back from the journal", consumer.group, read)
-
-
-def backoff(
-    stop: threading.Event, retry_on: Callable[[BaseException], bool]
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A tenacity decorator that retries while `retry_on(exc)` (a server away), with exponential backoff and
-    a warning each time, until the call passes or `stop` is set (then the last error is raised)."""
-    return retry(
-        retry=retry_if_exception(retry_on),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=lambda _state: stop.is_set(),
-        reraise=True,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-    )
-
-
-def consume(
-    consumer: StreamConsumer,
-    handle: Callable[[list[Entry]], int],
-    stop: threading.Event,
-    *,
-    batch: int,
-    block_ms: int,
-    claim_idle_ms: int,
-    transient: tuple[type[BaseException], ...],
-    triage: Callable[[list[Entry]], list[Entry]] | None = None,
-    catch_up: CatchUp | None = None,
-) -> None:
-    """Run a group member until stopped: what a trim took before the group existed first (with
-    `catch_up`), then its own pending entries (after a restart), then entries reclaimed from dead members
-    (`triage` may dead-letter some), then new ones. `handle` acks what it processed. Transient errors
-    (servers away) are retried with backoff until they pass or stop is set."""
-    retrying = backoff(stop, lambda exc: isinstance(exc, transient))
-
-    @retrying
-    def step(first: bool) -> int:
-        entries = consumer.own_pending(batch) if first else []
-        if not entries:
-            entries = consumer.reclaim(claim_idle_ms, batch)
-            entries = triage(entries) if triage and entries else entries
-        if not entries:
-            entries = consumer.read_new(batch, block_ms)
-        return handle(entries) if entries else 0
-
-    consumer.ensure_group()
-    if catch_up is not None:
-        try:
-            retrying(read_back)(consumer, handle, catch_up, stop)
-        except transient:
-            if stop.is_set():
-                return
-            raise
-    first = True
-    while not stop.is_set():
-        try:
-            handled = step(first)
-        except transient:
-            if stop.is_set():  # asked to stop while a server was unreachable: nothing was acked
-                break
-            raise
-        first = first and handled > 0

@@ -22,7 +22,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;border-bottom:1px so
 metrics: <a href="/metrics">/metrics</a> · JSON status: <a href="/v1/status">/v1/status</a></p>
 <h2>Services</h2><table>{services}</table>
 <h2>Graph</h2><table>{graph}</table>
-<p>Entries the projector set aside, with the reason: <a href="/v1/dead-letters">/v1/dead-letters</a></p>
+<p>Entries the consumer groups set aside, with the reason: <a href="/v1/dead-letters">/v1/dead-letters</a></p>
 <h2>Similarity</h2><table>{similarity}</table>
 <h2>Webhooks</h2><table>{webhooks}</table>
 <h2>Candidates</h2><p>Close in meaning, no typed edge yet (<a href="/v1/candidates">all, as JSON</a>):</p>

@@ -218,8 +218,9 @@ async def search(
     mode: str = Query("hybrid", pattern="^(dense|hybrid)$", description="Cosine fused with BM25, or cosine only"),
 ) -> Response:
     """Entities ranked for free text by meaning and words (the same embedding as candidates). With
-    `mode=hybrid` the order is the fused rank (cosine and BM25) while `score` stays the cosine, so scores
-    need not fall monotonically down the list; `min_score` applies to the cosine."""
+    `mode=hybrid` the order is the fusion score of cosine and BM25, given as each item's `fused`, while
+    `score` stays the cosine, so scores need not fall monotonically down the list; `min_score` applies to
+    the cosine."""
     return await _passthrough(services.similarity, "similarity", "/v1/search", request)
 
 
@@ -261,7 +262,7 @@ async def dead_letters(
     cursor: str | None = Query(None, description="A page's `next_cursor`"),
     limit: int = Query(50, ge=1, le=500),
 ) -> Response:
-    """Stream entries the projector set aside, oldest first, with the reason and the raw entry or event
+    """Stream entries the consumer groups set aside, oldest first, with the reason and the raw entry or event
     (`dead_letters` in `/v1/status` counts them)."""
     return await _passthrough(services.graph, "graph", "/v1/dead-letters", request)
 

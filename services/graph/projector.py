@@ -79,16 +79,3 @@ def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) ->
                 result.dead_lettered += 1
     consumer.ack([entry_id for entry_id, _ in entries])
     return result
-
-
-def drop_overdelivered(entries: list[Entry], consumer: StreamConsumer, max_deliveries: int) -> list[Entry]:
-    """Dead-letter reclaimed entries that keep killing their consumers; return the others."""
-    counts = consumer.deliveries([entry_id for entry_id, _ in entries])
-    keep: list[Entry] = []
-    for entry_id, fields in entries:
-        if counts.get(entry_id, 0) > max_deliveries:
-            consumer.dead_letter(entry_id, fields, f"delivered more than {max_deliveries} times without an ack")
-            consumer.ack([entry_id])
-        else:
-            keep.append((entry_id, fields))
-    return keep

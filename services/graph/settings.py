@@ -16,6 +16,5 @@ class GraphSettings(CoreSettings, DatabaseSettings):
     batch_size: int = 50  # entries per transaction; an entry holds up to events_per_entry events
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
-    max_deliveries: int = 5
     # Trim stream entries every consumer group is done with (the journal keeps them); 0 = never.
     trim_every_s: float = 60.0

@@ -18,9 +18,10 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from platograph.background import keep_running
+from platograph.consuming import backoff, consume, server_away
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
-from platograph.stream import Entry, backoff, consume
+from platograph.stream import Entry
 from services.similarity import service
 from services.similarity.bootstrap import Similarity
 
@@ -121,8 +122,9 @@ def rebuild_if_lost(sim: Similarity) -> bool:
 
 
 def run(sim: Similarity, stop: threading.Event) -> None:
-    """Consume until stopped; an unexpected error (a graph 5xx in the middle of a read, say) starts the
-    loop again after a pause, and its unacked entries are handled first (keep_running)."""
+    """Consume until stopped; an unexpected error (not a server away, which is waited out) starts the loop
+    again after a pause, and its unacked entries are handled first (keep_running). An entry that fails
+    every time is dead-lettered after PLATOGRAPH_MAX_DELIVERIES deliveries (platograph.consuming)."""
     keep_running(sim.loop, lambda stop: _consume(sim, stop), stop, sim.settings.restart_pause_s)
 
 
@@ -148,6 +150,8 @@ def _consume(sim: Similarity, stop: threading.Event) -> None:
         batch=settings.similarity_batch_size,
         block_ms=500,
         claim_idle_ms=30_000,
-        transient=transient,
+        transient=server_away,
+        max_deliveries=settings.max_deliveries,
+        last_error=lambda: sim.loop.last_error,
         catch_up=lambda until, after: journal_entries(sim.graph, until, after),
     )

@@ -12,16 +12,15 @@ import threading
 import uuid
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from platograph.background import keep_running
+from platograph.consuming import consume, server_away
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
-from platograph.stream import Entry, consume
+from platograph.stream import Entry
 from services.webhooks import delivery
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks
@@ -108,7 +107,9 @@ def run(wh: Webhooks, stop: threading.Event) -> None:
             batch=wh.settings.webhook_batch_size,
             block_ms=500,
             claim_idle_ms=30_000,
-            transient=(RedisConnectionError, httpx.TransportError, httpx.HTTPStatusError, OperationalError),
+            transient=lambda exc: server_away(exc) or isinstance(exc, OperationalError),
+            max_deliveries=wh.settings.max_deliveries,
+            last_error=lambda: wh.loop.last_error,
             catch_up=lambda until, after: journal_entries(wh.graph, until, after),
         )
 

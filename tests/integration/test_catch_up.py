@@ -12,9 +12,10 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from platograph.consuming import consume
 from platograph.contracts import ENTRY_FIELD, EntityUpserted
 from platograph.graph_api import journal_entries
-from platograph.stream import Entry, StreamConsumer, consume, trim
+from platograph.stream import Entry, StreamConsumer, trim
 from services.graph.bootstrap import bootstrap
 from services.graph.entrypoints.http import create_app
 from services.graph.settings import GraphSettings
@@ -55,7 +56,7 @@ class Recorder:
         return len(entries)
 
     def run(self, api: TestClient, page_size: int) -> None:
-        consume(self.c, self, self.stop, batch=10, block_ms=20, claim_idle_ms=60_000, transient=(),
+        consume(self.c, self, self.stop, batch=10, block_ms=20, claim_idle_ms=60_000, transient=lambda exc: False,
                 catch_up=lambda until, after: journal_entries(api, until, after, page_size=page_size))  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from platograph.consuming import set_aside
 from platograph.contracts import (
     ENTRY_FIELD,
     EdgeAdded,
@@ -171,7 +172,7 @@ def test_entries_that_keep_killing_consumers_are_dead_lettered(
     c.read_new(10, block_ms=10)
     for _ in range(3):  # each reclaim counts as a delivery
         c.reclaim(min_idle_ms=0, count=10)
-    kept = projector.drop_overdelivered(c.reclaim(min_idle_ms=0, count=10), c, max_deliveries=3)
+    kept = set_aside(c, c.reclaim(min_idle_ms=0, count=10), max_deliveries=3, last_error=None)
     assert kept == []
     assert redis_client.xlen(f"{stream}:dead") == 1
     assert redis_client.xpending(stream, "graph")["pending"] == 0

@@ -105,8 +105,11 @@ def test_entity_event_to_candidate_on_the_stream_to_the_view(
     assert item["kind"] == "link" and item["suggested_edge"] == "supports" and "cosine" in item["reason"]
     view = api.get("/v1/entities/hypothesis:lrh/neighborhood").json()
     assert [i["entity"]["id"] for i in view["related_by_similarity"]["items"]] == ["claim:directions"]
-    found = api.get("/v1/search", params={"q": "concepts as directions", "limit": 1}).json()["items"]
+    found = api.get("/v1/search", params={"q": "concepts as directions", "limit": 2}).json()["items"]
     assert found[0]["entity"]["id"] in pair
+    assert [i["fused"] for i in found] == sorted((i["fused"] for i in found), reverse=True)  # hybrid: the order
+    dense = api.get("/v1/search", params={"q": "concepts as directions", "mode": "dense"}).json()["items"]
+    assert "fused" not in dense[0] and [i["score"] for i in dense] == sorted((i["score"] for i in dense), reverse=True)
     page = api.get("/").text  # the status page a person looks at lists the candidate
     assert "Concepts are directions ↔ Linear representation hypothesis" in page
 
@@ -335,3 +338,34 @@ def test_the_consumer_survives_an_unexpected_error_and_loses_nothing(
         assert {i["entity"]["id"] for i in view["related_by_similarity"]["items"]} & SEED_PAGE_RELATED
         page = api.get("/").text
         assert "consumer errors" in page and "HTTPStatusError" in page
+
+
+def test_an_entry_the_consumer_fails_on_every_time_is_dead_lettered_and_the_rest_indexed(
+    env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that one entity meets every time: after PLATOGRAPH_MAX_DELIVERIES deliveries its entry is set
+    aside with the error, and the entities written before and after it are indexed."""
+    from services.similarity import service
+
+    monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.05")
+    monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "2")
+    real = service.handle_entry
+
+    def fails_on_poison(sim: Any, entry_id: str, envelopes: list[Any], known: Any = None) -> Any:
+        if any(e.payload.get("id") == "concept:poison" for e in envelopes):
+            raise RuntimeError("a bug this entity meets")
+        return real(sim, entry_id, envelopes, known)
+
+    monkeypatch.setattr(service, "handle_entry", fails_on_poison)
+    with contextmanager(system)(tmp_path / "index") as api:
+        for name in ("before", "poison", "after"):
+            written = api.post("/v1/entities", json=[{"id": f"concept:{name}", "name": f"The {name} concept"}])
+            assert written.status_code == 202
+        dead = eventually(lambda: api.get("/v1/dead-letters").json()["items"])
+        assert [d["group"] for d in dead] == ["similarity"]
+        assert "concept:poison" in dead[0]["raw"]["events"]
+        assert "delivered 3 times" in dead[0]["reason"] and "RuntimeError: a bug this entity meets" in dead[0]["reason"]
+        sim = eventually(lambda: settled(api))
+        for name in ("before", "after"):
+            assert api.get(f"/v1/entities/concept:{name}/similar").json()["indexed"] is True
+        assert sim["consumer"]["failures"] == 2 and sim["pending"] == 0

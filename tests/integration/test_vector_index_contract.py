@@ -94,6 +94,9 @@ def test_hybrid_lets_words_rank_and_reports_cosine(index: VectorIndex) -> None:
     assert index.search(query.tolist(), limit=1)[0].entity.id == "claim:b"
     hybrid = index.search(query.tolist(), limit=3, text="aspirin stroke")
     assert hybrid[0].entity.id == "claim:a"  # the words outweigh a small cosine gap
+    ranks = [h.fused for h in hybrid]  # the fusion score is reported, and it is what orders the list
+    assert None not in ranks and ranks == sorted(ranks, reverse=True) and ranks[0] > ranks[-1]  # type: ignore[type-var]
+    assert index.search(query.tolist(), limit=1)[0].fused is None  # a dense search has no fusion score
     cosine = {h.entity.id: h.score for h in hybrid}
     assert cosine["claim:a"] == pytest.approx(float(query @ vectors[0]), abs=SCORE_TOLERANCE)
     assert all(h.score >= 0.0 for h in index.search(query.tolist(), limit=3, text="aspirin", min_score=0.0))

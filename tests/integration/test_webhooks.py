@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -280,6 +281,34 @@ def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(
     assert loop["last_error"] == "RuntimeError: not a server away: a bug"
     page = hooks.api.get("/").text
     assert "dispatcher errors" in page and "not a server away" in page
+
+
+def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_next_delivered(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph answers 400 for one entry's events, every time: a bug, not an outage, so it is not waited
+    out for ever. After PLATOGRAPH_MAX_DELIVERIES (5) deliveries the entry is set aside with the error,
+    and the candidate behind it is delivered."""
+    real = dispatcher.record
+
+    def refuses_poison(wh: Any, events: list[Any], subscriptions: list[Any]) -> int:
+        if any(event.payload.get("a") == "claim:poison" for _, event in events):
+            request = httpx.Request("POST", "http://graph/v1/briefs")
+            raise httpx.HTTPStatusError("400", request=request, response=httpx.Response(400, request=request))
+        return int(real(wh, events, subscriptions))
+
+    monkeypatch.setattr(dispatcher, "record", refuses_poison)
+    with receiver() as endpoint:
+        hooks.register(endpoint.url)
+        hooks.propose(a="claim:poison")
+        event = hooks.propose()
+        (arrived,) = endpoint.wait(1, accepted=True)
+        assert arrived.headers["webhook-id"] == str(event)
+    (dead,) = hooks.api.get("/v1/dead-letters").json()["items"]
+    assert dead["group"] == "webhooks" and "claim:poison" in dead["raw"]["events"]
+    assert "delivered 6 times" in dead["reason"] and "HTTPStatusError: 400" in dead["reason"]
+    loop = hooks.api.get("/v1/status").json()["webhooks"]["dispatcher"]
+    assert loop["failures"] == 5 and loop["running"] is True
 
 
 def test_a_rotated_secret_and_the_old_one_both_verify(hooks: Hooks) -> None:

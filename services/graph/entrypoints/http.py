@@ -238,7 +238,7 @@ def dead_letters(
     cursor: str | None = Query(None, description="A page's `next_cursor`"),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """What the projector set aside, oldest first: each record's group, stream entry, reason (undecodable,
+    """What the consumer groups set aside, oldest first: each record's group, stream entry, reason (undecodable,
     breaks its contract, rejected by Postgres, delivered too often) and the raw entry or event."""
     if cursor is not None:
         try:

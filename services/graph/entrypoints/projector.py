@@ -11,7 +11,8 @@ from types import FrameType
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
-from platograph.stream import Entry, consume, trim
+from platograph.consuming import consume
+from platograph.stream import Entry, trim
 from services.graph import projector
 from services.graph.bootstrap import Graph, bootstrap
 
@@ -43,8 +44,8 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
         batch=settings.batch_size,
         block_ms=settings.block_ms,
         claim_idle_ms=settings.claim_idle_ms,
-        transient=(OperationalError, RedisConnectionError),
-        triage=lambda entries: projector.drop_overdelivered(entries, consumer, settings.max_deliveries),
+        transient=lambda exc: isinstance(exc, OperationalError | RedisConnectionError),
+        max_deliveries=settings.max_deliveries,
     )
 
 

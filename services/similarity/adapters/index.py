@@ -90,6 +90,7 @@ class Indexed:
 class Hit:
     entity: Indexed
     score: float  # cosine, whatever ranked the hit
+    fused: float | None = None  # hybrid search: the fusion score (DBSF) the hits are ordered by
 
 
 class VectorIndex(Protocol):
@@ -144,9 +145,9 @@ def point_parts(dense: list[float], parts: Sequence[Vectors] | None, i: int) -> 
     return [row.tolist() for row in parts[i]]
 
 
-def fused(ranked: Iterable[tuple[dict[str, Any], float]], limit: int, min_score: float | None) -> list[Hit]:
-    """Fused order kept; cosine reported and thresholded."""
-    hits = [Hit(Indexed.from_payload(payload), cosine) for payload, cosine in ranked]
+def fused(ranked: Iterable[tuple[dict[str, Any], float, float]], limit: int, min_score: float | None) -> list[Hit]:
+    """Fused order kept, with its score; cosine reported and thresholded. Rows: (payload, cosine, fused)."""
+    hits = [Hit(Indexed.from_payload(payload), cosine, fused) for payload, cosine, fused in ranked]
     return [h for h in hits if min_score is None or h.score >= min_score][:limit]
 
 

@@ -119,7 +119,8 @@ class QdrantClientIndex:
             with_payload=True,
             with_vectors=[DENSE],
         )
-        return fused(((p.payload, cosine(vector, p.vector)) for p in result.points), limit, min_score)
+        rows = ((p.payload or {}, cosine(vector, p.vector), float(p.score)) for p in result.points)
+        return fused(rows, limit, min_score)
 
     def search_many(
         self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]

@@ -25,10 +25,11 @@ Types = Annotated[list[str] | None, Query(alias="type", description="Only these 
 
 
 def _items(hits: list[Hit]) -> list[dict[str, Any]]:
+    """Each hit with its cosine (`score`) and, from a hybrid search, the fusion score that orders the list."""
     return [
         {"entity": {"id": h.entity.id, "type": h.entity.type, "status": "active", "name": h.entity.name,
                     "description": h.entity.description},
-         "score": round(h.score, 4)}
+         "score": round(h.score, 4)} | ({} if h.fused is None else {"fused": round(h.fused, 4)})
         for h in hits
     ]  # fmt: skip
 
@@ -51,8 +52,9 @@ async def similar(
     mode: Mode = "dense",
 ) -> dict[str, Any]:
     """Entities close to this one, best first (typed neighbors excluded by default). `mode=dense` ranks by
-    cosine; `mode=hybrid` fuses cosine with BM25 over the texts (better for finding sources). `score` is
-    always the cosine and `min_score` applies to it. An entity the graph holds but the index does not yet
+    cosine; `mode=hybrid` fuses cosine with BM25 over the texts (better for finding sources) and orders by
+    `fused`, the fusion score each item then carries. `score` is always the cosine and `min_score` applies
+    to it. An entity the graph holds but the index does not yet
     answers an empty list with `indexed: false`; an id the graph does not know, a 404."""
     _check_types(sim, types)
     threshold = sim.threshold if min_score is None else min_score
