@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gateway import clients
-from gateway.routers import home, merges, pages, reads, reembed, review, webhooks, writes
+from gateway.routers import dead_letters, home, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.runtime import tune_gc
@@ -55,7 +55,7 @@ def create_app(
         telemetry=fastapi_telemetry(),
     )
     app.state.settings = settings
-    for api in (writes, merges, reads, review, webhooks, reembed):
+    for api in (writes, merges, reads, review, webhooks, reembed, dead_letters):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
     app.include_router(pages.router)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from platograph import loader
 from platograph.observability import configure_logging
+from platograph.urls import segment
 
 app = typer.Typer(help="Platograph: a research knowledge graph.", no_args_is_help=True)
 console = Console()
@@ -87,10 +88,10 @@ def import_(
     console.print(f"{totals['entity_count']} entities, {totals['edge_count']} edges, position {totals['position']}")
 
 
-def _get(gateway: str, path: str, params: dict[str, str | int] | None = None) -> Any:
+def _get(gateway: str, path: str, params: dict[str, str | int] | None = None, method: str = "GET") -> Any:
     """A gateway answer as JSON; unreachable, or an error answer, is printed and exits 1."""
     try:
-        response = httpx.get(f"{gateway}{path}", params=params, timeout=10)
+        response = httpx.request(method, f"{gateway}{path}", params=params, timeout=60)
     except httpx.TransportError as exc:
         console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -131,8 +132,15 @@ def dead_letters(
     gateway: GatewayOpt = DEFAULT_GATEWAY,
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many records")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Start after this record (a page's next cursor)")] = None,
+    replay: Annotated[str | None, typer.Option(help="Handle this record again in its group, then delete it")] = None,
 ) -> None:
-    """What the consumer groups set aside, oldest first, and why (GET /v1/dead-letters)."""
+    """What the consumer groups set aside, oldest first, and why (GET /v1/dead-letters); with --replay ID,
+    handle one again once its cause is fixed (POST /v1/dead-letters/ID/replay)."""
+    if replay is not None:
+        done = _get(gateway, f"/v1/dead-letters/{segment(replay)}/replay", method="POST")
+        console.print(f"replayed {replay} (entry {done['replayed']['entry_id']}) in group {done['group']}: "
+                      f"{done['result']}")  # fmt: skip
+        return
     page = _get(gateway, "/v1/dead-letters", {"limit": limit} | ({"cursor": cursor} if cursor else {}))
     table = Table("at", "group", "stream entry", "reason")
     for item in page["items"]:

@@ -122,16 +122,12 @@ class StreamConsumer:
         """Dead-lettered records, oldest first, after the record `after` (exclusive): what was set aside,
         by which group, and why."""
         rows = self.client.xrange(self.dead_letter_stream, min=f"({after}" if after else "-", count=limit)
-        out = []
-        for raw_id, fields in rows or []:
-            text = {reply_text(k): reply_text(v) for k, v in (fields or {}).items()}
-            record_id = reply_text(raw_id)
-            at = datetime.fromtimestamp(_id_tuple(record_id)[0] / 1000, UTC)
-            index = int(text["index"]) if text.get("index") else None
-            out.append({"id": record_id, "at": at.isoformat(), "group": text.get("group", ""),
-                        "entry_id": text.get("entry_id", ""), "index": index, "reason": text.get("reason", ""),
-                        "raw": orjson.loads(text.get("raw", "null"))})  # fmt: skip
-        return out
+        return [_dead_letter(raw_id, fields) for raw_id, fields in rows or []]
+
+    def dead_letter_record(self, record_id: str) -> dict[str, Any] | None:
+        """One dead-lettered record by its id, as `dead_letters` lists it; None if there is none."""
+        rows = self.client.xrange(self.dead_letter_stream, min=record_id, max=record_id, count=1)
+        return _dead_letter(*rows[0]) if rows else None
 
     def backlog(self) -> dict[str, int | None]:
         """Entries of this group delivered but not acked (pending), and not yet delivered (lag)."""
@@ -200,6 +196,16 @@ def trim(client: redis.Redis, stream: str) -> int:
     """Drop entries every group is done with; returns how many were removed."""
     point = safe_trim_point(client, stream)
     return 0 if point is None else int(client.xtrim(stream, minid=point, approximate=False))
+
+
+def _dead_letter(raw_id: Any, fields: Any) -> dict[str, Any]:
+    text = {reply_text(k): reply_text(v) for k, v in (fields or {}).items()}
+    record_id = reply_text(raw_id)
+    at = datetime.fromtimestamp(_id_tuple(record_id)[0] / 1000, UTC)
+    index = int(text["index"]) if text.get("index") else None
+    return {"id": record_id, "at": at.isoformat(), "group": text.get("group", ""),
+            "entry_id": text.get("entry_id", ""), "index": index, "reason": text.get("reason", ""),
+            "raw": orjson.loads(text.get("raw", "null"))}  # fmt: skip
 
 
 def _entries(reply: Any) -> Any:

@@ -255,18 +255,6 @@ async def models(request: Request, services: ServicesDep) -> Response:
     return await _passthrough(services.similarity, "similarity", "/v1/models", request)
 
 
-@router.get("/dead-letters", tags=["operations"])
-async def dead_letters(
-    request: Request,
-    services: ServicesDep,
-    cursor: str | None = Query(None, description="A page's `next_cursor`"),
-    limit: int = Query(50, ge=1, le=500),
-) -> Response:
-    """Stream entries the consumer groups set aside, oldest first, with the reason and the raw entry or event
-    (`dead_letters` in `/v1/status` counts them)."""
-    return await _passthrough(services.graph, "graph", "/v1/dead-letters", request)
-
-
 @router.get("/status", tags=["operations"])
 async def status(services: ServicesDep) -> dict[str, Any]:
     """Health of every service and the projector's progress."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from pydantic import ValidationError
@@ -64,6 +65,7 @@ def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) ->
     if not entries:
         return result
     by_entry = decode(entries, consumer, result)
+    fields_of = dict(entries)
     events = [e for evs in by_entry.values() for e in evs]
     last_id = entries[-1][0]
     try:
@@ -74,8 +76,22 @@ def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) ->
             try:
                 result.new_events += projection_store.project(engine, entry_events, consumer.consumer, entry_id)
             except DATA_ERRORS as entry_exc:
-                raw = [e.envelope.model_dump(mode="json") for e in entry_events]
-                consumer.dead_letter(entry_id, raw, f"rejected by Postgres: {entry_exc}")
+                # The whole entry, as on the stream, so that a replay finds each event at its own index.
+                consumer.dead_letter(entry_id, fields_of[entry_id], f"rejected by Postgres: {entry_exc}")
                 result.dead_lettered += 1
     consumer.ack([entry_id for entry_id, _ in entries])
     return result
+
+
+REPLAY_CONSUMER = "dead-letter-replay"  # how replays appear in projection_tracking
+
+
+def replay(engine: Engine, entry_id: str, events: list[tuple[int, Any]]) -> dict[str, int]:
+    """Project dead-lettered events again at their own stream positions, so that a replay cannot win over
+    later writes to the same entity; the journal skips any it already holds. Raises when they still break
+    their contract (ValueError) or Postgres still rejects them."""
+    positioned = []
+    for index, raw in events:
+        envelope = Envelope.model_validate(raw)
+        positioned.append(PositionedEvent(event_position(entry_id, index), entry_id, envelope, parse_payload(envelope)))
+    return {"new_events": projection_store.project(engine, positioned, REPLAY_CONSUMER, entry_id)}

@@ -99,6 +99,23 @@ def _groups(entries: list[Raw]) -> list[list[Raw]]:
     return [group for group in groups if group]
 
 
+def replay(sim: Similarity, entry_id: str, events: list[tuple[int, Any]]) -> dict[str, int]:
+    """Handle a dead-lettered entry again (platograph.dead_letters). Upserted entities are read from the graph
+    as they are now, so a replay cannot put an older text back in the index: one retracted or merged since
+    leaves it, one the graph does not know is skipped."""
+    envelopes = [_as_now(sim, Envelope.model_validate(raw)) for _, raw in events]
+    published = service.handle_entry(sim, entry_id, [e for e in envelopes if e is not None])
+    service.publish(sim, published)
+    return {"candidate_events": len(published)}
+
+
+def _as_now(sim: Similarity, envelope: Envelope) -> Envelope | None:
+    if envelope.type != "entity.upserted" or envelope.producer == service.PRODUCER:
+        return envelope
+    now = service.from_graph(sim, str(envelope.payload.get("id")))
+    return None if now is None else envelope.model_copy(update={"payload": now.model_dump(mode="json")})
+
+
 def rebuild_if_lost(sim: Similarity) -> bool:
     """Read everything again when the index is empty but the group has already read entries: the index
     was lost (its directory deleted, a new Qdrant server, another model configured without a re-embed),
@@ -125,14 +142,26 @@ def run(sim: Similarity, stop: threading.Event) -> None:
     """Consume until stopped; an unexpected error (not a server away, which is waited out) starts the loop
     again after a pause, and its unacked entries are handled first (keep_running). An entry that fails
     every time is dead-lettered after PLATOGRAPH_MAX_DELIVERIES deliveries (platograph.consuming)."""
-    keep_running(sim.loop, lambda stop: _consume(sim, stop), stop, sim.settings.restart_pause_s)
+    started: list[bool] = []
+
+    def body(stop: threading.Event) -> None:
+        # A lost index is looked for once, at start-up, not on each restart after an error: an index still
+        # empty because the first entries failed is not lost, and rewinding would deliver them again.
+        if not started:
+            if not _check_index(sim, stop):
+                return
+            started.append(True)
+        _consume(sim, stop)
+
+    keep_running(sim.loop, body, stop, sim.settings.restart_pause_s)
 
 
-def _consume(sim: Similarity, stop: threading.Event) -> None:
-    settings = sim.settings
+def _check_index(sim: Similarity, stop: threading.Event) -> bool:
+    """rebuild_if_lost, waiting for the graph (at start-up it may not answer yet, or answer 503); False when
+    stopped meanwhile."""
     transient = (RedisConnectionError, httpx.TransportError)
 
-    def unavailable(exc: BaseException) -> bool:  # at start-up the graph may not answer yet, or answer 503
+    def unavailable(exc: BaseException) -> bool:
         server_error = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
         return isinstance(exc, transient) or server_error
 
@@ -140,8 +169,13 @@ def _consume(sim: Similarity, stop: threading.Event) -> None:
         backoff(stop, unavailable)(rebuild_if_lost)(sim)
     except Exception as exc:
         if unavailable(exc) and stop.is_set():
-            return
+            return False
         raise
+    return True
+
+
+def _consume(sim: Similarity, stop: threading.Event) -> None:
+    settings = sim.settings
     sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
     consume(
         sim.consumer,

@@ -188,12 +188,12 @@ def known_to_graph(sim: Similarity, entity_id: str) -> bool:
     """Whether the graph holds the entity, in any status. True when the graph cannot say: an entity the
     index lacks is then reported as not indexed yet, not as unknown."""
     try:
-        return _from_graph(sim, entity_id) is not None
+        return from_graph(sim, entity_id) is not None
     except httpx.HTTPError:
         return True
 
 
-def _from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:
+def from_graph(sim: Similarity, entity_id: str) -> EntityUpserted | None:
     response = sim.graph.get(f"/v1/entities/{segment(entity_id)}")
     if response.status_code == 404:
         return None
@@ -228,7 +228,7 @@ def handle_entry(
             delete_everywhere(sim, merged.id)
             payloads += withdraw_all(sim, merged.id, f"{merged.id} was merged into {merged.into}")
         elif envelope.type == "entity.unmerged":  # back on its own: index it again from the graph's record
-            restored = _from_graph(sim, EntityUnmerged.model_validate(envelope.payload).id)
+            restored = from_graph(sim, EntityUnmerged.model_validate(envelope.payload).id)
             if restored is not None:
                 upserts[restored.id] = restored
         elif envelope.type == "edge.added":

@@ -57,6 +57,16 @@ def _events(entries: list[Entry]) -> list[tuple[str, Envelope]]:
     return events
 
 
+def replay(wh: Webhooks, entry_id: str, events: list[tuple[int, Any]]) -> dict[str, int]:
+    """Turn a dead-lettered entry's events into deliveries again (platograph.dead_letters); deliveries are
+    keyed by subscription and event, so none goes out twice."""
+    with wh.engine.begin() as conn:
+        subscriptions = store.live_subscriptions(conn)
+    envelopes = [(entry_id, Envelope.model_validate(raw)) for _, raw in events]
+    wanted = [(i, e) for i, e in envelopes if e.type in messages.EVENT_TYPES]
+    return {"deliveries_queued": record(wh, wanted, subscriptions) if subscriptions else 0}
+
+
 def record(wh: Webhooks, events: list[tuple[str, Envelope]], subscriptions: list[dict[str, Any]]) -> int:
     """Deliveries for the events the subscriptions want; returns how many first attempts were queued."""
     if not events:

@@ -96,6 +96,9 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
             run = subprocess.run([sys.executable, "-m", "platograph.cli", command, "--gateway", gateway],
                                  capture_output=True, text=True, env=up_env, timeout=60)  # fmt: skip
             assert run.returncode == 0 and shown in run.stdout, run.stdout + run.stderr
+        command = [sys.executable, "-m", "platograph.cli", "dead-letters", "--replay", "1-0", "--gateway", gateway]
+        replay = subprocess.run(command, capture_output=True, text=True, env=up_env, timeout=60)
+        assert replay.returncode == 1 and "404" in replay.stdout and "no dead letter" in replay.stdout, replay.stdout
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)
     finally:

@@ -289,10 +289,10 @@ def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_ne
     """The graph answers 400 for one entry's events, every time: a bug, not an outage, so it is not waited
     out for ever. After PLATOGRAPH_MAX_DELIVERIES (5) deliveries the entry is set aside with the error,
     and the candidate behind it is delivered."""
-    real = dispatcher.record
+    real, fixed = dispatcher.record, []
 
     def refuses_poison(wh: Any, events: list[Any], subscriptions: list[Any]) -> int:
-        if any(event.payload.get("a") == "claim:poison" for _, event in events):
+        if not fixed and any(event.payload.get("a") == "claim:poison" for _, event in events):
             request = httpx.Request("POST", "http://graph/v1/briefs")
             raise httpx.HTTPStatusError("400", request=request, response=httpx.Response(400, request=request))
         return int(real(wh, events, subscriptions))
@@ -300,13 +300,19 @@ def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_ne
     monkeypatch.setattr(dispatcher, "record", refuses_poison)
     with receiver() as endpoint:
         hooks.register(endpoint.url)
-        hooks.propose(a="claim:poison")
+        poison = hooks.propose(a="claim:poison")
         event = hooks.propose()
         (arrived,) = endpoint.wait(1, accepted=True)
         assert arrived.headers["webhook-id"] == str(event)
-    (dead,) = hooks.api.get("/v1/dead-letters").json()["items"]
-    assert dead["group"] == "webhooks" and "claim:poison" in dead["raw"]["events"]
-    assert "delivered 6 times" in dead["reason"] and "HTTPStatusError: 400" in dead["reason"]
+        (dead,) = hooks.api.get("/v1/dead-letters").json()["items"]
+        assert dead["group"] == "webhooks" and "claim:poison" in dead["raw"]["events"]
+        assert "delivered 6 times" in dead["reason"] and "HTTPStatusError: 400" in dead["reason"]
+        fixed.append(1)  # once the cause is fixed, the record is replayed and its candidate announced
+        replayed = hooks.api.post(f"/v1/dead-letters/{dead['id']}/replay")
+        assert replayed.status_code == 200 and replayed.json()["result"] == {"deliveries_queued": 1}
+        _, second = endpoint.wait(2, accepted=True)
+        assert second.headers["webhook-id"] == str(poison)
+        assert hooks.api.get("/v1/dead-letters").json()["items"] == []
     loop = hooks.api.get("/v1/status").json()["webhooks"]["dispatcher"]
     assert loop["failures"] == 5 and loop["running"] is True
 

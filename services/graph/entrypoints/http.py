@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -16,10 +17,12 @@ from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
 from platograph.runtime import tune_gc
 from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
+from services.graph import projector
 from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import Related
 from services.graph.adapters.view_reader import ViewReader
@@ -284,6 +287,7 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.graph, app.state.views = graph, views
     app.include_router(router)
+    app.include_router(replay_router(Owner(graph.consumer, partial(projector.replay, graph.engine))))
     instrument(app, "graph")
 
     @app.exception_handler(OperationalError)

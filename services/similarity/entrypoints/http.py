@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from platograph.background import thread_lifespan
+from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from services.similarity import consumer, reembed, service
 from services.similarity.adapters.index import Hit
@@ -136,6 +138,7 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app.state.sim = wired
     app.include_router(router)
     app.include_router(reembed_http.router)
+    app.include_router(replay_router(Owner(wired.consumer, partial(consumer.replay, wired))))
     app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
     instrument(app, "similarity")
     return app

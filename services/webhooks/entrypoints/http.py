@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from sqlalchemy import Connection
 
 from platograph.background import thread_lifespan
+from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks import delivery, dispatcher
 from services.webhooks.adapters import store
@@ -218,5 +220,6 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
     app.state.wh = wired
     app.include_router(router)
     app.include_router(stats_router)
+    app.include_router(replay_router(Owner(wired.consumer, partial(dispatcher.replay, wired))))
     instrument(app, "webhooks")
     return app

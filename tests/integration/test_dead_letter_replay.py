@@ -1,0 +1,117 @@
+"""Replaying dead letters through the gateway, once their cause is fixed: each group handles its own record
+again, at the entry's own stream position, and a record that fails again stays."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from platograph.contracts import ENTRY_FIELD
+from services.graph.adapters import projection_store
+from tests.integration.test_gateway import system
+from tests.integration.test_similarity_flow import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def dead(api: TestClient) -> list[dict[str, Any]]:
+    return list(api.get("/v1/dead-letters").json()["items"])
+
+
+def test_a_graph_dead_letter_replays_at_its_own_position_and_a_later_write_still_wins(
+    env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = projection_store.project
+
+    def rejects_old(engine: Any, events: Any, consumer: str, last: str) -> int:
+        if any(e.envelope.payload.get("name") == "Old" for e in events):
+            raise psycopg.DataError("simulated: Postgres rejects this entry")
+        return real(engine, events, consumer, last)
+
+    monkeypatch.setattr(projection_store, "project", rejects_old)
+    with contextmanager(system)(tmp_path / "index") as api:
+        api.post("/v1/entities", json=[{"id": "concept:x", "name": "Old"}, {"id": "concept:y", "name": "Only here"}])
+        later = api.post("/v1/entities", json=[{"id": "concept:x", "name": "New"}]).json()["position"]
+        (record,) = eventually(lambda: dead(api))
+        assert record["group"] == "graph" and "rejected by Postgres" in record["reason"]
+        assert api.get("/v1/entities/concept:y").status_code == 404
+        assert api.get("/v1/entities/concept:x", params={"after": later}).json()["name"] == "New"
+
+        monkeypatch.setattr(projection_store, "project", real)  # the cause is fixed
+        replayed = api.post(f"/v1/dead-letters/{record['id']}/replay")
+        assert replayed.status_code == 200, replayed.text
+        body = replayed.json()
+        assert body["group"] == "graph" and body["result"] == {"new_events": 2}
+        assert body["replayed"]["entry_id"] == record["entry_id"]
+        assert api.get("/v1/entities/concept:y").json()["name"] == "Only here"
+        # At its own, earlier, position: the later write keeps the name.
+        assert api.get("/v1/entities/concept:x").json()["name"] == "New"
+        assert dead(api) == []
+        again = api.post(f"/v1/dead-letters/{record['id']}/replay")
+        assert again.status_code == 404 and again.json()["detail"][0]["type"] == "not_found"
+        assert api.post("/v1/dead-letters/not-an-id/replay").status_code == 422
+
+
+def test_a_record_that_fails_again_stays(
+    env: dict[str, str], engine: Any, tmp_path: Path, redis_client: redis.Redis, stream: str
+) -> None:
+    broken = {"event_id": str(uuid.uuid4()), "type": "entity.upserted", "occurred_at": "2026-11-28T00:00:00Z",
+              "producer": "test", "payload": {"id": "concept:x", "type": "concept"}}  # fmt: skip
+    with contextmanager(system)(tmp_path / "index") as api:
+        redis_client.xadd(stream, {ENTRY_FIELD: orjson.dumps([broken])})
+        (record,) = eventually(lambda: dead(api))
+        assert record["index"] == 0
+        response = api.post(f"/v1/dead-letters/{record['id']}/replay")
+        assert response.status_code == 409
+        (detail,) = response.json()["detail"]
+        assert detail["type"] == "failed_again" and "name" in detail["msg"]
+        assert [r["id"] for r in dead(api)] == [record["id"]]
+
+
+@pytest.fixture
+def poisoned(env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The similarity consumer fails on any entity named "Poisoned" until `cured` is set."""
+    from services.similarity import service
+
+    monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.05")
+    monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "1")
+    real, cured = service.handle_entry, []
+
+    def fails_on_poisoned(sim: Any, entry_id: str, envelopes: list[Any], known: Any = None) -> Any:
+        if not cured and any(e.payload.get("name") == "Poisoned" for e in envelopes):
+            raise RuntimeError("a bug this entity meets")
+        return real(sim, entry_id, envelopes, known)
+
+    monkeypatch.setattr(service, "handle_entry", fails_on_poisoned)
+    with contextmanager(system)(tmp_path / "index") as api:
+        yield api, cured
+
+
+def test_a_similarity_dead_letter_replays_with_the_entity_as_the_graph_has_it_now(poisoned: Any) -> None:
+    api, cured = poisoned
+    api.post("/v1/entities", json=[{"id": "concept:p", "name": "Poisoned"}])
+    (record,) = eventually(lambda: dead(api))
+    assert record["group"] == "similarity"
+    written = api.post("/v1/entities", json=[{"id": "concept:p", "name": "Protein folding by diffusion"}])
+    # The later write was indexed on its own; the replay must not put the older name back.
+    eventually(lambda: api.get("/v1/entities/concept:p/similar").json()["indexed"])
+    cured.append(1)
+    replayed = api.post(f"/v1/dead-letters/{record['id']}/replay")
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["group"] == "similarity"
+    assert dead(api) == []
+    assert api.get("/v1/entities/concept:p", params={"after": written.json()["position"]}).status_code == 200
+    (top,) = api.get("/v1/search", params={"q": "Protein folding by diffusion", "mode": "dense", "limit": 1}).json()[
+        "items"
+    ]
+    assert top["entity"]["id"] == "concept:p" and top["entity"]["name"] == "Protein folding by diffusion"
+    assert top["score"] > 0.99
