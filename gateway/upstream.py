@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fastapi import HTTPException, Response
+from fastapi import HTTPException, Request, Response
 
 PASSED_HEADERS = ("retry-after", "content-type")
 
@@ -22,6 +22,11 @@ async def call(client: httpx.AsyncClient, service: str, method: str, url: str, *
         return await client.request(method, url, **kwargs)
     except httpx.TransportError as exc:
         raise UpstreamUnavailable(service, exc) from exc
+
+
+async def passthrough(client: httpx.AsyncClient, service: str, url: str, request: Request) -> Response:
+    """GET `url` on a service with the request's own query parameters, and relay its answer."""
+    return relay(await call(client, service, "GET", url, params=list(request.query_params.multi_items())))
 
 
 def relay(response: httpx.Response) -> Response:

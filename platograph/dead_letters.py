@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
 
-from platograph.contracts import ENTRY_FIELD
+from platograph.contracts import ENTRY_FIELD, decode_entry
 from platograph.stream import StreamConsumer
 
 log = logging.getLogger(__name__)
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 Replay = Callable[[str, list[tuple[int, Any]]], Any]
 """(stream entry id, [(index in the entry, raw event)]) -> what the replay did (JSON)."""
 
+RecordId = Annotated[str, Path(pattern=r"^\d{1,15}-\d{1,7}$", description="A dead letter's `id`")]
 OTHER_GROUP = "other_group"  # the type of a 409 that says: ask the service of another group
 
 
@@ -45,12 +45,10 @@ def events_of(item: dict[str, Any]) -> list[tuple[int, Any]]:
     raw = item["raw"]
     if item["index"] is not None:
         return [(int(item["index"]), raw)]
-    if not isinstance(raw, dict) or not isinstance(raw.get(ENTRY_FIELD.decode()), str):
+    text = raw.get(ENTRY_FIELD.decode()) if isinstance(raw, dict) else None
+    if not isinstance(text, str):
         raise ValueError(f"the record holds no {ENTRY_FIELD.decode()!r} field to decode")
-    events = orjson.loads(raw[ENTRY_FIELD.decode()])
-    if not isinstance(events, list):
-        raise ValueError("the entry's events are not a list")
-    return list(enumerate(events))
+    return list(enumerate(decode_entry({ENTRY_FIELD: text.encode()})))
 
 
 def replay(owner: Owner, record_id: str) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def replay_router(owner: Owner) -> APIRouter:
 
     @router.post("/dead-letters/{record_id}/replay")
     async def replay_dead_letter(
-        record_id: Annotated[str, Path(pattern=r"^\d{1,15}-\d{1,7}$", description="A dead letter's `id`")],
+        record_id: RecordId,
     ) -> dict[str, Any]:
         """Handle a dead-lettered entry again in this service's group, at its own stream position, and delete
         the record; 409 when the record is another group's, or when it fails again (the record stays)."""

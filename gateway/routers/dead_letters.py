@@ -3,17 +3,14 @@ their replay by the service whose group set each aside."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import httpx
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from gateway.deps import ServicesDep
-from gateway.upstream import call, relay
-from platograph.dead_letters import OTHER_GROUP
+from gateway.upstream import call, passthrough, relay
+from platograph.dead_letters import OTHER_GROUP, RecordId
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["operations"])
-RecordId = Annotated[str, Path(pattern=r"^\d{1,15}-\d{1,7}$", description="A dead letter's `id`")]
 
 
 @router.get("")
@@ -25,8 +22,7 @@ async def dead_letters(
 ) -> Response:
     """Stream entries the consumer groups set aside, oldest first, with the reason and the raw entry or event
     (`dead_letters` in `/v1/status` counts them)."""
-    params = list(request.query_params.multi_items())
-    return relay(await call(services.graph, "graph", "GET", "/v1/dead-letters", params=params))
+    return await passthrough(services.graph, "graph", "/v1/dead-letters", request)
 
 
 @router.post("/{record_id}/replay", responses={404: {}, 409: {}})

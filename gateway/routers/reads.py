@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from gateway.deps import ServicesDep, SettingsDep
-from gateway.upstream import call, raise_for_client_error, relay
+from gateway.upstream import call, passthrough, raise_for_client_error, relay
 from platograph.urls import segment
 from platograph.views import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 from services.similarity.domain.messages import ComparePairs
@@ -151,11 +151,6 @@ def splice(view: bytes, members: dict[str, bytes]) -> bytes:
     return view[:-1] + extra + b"}"
 
 
-async def _passthrough(client: Any, service: str, url: str, request: Request) -> Response:
-    response = await call(client, service, "GET", url, params=list(request.query_params.multi_items()))
-    return relay(response)
-
-
 @router.get("/entities/{id:path}/similar", tags=["similarity"], responses=NOT_FOUND)  # type: ignore[arg-type]
 async def similar(
     id: str,
@@ -168,7 +163,7 @@ async def similar(
     mode: str = Query("dense", pattern="^(dense|hybrid)$", description="Rank by cosine, or cosine fused with BM25"),
 ) -> Response:
     """Entities close in embedding space to this one, best first, with their scores (any `limit`, `min_score`)."""
-    return await _passthrough(services.similarity, "similarity", f"/v1/entities/{segment(id)}/similar", request)
+    return await passthrough(services.similarity, "similarity", f"/v1/entities/{segment(id)}/similar", request)
 
 
 @router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
@@ -221,7 +216,7 @@ async def search(
     `mode=hybrid` the order is the fusion score of cosine and BM25, given as each item's `fused`, while
     `score` stays the cosine, so scores need not fall monotonically down the list; `min_score` applies to
     the cosine."""
-    return await _passthrough(services.similarity, "similarity", "/v1/search", request)
+    return await passthrough(services.similarity, "similarity", "/v1/search", request)
 
 
 @router.get("/candidates", tags=["similarity"])
@@ -238,7 +233,7 @@ async def candidates(
     limit: int = Query(50, ge=1, le=500),
 ) -> Response:
     """Candidate edges and duplicates, best score first; each says why (score, evidence) and what edge it suggests."""
-    return await _passthrough(services.graph, "graph", "/v1/candidates", request)
+    return await passthrough(services.graph, "graph", "/v1/candidates", request)
 
 
 @router.post("/compare", tags=["similarity"])
@@ -252,7 +247,7 @@ async def compare(body: ComparePairs, services: ServicesDep) -> Response:
 @router.get("/models", tags=["similarity"])
 async def models(request: Request, services: ServicesDep) -> Response:
     """Registered embedding models and which one is active."""
-    return await _passthrough(services.similarity, "similarity", "/v1/models", request)
+    return await passthrough(services.similarity, "similarity", "/v1/models", request)
 
 
 @router.get("/status", tags=["operations"])

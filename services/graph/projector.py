@@ -35,6 +35,12 @@ class BatchResult:
     dead_lettered: int = 0
 
 
+def positioned(position: int, entry_id: str, raw: Any) -> PositionedEvent:
+    """An event checked against its contract (ValidationError, ValueError), at its stream position."""
+    envelope = Envelope.model_validate(raw)
+    return PositionedEvent(position, entry_id, envelope, parse_payload(envelope))
+
+
 def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) -> dict[str, list[PositionedEvent]]:
     """Valid events per entry id; whatever fails its contract is dead-lettered."""
     out: dict[str, list[PositionedEvent]] = {}
@@ -49,9 +55,7 @@ def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) 
         base = event_position(entry_id, 0)
         for index, raw in enumerate(raws):
             try:
-                envelope = Envelope.model_validate(raw)
-                payload = parse_payload(envelope)
-                events.append(PositionedEvent(base + index, entry_id, envelope, payload))
+                events.append(positioned(base + index, entry_id, raw))
             except (ValidationError, ValueError) as exc:
                 consumer.dead_letter(entry_id, raw, f"event breaks its contract: {exc}", index)
                 result.dead_lettered += 1
@@ -90,8 +94,5 @@ def replay(engine: Engine, entry_id: str, events: list[tuple[int, Any]]) -> dict
     """Project dead-lettered events again at their own stream positions, so that a replay cannot win over
     later writes to the same entity; the journal skips any it already holds. Raises when they still break
     their contract (ValueError) or Postgres still rejects them."""
-    positioned = []
-    for index, raw in events:
-        envelope = Envelope.model_validate(raw)
-        positioned.append(PositionedEvent(event_position(entry_id, index), entry_id, envelope, parse_payload(envelope)))
-    return {"new_events": projection_store.project(engine, positioned, REPLAY_CONSUMER, entry_id)}
+    again = [positioned(event_position(entry_id, index), entry_id, raw) for index, raw in events]
+    return {"new_events": projection_store.project(engine, again, REPLAY_CONSUMER, entry_id)}

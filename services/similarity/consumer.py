@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import numpy as np
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from platograph.background import keep_running
 from platograph.consuming import backoff, consume, server_away
@@ -142,15 +141,17 @@ def run(sim: Similarity, stop: threading.Event) -> None:
     """Consume until stopped; an unexpected error (not a server away, which is waited out) starts the loop
     again after a pause, and its unacked entries are handled first (keep_running). An entry that fails
     every time is dead-lettered after PLATOGRAPH_MAX_DELIVERIES deliveries (platograph.consuming)."""
-    started: list[bool] = []
+    started = False
 
     def body(stop: threading.Event) -> None:
         # A lost index is looked for once, at start-up, not on each restart after an error: an index still
         # empty because the first entries failed is not lost, and rewinding would deliver them again.
+        nonlocal started
         if not started:
             if not _check_index(sim, stop):
                 return
-            started.append(True)
+            sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
+            started = True
         _consume(sim, stop)
 
     keep_running(sim.loop, body, stop, sim.settings.restart_pause_s)
@@ -159,11 +160,9 @@ def run(sim: Similarity, stop: threading.Event) -> None:
 def _check_index(sim: Similarity, stop: threading.Event) -> bool:
     """rebuild_if_lost, waiting for the graph (at start-up it may not answer yet, or answer 503); False when
     stopped meanwhile."""
-    transient = (RedisConnectionError, httpx.TransportError)
 
-    def unavailable(exc: BaseException) -> bool:
-        server_error = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
-        return isinstance(exc, transient) or server_error
+    def unavailable(exc: BaseException) -> bool:  # any 5xx here: the graph may still be starting
+        return server_away(exc) or (isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500)
 
     try:
         backoff(stop, unavailable)(rebuild_if_lost)(sim)
@@ -176,7 +175,6 @@ def _check_index(sim: Similarity, stop: threading.Event) -> bool:
 
 def _consume(sim: Similarity, stop: threading.Event) -> None:
     settings = sim.settings
-    sim.embedder.embed(["warm-up"])  # load the model now, not on the first event (about a second)
     consume(
         sim.consumer,
         lambda entries: handle(sim, entries),

@@ -4,7 +4,6 @@ on in order; an outage is waited out without counting deliveries."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +14,7 @@ from platograph.background import LoopState, keep_running
 from platograph.consuming import consume
 from platograph.contracts import EntityUpserted
 from platograph.stream import Entry, StreamConsumer
-from tests.helpers import append, consumer
+from tests.helpers import append, consumer, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +41,6 @@ class Handler:
         return len(ids)
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def test_an_entry_that_fails_every_time_is_dead_lettered_and_the_group_moves_on_in_order(
     redis_client: redis.Redis, stream: str
 ) -> None:
@@ -68,7 +60,7 @@ def test_an_entry_that_fails_every_time_is_dead_lettered_and_the_group_moves_on_
     thread = threading.Thread(target=keep_running, args=(state, body, stop, 0.01), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: len(handler.handled) == 7)
+        eventually(lambda: len(handler.handled) == 7)
     finally:
         stop.set()
         thread.join(10)

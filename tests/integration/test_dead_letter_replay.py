@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from platograph.contracts import ENTRY_FIELD
 from services.graph.adapters import projection_store
+from tests.helpers import eventually
 from tests.integration.test_gateway import system
-from tests.integration.test_similarity_flow import eventually
 
 pytestmark = pytest.mark.integration
 

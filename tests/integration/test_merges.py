@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import count
+from tests.helpers import count, eventually
 from tests.integration.test_gateway import system
-from tests.integration.test_similarity_flow import candidates, eventually
+from tests.integration.test_similarity_flow import candidates
 
 pytestmark = pytest.mark.integration
 KEEP, DUP, OTHER = "quote:keep", "quote:dup", "quote:other"

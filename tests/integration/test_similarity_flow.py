@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from platograph.contracts import CandidateProposed, decode_entry
 from tests.helpers import append as append_events
+from tests.helpers import eventually
 from tests.integration.test_gateway import QUOTE, load_seeds, system
 
 pytestmark = pytest.mark.integration
@@ -36,16 +37,6 @@ SEED_PAGE_RELATED = {
 @pytest.fixture
 def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient]:
     yield from system(tmp_path / "index")
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def candidates(api: TestClient, **params: Any) -> list[tuple[str, str]]:

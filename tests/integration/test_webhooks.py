@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from services.graph.entrypoints import http as graph_http
 from services.similarity.service import PRODUCER as SIMILARITY
 from services.webhooks import dispatcher
 from services.webhooks.bootstrap import bootstrap
+from tests.helpers import eventually
 from tests.integration.test_gateway import system
 from tests.receiver import Received, receiver
 
@@ -116,14 +117,6 @@ def hooks(
 
 def verify(secret: str, request: Received) -> dict[str, Any]:
     return dict(Webhook(secret).verify(request.body, request.headers))
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return value
 
 
 def test_a_candidate_made_through_the_public_api_arrives_signed(hooks: Hooks) -> None:
