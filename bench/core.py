@@ -35,9 +35,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from platograph import loader  # noqa: E402
+from ops import loader  # noqa: E402
+from ops.supervisor import System, UpSettings  # noqa: E402
 from platograph.ontology import load as load_ontology  # noqa: E402
-from platograph.supervisor import System, UpSettings  # noqa: E402
 from services.graph.adapters import neighborhood_sql  # noqa: E402
 
 console = Console()

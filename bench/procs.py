@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from platograph.supervisor import System
+from ops.supervisor import System
 
 
 def cpu_seconds(system: System) -> dict[str, float]:

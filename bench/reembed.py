@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.procs import cpu_line, cpu_seconds, ms_per_item  # noqa: E402
-from platograph.supervisor import System, UpSettings  # noqa: E402
+from ops.supervisor import System, UpSettings  # noqa: E402
 from services.similarity.domain.models import E5_SMALL, REGISTRY, ModelSpec  # noqa: E402
 
 console = Console()

@@ -31,8 +31,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ops.supervisor import System, UpSettings  # noqa: E402
 from platograph.contracts import CandidateProposed, encode_entry, new_envelope  # noqa: E402
-from platograph.supervisor import System, UpSettings  # noqa: E402
 from services.webhooks.adapters.sender import signature_headers  # noqa: E402
 from services.webhooks.domain.messages import new_secret  # noqa: E402
 

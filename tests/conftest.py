@@ -10,8 +10,8 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
+from ops import migrate
 from platograph.settings import sqlalchemy_url
-from services.graph.adapters import migrations
 from tests import servers
 
 
@@ -23,7 +23,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     else:
         context = servers.embedded(tmp_path_factory.mktemp("embedded"))
     with context as found:
-        migrations.upgrade(found.database_url)
+        migrate.upgrade_all(found.database_url)
         yield found
 
 

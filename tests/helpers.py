@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from platograph.contracts import Envelope, Frozen, encode_entry, new_envelope
 from platograph.stream import StreamConsumer
-from services.graph import projector
+from services.graph.service_layer import projecting
 
 
 def consumer(client: redis.Redis, stream: str, name: str = "c1", group: str = "graph") -> StreamConsumer:
@@ -33,7 +33,7 @@ def drain(c: StreamConsumer, engine: Engine, batch: int = 1000) -> int:
         entries = c.read_new(batch, block_ms=10)
         if not entries:
             return total
-        total += projector.handle(entries, engine=engine, consumer=c).entries
+        total += projecting.handle(entries, engine=engine, consumer=c).entries
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

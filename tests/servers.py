@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import redis
 
-from platograph.embedded import EmbeddedPostgres, EmbeddedRedis
+from ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 EXTERNAL_REDIS = os.environ.get("PLATOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 EXTERNAL_POSTGRES = os.environ.get("PLATOGRAPH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -11,9 +11,9 @@ from fastapi.responses import RedirectResponse
 
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.upstream import call, passthrough, raise_for_client_error, relay
+from platograph.api.graph import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
+from platograph.api.similarity import ComparePairs
 from platograph.urls import segment
-from platograph.views import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
-from services.similarity.domain.messages import ComparePairs
 
 router = APIRouter(prefix="/v1", tags=["read"])
 After = Annotated[

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 
 from gateway.deps import ServicesDep
 from gateway.upstream import call, relay
+from platograph.api.similarity import Start
 from platograph.urls import segment
-from services.similarity.domain.reembed import Start
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
 

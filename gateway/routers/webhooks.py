@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Response
 
 from gateway.deps import ServicesDep
 from gateway.upstream import call, relay
+from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.urls import segment
-from services.webhooks.domain.messages import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"},

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from gateway.deps import ServicesDep
 from gateway.upstream import call, relay
-from services.ingest.domain.inputs import EdgeIn, EntityIn
+from platograph.api.ingest import EdgeIn, EntityIn
 
 router = APIRouter(prefix="/v1", tags=["write"])
 IdemKey = Annotated[

@@ -43,7 +43,7 @@ def ndjson_lines(rng: random.Random) -> list[bytes]:
 def start_projector(env: dict[str, str]) -> subprocess.Popen[bytes]:
     child_env = os.environ | env | {"PLATOGRAPH_CONSUMER": "fault-projector"}
     return subprocess.Popen(
-        [sys.executable, "-m", "platograph.cli", "projector"],
+        [sys.executable, "-m", "ops.cli", "projector"],
         env=child_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

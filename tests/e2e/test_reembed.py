@@ -127,7 +127,7 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
     assert job["status"] == "running" and job["total"] == total and job["batches"] > 4
     wait(lambda: api.get(f"/v1/reembed/{job['id']}").json()["done_batches"] >= 1, 120, "a first batch")
     child(proc, "platograph-reembed --simple").send_signal(signal.SIGKILL)  # one of the two workers
-    child(proc, "platograph.cli coordinator").send_signal(signal.SIGKILL)  # `platograph up` restarts both
+    child(proc, "ops.cli coordinator").send_signal(signal.SIGKILL)  # `platograph up` restarts both
     done = wait(lambda: (j := api.get(f"/v1/reembed/{job['id']}").json())["status"] not in ("running",) and j,
                 300, "the job to finish")  # fmt: skip
     stop.set()

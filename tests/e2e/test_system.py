@@ -75,7 +75,7 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list
 
 def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[str, str]) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "platograph.cli", "up"],
+        [sys.executable, "-m", "ops.cli", "up"],
         env=up_env,
         text=True,
         stdout=subprocess.PIPE,
@@ -93,10 +93,10 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         assert (paper["year"], len(paper["authors"])) == (2024, 4)
         assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
         for command, shown in (("status", "journal_events"), ("dead-letters", "0 in all")):
-            run = subprocess.run([sys.executable, "-m", "platograph.cli", command, "--gateway", gateway],
+            run = subprocess.run([sys.executable, "-m", "ops.cli", command, "--gateway", gateway],
                                  capture_output=True, text=True, env=up_env, timeout=60)  # fmt: skip
             assert run.returncode == 0 and shown in run.stdout, run.stdout + run.stderr
-        command = [sys.executable, "-m", "platograph.cli", "dead-letters", "--replay", "1-0", "--gateway", gateway]
+        command = [sys.executable, "-m", "ops.cli", "dead-letters", "--replay", "1-0", "--gateway", gateway]
         replay = subprocess.run(command, capture_output=True, text=True, env=up_env, timeout=60)
         assert replay.returncode == 1 and "404" in replay.stdout and "no dead letter" in replay.stdout, replay.stdout
         children = psutil.Process(proc.pid).children(recursive=True)

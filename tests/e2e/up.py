@@ -24,7 +24,7 @@ def platograph_up(
     for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT"):
         if f"PLATOGRAPH_{name}" not in (extra or {}):  # a test that talks to the services names their ports
             env[f"PLATOGRAPH_{name}"] = str(free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "platograph.cli", "up"], env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "up"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         read_until(proc, "Press Ctrl-C", timeout=180)

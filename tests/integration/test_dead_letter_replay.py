@@ -80,18 +80,18 @@ def test_a_record_that_fails_again_stays(
 @pytest.fixture
 def poisoned(env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The similarity consumer fails on any entity named "Poisoned" until `cured` is set."""
-    from services.similarity import service
+    from services.similarity.service_layer import handlers
 
     monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.05")
     monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "1")
-    real, cured = service.handle_entry, []
+    real, cured = handlers.handle_entry, []
 
     def fails_on_poisoned(sim: Any, entry_id: str, envelopes: list[Any], known: Any = None) -> Any:
         if not cured and any(e.payload.get("name") == "Poisoned" for e in envelopes):
             raise RuntimeError("a bug this entity meets")
         return real(sim, entry_id, envelopes, known)
 
-    monkeypatch.setattr(service, "handle_entry", fails_on_poisoned)
+    monkeypatch.setattr(handlers, "handle_entry", fails_on_poisoned)
     with contextmanager(system)(tmp_path / "index") as api:
         yield api, cured
 

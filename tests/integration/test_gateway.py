@@ -18,21 +18,21 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from platograph.api.graph import NeighborhoodView
 from platograph.contracts import ENTRY_FIELD
-from platograph.views import NeighborhoodView
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
 from services.graph.entrypoints import projector
 from services.graph.settings import GraphSettings
 from services.ingest.bootstrap import bootstrap as ingest_bootstrap
 from services.ingest.entrypoints import http as ingest_http
-from services.similarity import consumer as similarity_consumer
 from services.similarity.adapters.embedder import MiniLMOnnx
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
+from services.similarity.entrypoints import consumer as similarity_consumer
 from services.similarity.entrypoints import http as similarity_http
 from services.similarity.settings import SimilaritySettings
-from services.webhooks import dispatcher
 from services.webhooks.bootstrap import bootstrap as webhook_bootstrap
+from services.webhooks.entrypoints import dispatcher
 from services.webhooks.entrypoints import http as webhooks_http
 from tests.conftest import SEED_FILE
 

@@ -21,8 +21,8 @@ from platograph.contracts import (
     Frozen,
 )
 from platograph.stream import trim
-from services.graph import projector
 from services.graph.adapters import projection_store
+from services.graph.service_layer import projecting
 from tests.helpers import append, consumer, count, drain, snapshot
 
 pytestmark = pytest.mark.integration
@@ -79,11 +79,11 @@ def test_redelivery_changes_nothing(engine: Engine, redis_client: redis.Redis, s
     c = consumer(redis_client, stream)
     push(redis_client, stream, sample_history(random.Random(1), 60))
     entries = c.read_new(1000, block_ms=10)
-    events = [e for evs in projector.decode(entries, c, projector.BatchResult()).values() for e in evs]
+    events = [e for evs in projecting.decode(entries, c, projecting.BatchResult()).values() for e in evs]
     # A crash after commit and before XACK: the same entries arrive again.
     projection_store.project(engine, events, "c1", entries[-1][0])
     before = snapshot(engine)
-    result = projector.handle(c.own_pending(1000), engine=engine, consumer=c)
+    result = projecting.handle(c.own_pending(1000), engine=engine, consumer=c)
     assert result.entries == len(entries) and result.new_events == 0
     assert snapshot(engine) == before
     assert count(engine, "SELECT count(*) FROM journal") == 60
@@ -102,7 +102,7 @@ def test_several_consumers_in_any_order_equal_a_rebuild(engine: Engine, redis_cl
         batches.append((c, entries))
     rng.shuffle(batches)  # commits land in an order unrelated to the stream's
     for c, entries in batches:
-        projector.handle(entries, engine=engine, consumer=c)
+        projecting.handle(entries, engine=engine, consumer=c)
     live = snapshot(engine)
     assert live["entities"] and live["edges"]
     assert projection_store.rebuild(engine) == 300
@@ -116,7 +116,7 @@ def test_a_dead_consumers_pending_entries_are_reclaimed(engine: Engine, redis_cl
     assert alive.read_new(10, block_ms=10) == []
     reclaimed = alive.reclaim(min_idle_ms=0, count=10)
     assert [entry_id for entry_id, _ in reclaimed] == [last]
-    projector.handle(reclaimed, engine=engine, consumer=alive)
+    projecting.handle(reclaimed, engine=engine, consumer=alive)
     assert alive.reached(last)
     assert count(engine, "SELECT count(*) FROM entities") == 1
 

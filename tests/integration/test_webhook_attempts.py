@@ -11,10 +11,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
 
-from services.webhooks import delivery
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
+from services.webhooks.service_layer import delivery
 from tests.receiver import receiver
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,9 @@ from standardwebhooks import Webhook
 from platograph.contracts import CandidateProposed, encode_entry, new_envelope
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
-from services.similarity.service import PRODUCER as SIMILARITY
-from services.webhooks import dispatcher
+from services.similarity.service_layer.handlers import PRODUCER as SIMILARITY
 from services.webhooks.bootstrap import bootstrap
+from services.webhooks.entrypoints import dispatcher
 from tests.helpers import eventually
 from tests.integration.test_gateway import system
 from tests.receiver import Received, receiver
@@ -49,7 +49,7 @@ class Hooks:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "platograph.cli", *args]
+        argv = [sys.executable, "-m", "ops.cli", *args]
         process = subprocess.Popen(argv, env=os.environ | self.env, cwd=ROOT, stdin=subprocess.DEVNULL)
         self.processes.append(process)
         return process

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.similarity.consumer import EMBED_AHEAD, _groups
+from services.similarity.entrypoints.consumer import EMBED_AHEAD, _groups
 
 
 def entries(*sizes: int) -> list[tuple[str, list[Any]]]:

@@ -11,10 +11,10 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
-from platograph.supervisor import UpSettings
+from ops.supervisor import UpSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
-from services.similarity.reembed_jobs import ReembedSettings
+from services.similarity.entrypoints.reembed_jobs import ReembedSettings
 from services.similarity.settings import SimilaritySettings
 from services.webhooks.settings import WebhookSettings
 

@@ -3,8 +3,8 @@ import asyncio
 import pytest
 
 from platograph.contracts import EdgeAdded, EntityUpserted
-from services.ingest import service
 from services.ingest.domain.validation import InvalidInput
+from services.ingest.service_layer import writes
 from tests.fakes import FakeEventLog
 
 PAYLOADS = [
@@ -16,8 +16,8 @@ PAYLOADS = [
 
 def accept(log: FakeEventLog, key: str | None, body: bytes = b"body", per_entry: int = 1000) -> dict:
     return asyncio.run(
-        service.accept(
-            PAYLOADS, log=log, key=key, body_hash=service.request_hash(body), events_per_entry=per_entry, ttl_s=60
+        writes.accept(
+            PAYLOADS, log=log, key=key, body_hash=writes.request_hash(body), events_per_entry=per_entry, ttl_s=60
         )
     )
 

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from standardwebhooks import Webhook
 
+from platograph.api.webhooks import SubscriptionIn
 from services.webhooks.adapters.secrets import SecretBox
 from services.webhooks.adapters.sender import signature_headers
 from services.webhooks.domain import messages, safety
@@ -121,6 +122,6 @@ def test_settings_parse_lists_and_name_a_bad_key(monkeypatch: pytest.MonkeyPatch
 
 def test_subscriptions_refuse_unknown_event_types() -> None:
     with pytest.raises(ValidationError, match="unknown event types"):
-        messages.SubscriptionIn.model_validate({"url": "http://example.org/", "event_types": ["edge.added"]})
-    made = messages.SubscriptionIn.model_validate({"url": "http://example.org/"})
+        SubscriptionIn.model_validate({"url": "http://example.org/", "event_types": ["edge.added"]})
+    made = SubscriptionIn.model_validate({"url": "http://example.org/"})
     assert made.event_types == ["candidate.proposed"]

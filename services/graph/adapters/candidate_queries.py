@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from services.graph.adapters.queries import decode_cursor, encode_cursor
+from platograph.cursors import decode_cursor, encode_cursor
 
 LINKED_SQL = text(
     """

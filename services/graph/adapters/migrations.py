@@ -1,24 +1,16 @@
-"""Bring a database's schema to the newest Alembic revision."""
+"""Bring the graph's tables to their newest Alembic revision."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-
-from platograph.settings import sqlalchemy_url
+from platograph import migrating
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(SCRIPTS))
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
-    return config
+#: Alembic's default name: databases migrated before each service had its own scripts keep their history.
+VERSION_TABLE = "alembic_version"
 
 
 def upgrade(database_url: str) -> None:
-    """Apply every pending migration (safe to run repeatedly and from several processes)."""
-    command.upgrade(alembic_config(database_url), "head")
+    """Apply every pending migration of the graph (safe to run repeatedly and from several processes)."""
+    migrating.upgrade(SCRIPTS, database_url, VERSION_TABLE)

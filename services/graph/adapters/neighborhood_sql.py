@@ -2,7 +2,7 @@
 
 Postgres builds the JSON (json_build_object / json_agg), so the graph service passes bytes through
 instead of turning rows into objects and back: the view's cost is the query. The shape is
-platograph.views.Neighborhood; tests compare it with that model.
+platograph.api.graph.Neighborhood; tests compare it with that model.
 
 Asked for (`related_limit`), the document also carries `related_by_similarity` from the projected
 candidates: the pairs the similarity service proposes (above their type pair's threshold, no typed edge,

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, text
 
-from platograph.views import EdgePage, EdgeView, EntityPage, EntityView
+from platograph.api.graph import EdgePage, EdgeView, EntityPage, EntityView
+from platograph.cursors import decode_cursor, encode_cursor
 
 ENTITY_COLUMNS = "id, type, status, name, description, text, attributes, version, created_at, updated_at, merged_into"
-
-
-def encode_cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(value)).decode()
-
-
-def decode_cursor(cursor: str | None) -> Any:
-    """The value in a cursor; ValueError when the cursor was not made by us."""
-    if cursor is None:
-        return None
-    try:
-        return orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        raise ValueError("cursor is not valid") from exc
 
 
 def entity_row(conn: Connection, entity_id: str) -> dict[str, Any] | None:

@@ -17,16 +17,16 @@ from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+from platograph.api.graph import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
 from platograph.runtime import tune_gc
-from platograph.views import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
-from services.graph import projector
 from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import Related
 from services.graph.adapters.view_reader import ViewReader
 from services.graph.bootstrap import Graph, bootstrap
+from services.graph.service_layer import projecting
 
 router = APIRouter(prefix="/v1", tags=["graph"])
 
@@ -287,7 +287,7 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.graph, app.state.views = graph, views
     app.include_router(router)
-    app.include_router(replay_router(Owner(graph.consumer, partial(projector.replay, graph.engine))))
+    app.include_router(replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine))))
     instrument(app, "graph")
 
     @app.exception_handler(OperationalError)

@@ -13,8 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from platograph.consuming import consume
 from platograph.stream import Entry, trim
-from services.graph import projector
 from services.graph.bootstrap import Graph, bootstrap
+from services.graph.service_layer import projecting
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
     last_trim = [time.monotonic()]
 
     def handle(entries: list[Entry]) -> int:
-        result = projector.handle(entries, engine=graph.engine, consumer=consumer)
+        result = projecting.handle(entries, engine=graph.engine, consumer=consumer)
         if result.dead_lettered:
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
         if settings.trim_every_s and time.monotonic() - last_trim[0] > settings.trim_every_s:

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from platograph.api.ingest import EdgeIn, EdgeLine, EntityIn, EntityLine, PaperAttributes
 from platograph.contracts import EdgeAdded, EntityUpserted
 from platograph.ontology import Ontology, OntologyError
-from services.ingest.domain.inputs import EdgeIn, EdgeLine, EntityIn, EntityLine, PaperAttributes
 
 Loc = list[str | int]
 MAX_REPORTED_ERRORS = 50

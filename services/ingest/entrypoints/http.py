@@ -10,10 +10,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from platograph.api.ingest import EdgeIn, EntityIn
 from platograph.observability import fastapi_telemetry, instrument
-from services.ingest import service
 from services.ingest.bootstrap import Ingest, bootstrap
-from services.ingest.domain.inputs import EdgeIn, EntityIn
 from services.ingest.domain.validation import (
     InvalidInput,
     error,
@@ -22,6 +21,7 @@ from services.ingest.domain.validation import (
     validate_entities,
     validate_ndjson,
 )
+from services.ingest.service_layer import writes
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -85,11 +85,11 @@ async def post_import(request: Request, ingest: IngestDep, key: IdemKey = None) 
 
 
 async def _accept(ingest: Ingest, payloads: Any, key: str | None, body: bytes, full: bool = True) -> dict[str, Any]:
-    return await service.accept(
+    return await writes.accept(
         payloads,
         log=ingest.log,
         key=key,
-        body_hash=service.request_hash(body),
+        body_hash=writes.request_hash(body),
         events_per_entry=ingest.settings.events_per_entry,
         ttl_s=ingest.settings.idempotency_ttl_s,
         full=full,

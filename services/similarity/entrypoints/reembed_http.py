@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from services.similarity import reembed
+from platograph.api.similarity import Start
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
-from services.similarity.domain.reembed import Start
 from services.similarity.entrypoints.deps import SimDep
+from services.similarity.service_layer import reembed
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
 

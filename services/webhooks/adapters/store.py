@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert
 
-from services.graph.adapters.queries import decode_cursor, encode_cursor
+from platograph.cursors import decode_cursor, encode_cursor
 from services.webhooks.adapters.tables import Attempt, Delivery, Subscription
 
 SUBSCRIPTION_COLUMNS = """id, url, event_types, entity_types, min_score, description, state, state_reason,

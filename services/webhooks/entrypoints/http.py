@@ -11,13 +11,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from sqlalchemy import Connection
 
+from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
-from services.webhooks import delivery, dispatcher
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain import messages, safety
+from services.webhooks.entrypoints import dispatcher
+from services.webhooks.service_layer import delivery
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -62,7 +64,7 @@ def _check_url(wh: Webhooks, url: str) -> None:
 
 
 @router.post("", status_code=201)
-def create(body: messages.SubscriptionIn, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+def create(body: SubscriptionIn, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
     """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
     url = str(body.url)
     _check_url(wh, url)
@@ -92,7 +94,7 @@ def get(id: str, conn: ConnDep) -> dict[str, Any]:
 
 
 @router.patch("/{id}")
-def update(id: str, body: messages.SubscriptionPatch, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
     _existing(conn, id)
     values: dict[str, Any] = {}
     if body.url is not None:
@@ -137,7 +139,7 @@ def resume(id: str, wh: WhDep) -> dict[str, Any]:
 
 
 @router.post("/{id}/rotate-secret")
-def rotate(id: str, wh: WhDep, conn: ConnDep, body: messages.Rotation | None = None) -> dict[str, Any]:
+def rotate(id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None) -> dict[str, Any]:
     """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
     row = store.get_subscription(conn, id, with_secrets=True)
     if row is None:
@@ -187,7 +189,7 @@ def retry(id: str, delivery_id: uuid.UUID, wh: WhDep) -> dict[str, Any]:
 
 
 @router.post("/{id}/replay", status_code=202)
-def replay(id: str, body: messages.Replay, wh: WhDep) -> dict[str, Any]:
+def replay(id: str, body: Replay, wh: WhDep) -> dict[str, Any]:
     """Re-send everything since a time (same `webhook-id`s, so receivers can drop what they have)."""
     with wh.engine.begin() as conn:
         _existing(conn, id)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from platograph import loader
+from ops import loader
 from platograph.observability import configure_logging
 from platograph.urls import segment
 
@@ -28,7 +28,7 @@ def up(
     seed: Annotated[bool, typer.Option(help="Load seeds/ once the system is up")] = True,
 ) -> None:
     """Start everything (embedded Redis/Postgres unless REDIS_URL/DATABASE_URL are set); Ctrl-C stops it all."""
-    from platograph.supervisor import System, UpSettings
+    from ops.supervisor import System, UpSettings
 
     configure_logging("WARNING")
     system = System(UpSettings())
@@ -156,7 +156,8 @@ def rebuild(
     background: Annotated[bool, typer.Option(help="Enqueue as an RQ job instead of running here")] = False,
 ) -> None:
     """Recreate the read model from the journal (uses REDIS_URL / DATABASE_URL)."""
-    from platograph import jobs
+    from ops import workers
+    from services.graph.entrypoints import jobs
 
     if background:
         import redis
@@ -164,7 +165,7 @@ def rebuild(
         from platograph.settings import CoreSettings
 
         connection = redis.Redis.from_url(CoreSettings().redis_url)
-        job = jobs.queue(connection).enqueue(jobs.rebuild_read_model)
+        job = workers.queue(connection).enqueue(jobs.rebuild_read_model)
         console.print(f"enqueued {job.id}")
         return
     with console.status("replaying the journal"):
@@ -181,7 +182,7 @@ def eval_(
     """Measure similarity quality on real data through the running system (see docs/similarity.md)."""
     import tempfile
 
-    from platograph import evaluation
+    from ops import evaluation
 
     with tempfile.TemporaryDirectory() as work:
         report = evaluation.run(gateway, data, Path(work), links_only=links_only)
@@ -194,10 +195,10 @@ def eval_(
 @app.command()
 def migrate() -> None:
     """Bring the database (DATABASE_URL) to the newest schema; safe to repeat."""
+    from ops import migrate as migrations
     from platograph.settings import DatabaseSettings
-    from services.graph.adapters import migrations
 
-    migrations.upgrade(DatabaseSettings().database_url)
+    migrations.upgrade_all(DatabaseSettings().database_url)
     console.print("database is at the newest schema")
 
 
@@ -217,10 +218,10 @@ def worker(
     maintenance_s: Annotated[int, typer.Option(help="How often to requeue jobs of dead workers")] = 600,
 ) -> None:
     """Run an RQ worker."""
-    from platograph import jobs
+    from ops import workers
 
     configure_logging()
-    jobs.work(queue, simple=simple, maintenance_s=maintenance_s)
+    workers.work(queue, simple=simple, maintenance_s=maintenance_s)
 
 
 @app.command()
@@ -237,7 +238,7 @@ def reembed(
 ) -> None:
     """Re-embed the corpus with another model in the background, with a live progress bar; the site keeps
     answering with the old model until the switch."""
-    from platograph import reembed_cli
+    from ops import reembed_cli
 
     client = httpx.Client(base_url=gateway, timeout=60)
     if rollback:
@@ -261,7 +262,7 @@ def reembed(
 @app.command(hidden=True)
 def coordinator() -> None:
     """Run the re-embedding coordinator."""
-    from services.similarity import reembed_jobs
+    from services.similarity.entrypoints import reembed_jobs
 
     configure_logging()
     stop = threading.Event()
@@ -275,10 +276,10 @@ def scheduler(
     queue: Annotated[list[str], typer.Option(help="A queue whose delayed jobs to enqueue (repeatable)")],
 ) -> None:
     """Run RQ's scheduler."""
-    from platograph import jobs
+    from ops import workers
 
     configure_logging()
-    jobs.schedule(queue)
+    workers.schedule(queue)
 
 
 if __name__ == "__main__":

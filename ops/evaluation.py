@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from platograph import loader
+from ops import loader
 
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
 # Models whose cosines sit in a narrow high band (e5) get a grid around their own default.

@@ -3,7 +3,7 @@ vectors workers computed, writes new and changed entities to both models while t
 what the new model changes for users, and switches the alias (or back, for a rollback).
 
 The workers (embedding batches) and the coordinator (queueing them, finishing the job) run elsewhere
-(services.similarity.reembed_jobs) and reach this process over HTTP.
+(services.similarity.entrypoints.reembed_jobs) and reach this process over HTTP.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from platograph.graph_api import entity_ids, pages
-from services.similarity import follow, service
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
 from services.similarity.domain.candidates import pair, threshold_for
 from services.similarity.domain.models import REGISTRY, ModelSpec
+from services.similarity.service_layer import follow, handlers
 
 log = logging.getLogger(__name__)
 SAMPLE = 10
@@ -117,9 +117,9 @@ def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, s
     threshold = served.model.default_threshold
     floor = min([threshold, *sim.settings.thresholds.values()])
     out: dict[tuple[str, str], float] = {}
-    for start in range(0, len(ids), service.SEARCH_BATCH):
+    for start in range(0, len(ids), handlers.SEARCH_BATCH):
         with sim.lock:
-            found = [(e, served.index.lookup(e)) for e in ids[start : start + service.SEARCH_BATCH]]
+            found = [(e, served.index.lookup(e)) for e in ids[start : start + handlers.SEARCH_BATCH]]
             rows = [(e, hit[1]) for e, hit in found if hit is not None]
             if not rows:
                 continue
@@ -216,7 +216,7 @@ def finish(sim: Similarity, job_id: str) -> None:
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
     ids = entity_ids(sim.graph)
-    found = diff(sim, sim.served(), target, ids, service.linked(sim, ids))
+    found = diff(sim, sim.served(), target, ids, handlers.linked(sim, ids))
     sim.store.update(job_id, diff=found)
     if job["review"]:
         sim.store.update(job_id, status="ready")

@@ -22,7 +22,8 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from platograph.embedded import EmbeddedPostgres, EmbeddedRedis
+from ops import migrate
+from ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -135,8 +136,6 @@ class System:
 
     def start_infrastructure(self) -> None:
         """Embedded servers unless URLs are set; then migrations."""
-        from services.graph.adapters import migrations
-
         s = self.settings
         data_dir = s.data_dir.resolve()
         self.env = dict(os.environ)
@@ -146,7 +145,7 @@ class System:
         if s.database_url is None:
             self.postgres = EmbeddedPostgres(data_dir / "pg")
             self.env["DATABASE_URL"] = self.postgres.start()
-        migrations.upgrade(self.env["DATABASE_URL"])
+        migrate.upgrade_all(self.env["DATABASE_URL"])
         if not self.env.get("PLATOGRAPH_WEBHOOK_KEY"):
             self.env["PLATOGRAPH_WEBHOOK_KEY"] = webhook_key(data_dir / "webhook.key")
         s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port,
@@ -173,11 +172,11 @@ class System:
             self.children.append(Child(name, _uvicorn(factory, s.host, port), env, logs / f"{name}.log", health))
         for n in range(1, s.projectors + 1):
             env = self.env | {"PLATOGRAPH_CONSUMER": f"projector-{n}"}
-            argv = [sys.executable, "-m", "platograph.cli", "projector"]
+            argv = [sys.executable, "-m", "ops.cli", "projector"]
             self.children.append(Child(f"projector-{n}", argv, env, logs / f"projector-{n}.log"))
-        worker = [sys.executable, "-m", "platograph.cli", "worker"]
+        worker = [sys.executable, "-m", "ops.cli", "worker"]
         self.children.append(Child("worker", worker, self.env, logs / "worker.log"))
-        cli = [sys.executable, "-m", "platograph.cli"]
+        cli = [sys.executable, "-m", "ops.cli"]
         queues = ["--queue", "platograph", "--queue", s.webhook_queue, "--queue", s.reembed_queue]
         self.children.append(Child("scheduler", [*cli, "scheduler", *queues], self.env, logs / "scheduler.log"))
         self.children.append(Child("coordinator", [*cli, "coordinator"], self.env, logs / "coordinator.log"))

@@ -1,4 +1,5 @@
-"""RQ jobs (top-level functions, JSON payloads) and the worker process that runs them."""
+"""The RQ worker and scheduler processes, and the general queue (jobs themselves live in each service's
+entrypoints)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,10 @@ import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from sqlalchemy import create_engine
 
-from platograph.settings import CoreSettings, DatabaseSettings
+from platograph.settings import CoreSettings
 
 QUEUE = "platograph"
-
-
-def rebuild_read_model() -> int:
-    """Job: recreate the graph read model from the journal; returns events replayed."""
-    from services.graph.adapters.projection_store import rebuild
-
-    engine = create_engine(DatabaseSettings().database_url)
-    try:
-        return rebuild(engine)
-    finally:
-        engine.dispose()
 
 
 def queue(connection: redis.Redis) -> Queue:

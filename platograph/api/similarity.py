@@ -16,3 +16,10 @@ class ComparePairs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pairs: list[tuple[Text, Text]] = Field(min_length=1, max_length=1000)
+
+
+class Start(BaseModel):
+    """Start re-embedding the corpus with another model."""
+
+    model: str = Field(description="A registered model (see GET /v1/models)")
+    review: bool = Field(False, description="Wait for POST /v1/reembed/{id}/approve before switching")

@@ -24,9 +24,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from platograph.cursors import encode_cursor
 from platograph.graph_api import pages
 from platograph.settings import CoreSettings
-from services.graph.adapters.queries import encode_cursor
 from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY

@@ -16,15 +16,16 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from platograph.api.webhooks import EVENT_TYPES
 from platograph.background import keep_running
 from platograph.consuming import consume, server_away
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry
-from services.webhooks import delivery
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages
+from services.webhooks.service_layer import delivery
 
 log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("5b0a4a43-55d2-4c4f-9a43-8b0f5e4b7f10")
@@ -53,7 +54,7 @@ def _events(entries: list[Entry]) -> list[tuple[str, Envelope]]:
         except (ValueError, ValidationError) as exc:  # the graph projector dead-letters these
             log.warning("skipping entry %s: %s", entry_id, exc)
             continue
-        events.extend((entry_id, e) for e in envelopes if e.type in messages.EVENT_TYPES)
+        events.extend((entry_id, e) for e in envelopes if e.type in EVENT_TYPES)
     return events
 
 
@@ -63,7 +64,7 @@ def replay(wh: Webhooks, entry_id: str, events: list[tuple[int, Any]]) -> dict[s
     with wh.engine.begin() as conn:
         subscriptions = store.live_subscriptions(conn)
     envelopes = [(entry_id, Envelope.model_validate(raw)) for _, raw in events]
-    wanted = [(i, e) for i, e in envelopes if e.type in messages.EVENT_TYPES]
+    wanted = [(i, e) for i, e in envelopes if e.type in EVENT_TYPES]
     return {"deliveries_queued": record(wh, wanted, subscriptions) if subscriptions else 0}
 
 
