@@ -9,10 +9,13 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from gateway import clients
+from gateway.adapters import clients
+from gateway.adapters.decision_log import DecisionLog
+from gateway.domain.refusals import Refused
 from gateway.routers import dead_letters, home, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import fastapi_telemetry, instrument
@@ -32,6 +35,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A decision the rules refuse, as the error shape every route answers with (the field in `loc`)."""
+    assert isinstance(exc, Refused)
+    return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
+
+
 def create_app(
     settings: GatewaySettings | None = None, transports: dict[str, httpx.AsyncBaseTransport] | None = None
 ) -> FastAPI:
@@ -42,6 +51,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = clients.build(settings, transports)
         app.state.redis = aioredis.Redis.from_url(settings.redis_url)
+        app.state.decisions = DecisionLog(app.state.redis, settings.stream)
         tune_gc()
         yield
         await app.state.services.aclose()
@@ -55,6 +65,7 @@ def create_app(
         telemetry=fastapi_telemetry(),
     )
     app.state.settings = settings
+    app.add_exception_handler(Refused, refused)
     for api in (writes, merges, reads, review, webhooks, reembed, dead_letters):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.clients import Services
+from gateway.adapters.clients import Services
+from gateway.adapters.decision_log import DecisionLog
 from gateway.settings import GatewaySettings
 
 
@@ -20,3 +21,10 @@ async def get_settings(request: Request) -> GatewaySettings:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+
+
+async def get_decision_log(request: Request) -> DecisionLog:
+    return request.app.state.decisions  # type: ignore[no-any-return]
+
+
+DecisionLogDep = Annotated[DecisionLog, Depends(get_decision_log)]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from gateway.adapters.upstream import call, passthrough, relay
 from gateway.deps import ServicesDep
-from gateway.upstream import call, passthrough, relay
 from platograph.dead_letters import OTHER_GROUP, RecordId
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["operations"])

@@ -4,24 +4,19 @@ and search. Server-rendered with Jinja2; the only script is the review buttons' 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from gateway import picture
+from gateway import assembly, picture
+from gateway.adapters.upstream import call
 from gateway.deps import ServicesDep, SettingsDep
-from gateway.routers import reads
-from gateway.routers.reads import UNDOABLE
-from gateway.upstream import call
+from gateway.templating import templates
 from platograph import ontology
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
-templates.env.globals |= {"color": picture.color, "colors": picture.COLORS}
 
 
 def review_options(onto: ontology.Ontology, a: str, b: str) -> list[dict[str, str]]:
@@ -39,8 +34,7 @@ async def entity_page(
     id: str, request: Request, services: ServicesDep, settings: SettingsDep, after: str | None = Query(None)
 ) -> Response:
     # The view and the entity's open candidates (for the review controls) are asked for at once.
-    view_call = reads.neighborhood(id, services, settings, after=after, limit=50, group=None, cursor=None,
-                                   min_score=None)  # fmt: skip
+    view_call = assembly.neighborhood(services, settings, id, after=after)
     candidates_call = call(services.graph, "graph", "GET", "/v1/candidates",
                            params={"entity": id, "status": "proposed", "limit": 200})  # fmt: skip
     try:
@@ -53,7 +47,7 @@ async def entity_page(
         raise
     if raw.status_code == 301:  # a merged id: its page is the survivor's
         survivor = raw.headers["location"].removeprefix("/v1/entities/").removesuffix("/neighborhood")
-        return RedirectResponse(f"/entities/{survivor}", status_code=301, headers=UNDOABLE)
+        return RedirectResponse(f"/entities/{survivor}", status_code=301, headers=assembly.UNDOABLE)
     view = orjson.loads(raw.body)
     onto = ontology.load(settings.ontology)
     candidates: dict[str, dict[str, Any]] = {}

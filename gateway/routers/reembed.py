@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from gateway.adapters.upstream import call, relay
 from gateway.deps import ServicesDep
-from gateway.upstream import call, relay
 from platograph.api.similarity import Start
 from platograph.urls import segment
 

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from gateway.adapters.upstream import call, relay
 from gateway.deps import ServicesDep
-from gateway.upstream import call, relay
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.urls import segment
 

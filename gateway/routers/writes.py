@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
+from gateway.adapters.upstream import call, relay
 from gateway.deps import ServicesDep
-from gateway.upstream import call, relay
 from platograph.api.ingest import EdgeIn, EntityIn
 
 router = APIRouter(prefix="/v1", tags=["write"])

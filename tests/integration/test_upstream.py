@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gateway.clients import build
+from gateway.adapters.clients import build
+from gateway.adapters.upstream import UpstreamUnavailable, call, relay
 from gateway.settings import GatewaySettings
-from gateway.upstream import UpstreamUnavailable, call, relay
 
 
 class Answer(BaseHTTPRequestHandler):

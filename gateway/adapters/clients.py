@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.adapters.thresholds import ThresholdCache
 from gateway.settings import GatewaySettings
-from gateway.thresholds import ThresholdCache
 
 
 class ServiceClient(httpx.AsyncClient):

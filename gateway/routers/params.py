@@ -1,0 +1,14 @@
+"""Parameters several routers declare the same way."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+After = Annotated[
+    str | None,
+    Query(description="A `position` token from a write: wait until the view includes that write."),
+]
+Types = Annotated[list[str] | None, Query(description="Only these entity types (repeatable)")]
+EntityId = Annotated[str, Path(min_length=3, max_length=512)]

@@ -1,0 +1,27 @@
+"""What people send to decide on candidates and merges (the gateway owns these decisions)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Accept(BaseModel):
+    edge_type: str = Field(description="An edge type the ontology allows between the two entities")
+    direction: Literal["a_to_b", "b_to_a"] = "a_to_b"
+    by: str = Field("", max_length=200, description="Who decided")
+
+
+class Reject(BaseModel):
+    by: str = Field("", max_length=200)
+    reason: str = Field("", max_length=2000)
+
+
+class Merge(BaseModel):
+    into: str = Field(min_length=3, max_length=512, description="The entity that stays (the survivor)")
+    by: str = Field("", max_length=200, description="Who decided")
+
+
+class Unmerge(BaseModel):
+    by: str = Field("", max_length=200)
