@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import redis
 from sqlalchemy import Engine, text
 
@@ -57,3 +58,52 @@ def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.1)
     return value
+
+
+Fault = Callable[[httpx.Request], httpx.Response | None]
+
+
+class FaultyGraph(httpx.BaseTransport):
+    """A transport in front of a client of the graph: `fault` may answer a request itself (a 500, a 400)
+    instead of the graph; every other request goes through."""
+
+    def __init__(self, inner: httpx.Client, fault: Fault) -> None:
+        self.inner, self.fault = inner, fault
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.fault(request)
+        if answer is not None:
+            return answer
+        content = request.read()
+        response = self.inner.request(request.method, str(request.url), content=content, headers=dict(request.headers))
+        return httpx.Response(response.status_code, headers=response.headers, content=response.content)
+
+
+class FailingEmbedder:
+    """An embedder that raises while `fails(texts)` holds (a bug some entity meets), else the real one."""
+
+    def __init__(self, inner: Any, fails: Callable[[list[str]], bool]) -> None:
+        self.inner, self.fails = inner, fails
+
+    def embed(self, texts: list[str]) -> Any:
+        if self.fails(texts):
+            raise RuntimeError("a bug this entity meets")
+        return self.inner.embed(texts)
+
+    def embed_query(self, texts: list[str]) -> Any:
+        return self.inner.embed_query(texts)
+
+
+class FailingQueue:
+    """An RQ queue whose enqueue raises while `fails()` holds; everything else is the real queue's."""
+
+    def __init__(self, inner: Any, fails: Callable[[], bool], error: Exception) -> None:
+        self.inner, self.fails, self.error = inner, fails, error
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fails():
+            raise self.error
+        return self.inner.enqueue(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

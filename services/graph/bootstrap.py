@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy import Engine, create_engine
 
 from platograph import ontology
 from platograph.stream import StreamConsumer
+from services.graph.adapters import projection_store
 from services.graph.adapters.view_reader import ViewReader
 from services.graph.settings import GraphSettings
 
@@ -23,6 +24,8 @@ class Graph:
     engine: Engine
     consumer: StreamConsumer
     ontology: ontology.Ontology
+    # Where the projector writes (a test passes one that fails, to see the dead-letter path).
+    project: projection_store.Project = field(default=projection_store.project)
 
     def view_reader(self) -> ViewReader:
         """A reader for the neighborhood view, for one app: its pool is opened on the loop that serves it."""

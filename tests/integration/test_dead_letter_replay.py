@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from platograph.contracts import ENTRY_FIELD
 from services.graph.adapters import projection_store
-from tests.helpers import eventually
-from tests.integration.test_gateway import system
+from tests.helpers import FailingEmbedder, eventually
+from tests.integration.test_gateway import EMBEDDER, system
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +28,16 @@ def dead(api: TestClient) -> list[dict[str, Any]]:
 
 
 def test_a_graph_dead_letter_replays_at_its_own_position_and_a_later_write_still_wins(
-    env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], engine: Any, tmp_path: Path
 ) -> None:
-    real = projection_store.project
+    fixed: list[int] = []
 
     def rejects_old(engine: Any, events: Any, consumer: str, last: str) -> int:
-        if any(e.envelope.payload.get("name") == "Old" for e in events):
+        if not fixed and any(e.envelope.payload.get("name") == "Old" for e in events):
             raise psycopg.DataError("simulated: Postgres rejects this entry")
-        return real(engine, events, consumer, last)
+        return projection_store.project(engine, events, consumer, last)
 
-    monkeypatch.setattr(projection_store, "project", rejects_old)
-    with contextmanager(system)(tmp_path / "index") as api:
+    with contextmanager(system)(tmp_path / "index", project=rejects_old) as api:
         api.post("/v1/entities", json=[{"id": "concept:x", "name": "Old"}, {"id": "concept:y", "name": "Only here"}])
         later = api.post("/v1/entities", json=[{"id": "concept:x", "name": "New"}]).json()["position"]
         (record,) = eventually(lambda: dead(api))
@@ -46,7 +45,7 @@ def test_a_graph_dead_letter_replays_at_its_own_position_and_a_later_write_still
         assert api.get("/v1/entities/concept:y").status_code == 404
         assert api.get("/v1/entities/concept:x", params={"after": later}).json()["name"] == "New"
 
-        monkeypatch.setattr(projection_store, "project", real)  # the cause is fixed
+        fixed.append(1)  # the cause is fixed
         replayed = api.post(f"/v1/dead-letters/{record['id']}/replay")
         assert replayed.status_code == 200, replayed.text
         body = replayed.json()
@@ -80,19 +79,11 @@ def test_a_record_that_fails_again_stays(
 @pytest.fixture
 def poisoned(env: dict[str, str], engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The similarity consumer fails on any entity named "Poisoned" until `cured` is set."""
-    from services.similarity.service_layer import handlers
-
     monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.05")
     monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "1")
-    real, cured = handlers.handle_entry, []
-
-    def fails_on_poisoned(sim: Any, entry_id: str, envelopes: list[Any], known: Any = None) -> Any:
-        if not cured and any(e.payload.get("name") == "Poisoned" for e in envelopes):
-            raise RuntimeError("a bug this entity meets")
-        return real(sim, entry_id, envelopes, known)
-
-    monkeypatch.setattr(handlers, "handle_entry", fails_on_poisoned)
-    with contextmanager(system)(tmp_path / "index") as api:
+    cured: list[int] = []
+    embedder = FailingEmbedder(EMBEDDER, lambda texts: not cured and any("Poisoned" in t for t in texts))
+    with contextmanager(system)(tmp_path / "index", embedder=embedder) as api:
         yield api, cured
 
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from platograph.api.graph import NeighborhoodView
 from platograph.contracts import ENTRY_FIELD
+from services.graph.adapters.projection_store import Project
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
 from services.graph.entrypoints import projector
@@ -35,6 +37,7 @@ from services.webhooks.bootstrap import bootstrap as webhook_bootstrap
 from services.webhooks.entrypoints import dispatcher
 from services.webhooks.entrypoints import http as webhooks_http
 from tests.conftest import SEED_FILE
+from tests.helpers import Fault, FaultyGraph
 
 pytestmark = pytest.mark.integration
 QUOTE = (
@@ -55,21 +58,35 @@ EMBEDDER = MiniLMOnnx()  # loaded once for the module's tests
 
 
 def system(
-    index_dir: Path, similarity: httpx.AsyncBaseTransport | None = None, webhooks: bool = False
+    index_dir: Path,
+    similarity: httpx.AsyncBaseTransport | None = None,
+    webhooks: bool = False,
+    *,
+    embedder: Any = EMBEDDER,
+    graph_fault: Fault | None = None,
+    project: Project | None = None,
 ) -> Iterator[TestClient]:
     """Every service in-process, with the projector and the similarity consumer on threads (and, with
-    `webhooks`, the webhook service and its dispatcher; delivery workers are the test's to start)."""
+    `webhooks`, the webhook service and its dispatcher; delivery workers are the test's to start).
+    Injected: the similarity service's `embedder`, a `graph_fault` that may answer the similarity and
+    webhook services' requests to the graph instead of it, and where the projector writes (`project`).
+    The gateway app's state keeps what was wired (`wired`), for a test that swaps a collaborator."""
     graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    if project is not None:
+        graph.project = project
     graph_app = graph_http.create_app(graph)
     graph_client = TestClient(graph_app, base_url="http://graph")  # a sync httpx client over the ASGI app
+    reader = graph_client if graph_fault is None else httpx.Client(
+        base_url="http://graph", transport=FaultyGraph(graph_client, graph_fault)
+    )  # fmt: skip
     sim = similarity_bootstrap(
-        SimilaritySettings(index_dir=index_dir, similarity_consumer="it-similarity"), embedder=EMBEDDER,
-        graph=graph_client,
+        SimilaritySettings(index_dir=index_dir, similarity_consumer="it-similarity"), embedder=embedder,
+        graph=reader,
     )  # fmt: skip
     stop = threading.Event()
     threads = [threading.Thread(target=projector.run, args=(graph, stop), daemon=True),
                threading.Thread(target=similarity_consumer.run, args=(sim, stop), daemon=True)]  # fmt: skip
-    hooks = webhook_bootstrap(graph=graph_client) if webhooks else None
+    hooks = webhook_bootstrap(graph=reader) if webhooks else None
     if hooks is not None:
         threads.append(threading.Thread(target=dispatcher.run, args=(hooks, stop), daemon=True))
     for thread in threads:
@@ -84,7 +101,9 @@ def system(
     if hooks is not None:
         transports["webhooks"] = httpx.ASGITransport(app=webhooks_http.create_app(hooks, dispatch=False))
     try:
-        with TestClient(create_app(GatewaySettings(), transports)) as client:
+        gateway = create_app(GatewaySettings(), transports)
+        gateway.state.wired = SimpleNamespace(graph=graph, similarity=sim, webhooks=hooks)
+        with TestClient(gateway) as client:
             # The graph and ingest apps run inside this client's event loop (ASGITransport runs no lifespan).
             client.portal.call(graph_app.state.views.open)  # type: ignore[union-attr]
             yield client

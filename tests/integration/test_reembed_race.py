@@ -19,7 +19,7 @@ from services.similarity.bootstrap import Served
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.domain.models import E5_SMALL, MINILM
 from services.similarity.entrypoints import http as similarity_http
-from services.similarity.service_layer import handlers, reembed
+from services.similarity.service_layer import indexing, reembed
 from services.similarity.settings import SimilaritySettings
 from tests.integration.test_gateway import EMBEDDER
 
@@ -35,7 +35,7 @@ def test_a_batch_read_before_a_change_does_not_overwrite_it(env: dict[str, str],
         job = sim.store.create(E5_SMALL.name, MINILM.name, False, [{"after": "", "last": "claim:x", "count": 1}])
         old = Indexed(id="claim:x", type="claim", name="X", text="The old text.")
         new = EntityUpserted(id="claim:x", type="claim", name="X", text="The new text, written meanwhile.")
-        handlers.index_entities(sim, [new])  # the consumer: both collections get the change
+        indexing.index_entities(sim, [new])  # the consumer: both collections get the change
         assert reembed.accept_batch(sim, job, 0, [old], EMBEDDER.embed([old.text]))  # counted once…
         found = sim.target.index.lookup("claim:x")
         assert found is not None and found[0].text == E5_SMALL.text_of(new.model_dump())  # …but not written

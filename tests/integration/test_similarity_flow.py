@@ -17,9 +17,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from platograph.contracts import CandidateProposed, decode_entry
+from tests.helpers import FailingEmbedder, eventually
 from tests.helpers import append as append_events
-from tests.helpers import eventually
-from tests.integration.test_gateway import QUOTE, load_seeds, system
+from tests.integration.test_gateway import EMBEDDER, QUOTE, load_seeds, system
 
 pytestmark = pytest.mark.integration
 SEED_PAGE_RELATED = {
@@ -305,20 +305,17 @@ def test_the_consumer_survives_an_unexpected_error_and_loses_nothing(
 ) -> None:
     """The graph answers 500 to the consumer once, in the middle of a read (not a transient error): the
     consumer loop starts again, handles the entry it had read, and says in the status that it failed."""
-    from services.similarity.service_layer import handlers
 
     monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.1")
-    real_linked, failed = handlers.linked, threading.Event()
+    failed = threading.Event()
 
-    def linked_once_broken(sim: Any, ids: list[str]) -> dict[str, set[str]]:
-        if not failed.is_set():
+    def linked_once_broken(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == "/v1/linked" and not failed.is_set():
             failed.set()
-            request = httpx.Request("POST", "http://graph/v1/linked")
-            raise httpx.HTTPStatusError("500", request=request, response=httpx.Response(500, request=request))
-        return real_linked(sim, ids)
+            return httpx.Response(500, request=request)
+        return None
 
-    monkeypatch.setattr(handlers, "linked", linked_once_broken)
-    with contextmanager(system)(tmp_path / "index") as api:
+    with contextmanager(system)(tmp_path / "index", graph_fault=linked_once_broken) as api:
         position = load_seeds(api)
         eventually(lambda: failed.is_set())
         sim = eventually(lambda: settled(api))
@@ -336,19 +333,11 @@ def test_an_entry_the_consumer_fails_on_every_time_is_dead_lettered_and_the_rest
 ) -> None:
     """A bug that one entity meets every time: after PLATOGRAPH_MAX_DELIVERIES deliveries its entry is set
     aside with the error, and the entities written before and after it are indexed."""
-    from services.similarity.service_layer import handlers
 
     monkeypatch.setenv("PLATOGRAPH_RESTART_PAUSE_S", "0.05")
     monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "2")
-    real = handlers.handle_entry
-
-    def fails_on_poison(sim: Any, entry_id: str, envelopes: list[Any], known: Any = None) -> Any:
-        if any(e.payload.get("id") == "concept:poison" for e in envelopes):
-            raise RuntimeError("a bug this entity meets")
-        return real(sim, entry_id, envelopes, known)
-
-    monkeypatch.setattr(handlers, "handle_entry", fails_on_poison)
-    with contextmanager(system)(tmp_path / "index") as api:
+    embedder = FailingEmbedder(EMBEDDER, lambda texts: any("poison" in t for t in texts))
+    with contextmanager(system)(tmp_path / "index", embedder=embedder) as api:
         for name in ("before", "poison", "after"):
             written = api.post("/v1/entities", json=[{"id": f"concept:{name}", "name": f"The {name} concept"}])
             assert written.status_code == 202

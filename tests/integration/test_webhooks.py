@@ -27,10 +27,10 @@ from standardwebhooks import Webhook
 from platograph.contracts import CandidateProposed, encode_entry, new_envelope
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
-from services.similarity.service_layer.handlers import PRODUCER as SIMILARITY
+from services.similarity.domain.candidates import PRODUCER as SIMILARITY
 from services.webhooks.bootstrap import bootstrap
 from services.webhooks.entrypoints import dispatcher
-from tests.helpers import eventually
+from tests.helpers import FailingQueue, FaultyGraph, eventually
 from tests.integration.test_gateway import system
 from tests.receiver import Received, receiver
 
@@ -209,7 +209,7 @@ def test_a_worker_killed_mid_delivery_does_not_lose_the_message(hooks: Hooks) ->
         eventually(lambda: hooks.deliveries(created["id"], status="delivered"))
 
 
-def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks) -> None:
     # A dispatcher of our own (in its own consumer group) that dies after recording, before queueing.
     graph = graph_bootstrap()
     wh = bootstrap(graph=TestClient(graph_http.create_app(graph), base_url="http://graph"))
@@ -227,14 +227,12 @@ def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks, monk
                 conn.execute(text("DELETE FROM webhook_deliveries"))
             hooks.api.post(f"/v1/webhooks/{created['id']}/resume")
 
-            def crash(*_: Any) -> int:
-                raise RuntimeError("killed between recording and queueing")
-
+            crashed = RuntimeError("killed between recording and queueing")
             entries = wh.consumer.read_new(100, block_ms=100)
-            with monkeypatch.context() as patch:
-                patch.setattr(dispatcher.delivery, "enqueue_first", crash)
-                with pytest.raises(RuntimeError):
-                    dispatcher.handle(wh, entries)
+            queue, wh.queue = wh.queue, FailingQueue(wh.queue, lambda: True, crashed)  # type: ignore[assignment]
+            with pytest.raises(RuntimeError):
+                dispatcher.handle(wh, entries)
+            wh.queue = queue
             assert [d["status"] for d in hooks.deliveries(created["id"])] == ["pending"]
             assert wh.consumer.backlog()["pending"] == len(entries)  # nothing acked
             dispatcher.handle(wh, wh.consumer.own_pending(100))  # the restarted dispatcher
@@ -247,20 +245,18 @@ def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks, monk
         graph.close()
 
 
-def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(hooks: Hooks) -> None:
     """The service's own dispatcher fails once after recording, before queueing: its loop starts again,
     reads the entry it had not acked, and the message goes out once; the status says it failed."""
-    real, failed = dispatcher.delivery.enqueue_first, []
+    failed: list[int] = []
 
-    def fails_once(*args: Any) -> int:
-        if not failed:
-            failed.append(1)
-            raise RuntimeError("not a server away: a bug")
-        return real(*args)
+    def fails_once() -> bool:
+        first = not failed
+        failed.append(1)
+        return first
 
-    monkeypatch.setattr(dispatcher.delivery, "enqueue_first", fails_once)
+    wh = hooks.api.app.state.wired.webhooks  # type: ignore[attr-defined]
+    wh.queue = FailingQueue(wh.queue, fails_once, RuntimeError("not a server away: a bug"))
     with receiver() as endpoint:
         created = hooks.register(endpoint.url)
         event = hooks.propose()
@@ -276,21 +272,19 @@ def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(
     assert "dispatcher errors" in page and "not a server away" in page
 
 
-def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_next_delivered(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_next_delivered(hooks: Hooks) -> None:
     """The graph answers 400 for one entry's events, every time: a bug, not an outage, so it is not waited
     out for ever. After PLATOGRAPH_MAX_DELIVERIES (5) deliveries the entry is set aside with the error,
     and the candidate behind it is delivered."""
-    real, fixed = dispatcher.record, []
+    fixed: list[int] = []
 
-    def refuses_poison(wh: Any, events: list[Any], subscriptions: list[Any]) -> int:
-        if not fixed and any(event.payload.get("a") == "claim:poison" for _, event in events):
-            request = httpx.Request("POST", "http://graph/v1/briefs")
-            raise httpx.HTTPStatusError("400", request=request, response=httpx.Response(400, request=request))
-        return int(real(wh, events, subscriptions))
+    def refuses_poison(request: httpx.Request) -> httpx.Response | None:
+        if not fixed and request.url.path == "/v1/briefs" and b"claim:poison" in request.content:
+            return httpx.Response(400, request=request)
+        return None
 
-    monkeypatch.setattr(dispatcher, "record", refuses_poison)
+    wh = hooks.api.app.state.wired.webhooks  # type: ignore[attr-defined]
+    wh.graph = httpx.Client(base_url="http://graph", transport=FaultyGraph(wh.graph, refuses_poison))
     with receiver() as endpoint:
         hooks.register(endpoint.url)
         poison = hooks.propose(a="claim:poison")
@@ -299,7 +293,7 @@ def test_an_entry_the_dispatcher_fails_on_every_time_is_dead_lettered_and_the_ne
         assert arrived.headers["webhook-id"] == str(event)
         (dead,) = hooks.api.get("/v1/dead-letters").json()["items"]
         assert dead["group"] == "webhooks" and "claim:poison" in dead["raw"]["events"]
-        assert "delivered 6 times" in dead["reason"] and "HTTPStatusError: 400" in dead["reason"]
+        assert "delivered 6 times" in dead["reason"] and "HTTPStatusError: Client error '400" in dead["reason"]
         fixed.append(1)  # once the cause is fixed, the record is replayed and its candidate announced
         replayed = hooks.api.post(f"/v1/dead-letters/{dead['id']}/replay")
         assert replayed.status_code == 200 and replayed.json()["result"] == {"deliveries_queued": 1}

@@ -6,7 +6,7 @@ table: that costs a fraction of multi-row VALUES statements, which psycopg must 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -156,6 +156,10 @@ def apply(conn: Connection, events: Sequence[PositionedEvent]) -> None:
 
 def track(conn: Connection, consumer: str, last_stream_id: str, count: int) -> None:
     conn.execute(text(TRACK), {"consumer": consumer, "last": last_stream_id, "count": count})
+
+
+#: The signature of `project`: where a projector writes (tests pass one that fails).
+Project = Callable[[Engine, Sequence[PositionedEvent], str, str], int]
 
 
 def project(engine: Engine, events: Sequence[PositionedEvent], consumer: str, last_stream_id: str) -> int:

@@ -7,6 +7,7 @@ any order — redelivery, several consumers, a rebuild from the journal — give
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,6 +160,10 @@ class Deltas:
         return [self.edges[k].as_row() for k in sorted(self.edges)]
 
 
+#: A handler folds one typed payload, at its stream position and time, into the deltas.
+Handler = Callable[[Deltas, Any, int, datetime], None]
+
+
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
@@ -185,42 +190,79 @@ def _retracted(deltas: Deltas, p: EntityRetracted, pos: int, at: datetime) -> No
         d.status_position, d.status = pos, "retracted"
 
 
-def _merge(deltas: Deltas, p: EntityMerged | EntityUnmerged, pos: int, at: datetime) -> None:
-    d = deltas.entity(p.id)
+def _merged(deltas: Deltas, p: EntityMerged, pos: int, at: datetime) -> None:
+    _merge_register(deltas, p.id, p.into, pos, at)
+
+
+def _unmerged(deltas: Deltas, p: EntityUnmerged, pos: int, at: datetime) -> None:
+    _merge_register(deltas, p.id, None, pos, at)
+
+
+def _merge_register(deltas: Deltas, entity_id: str, into: str | None, pos: int, at: datetime) -> None:
+    d = deltas.entity(entity_id)
     d.updated_at = _later(d.updated_at, at)
     if pos > d.merge_position:
-        d.merge_position, d.merged_into = pos, p.into if isinstance(p, EntityMerged) else None
+        d.merge_position, d.merged_into = pos, into
 
 
-def _edge(deltas: Deltas, p: EdgeAdded | EdgeRemoved, pos: int, at: datetime) -> None:
+def _edge_added(deltas: Deltas, p: EdgeAdded, pos: int, at: datetime) -> None:
     d = deltas.edge(p.source, p.type, p.target)
-    added = isinstance(p, EdgeAdded)
-    if added:
-        d.created_at = _earlier(d.created_at, at)
+    d.created_at = _earlier(d.created_at, at)
     if pos > d.position:
-        d.position, d.removed = pos, not added
-        d.description = p.description if isinstance(p, EdgeAdded) else ""
+        d.position, d.removed, d.description = pos, False, p.description
 
 
-Decision = CandidateProposed | CandidateWithdrawn | CandidateAccepted | CandidateRejected | CandidateUnrejected
+def _edge_removed(deltas: Deltas, p: EdgeRemoved, pos: int, at: datetime) -> None:
+    d = deltas.edge(p.source, p.type, p.target)
+    if pos > d.position:
+        d.position, d.removed, d.description = pos, True, ""
 
 
-def _candidate(deltas: Deltas, p: Decision, pos: int, at: datetime) -> None:
+def _proposed(deltas: Deltas, p: CandidateProposed, pos: int, at: datetime) -> None:
     d = deltas.candidate(p.a, p.b)
     d.updated_at = _later(d.updated_at, at)
-    if isinstance(p, CandidateProposed):
-        d.created_at = _earlier(d.created_at, at)
-        if pos > d.position:
-            d.position, d.score, d.kind, d.reason = pos, p.score, p.kind, p.reason
-            d.suggested_edge, d.model = p.suggested_edge, p.model
-        if pos > d.state_position:
-            d.state_position, d.state, d.state_reason = pos, "proposed", ""
-    elif isinstance(p, CandidateWithdrawn):
-        if pos > d.state_position:
-            d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
-    elif pos > d.decision_position:
-        decisions = {CandidateAccepted: "accepted", CandidateRejected: "rejected", CandidateUnrejected: None}
-        d.decision_position, d.decision, d.decided_by, d.decided_at = pos, decisions[type(p)], p.by, at
+    d.created_at = _earlier(d.created_at, at)
+    if pos > d.position:
+        d.position, d.score, d.kind, d.reason = pos, p.score, p.kind, p.reason
+        d.suggested_edge, d.model = p.suggested_edge, p.model
+    if pos > d.state_position:
+        d.state_position, d.state, d.state_reason = pos, "proposed", ""
+
+
+def _withdrawn(deltas: Deltas, p: CandidateWithdrawn, pos: int, at: datetime) -> None:
+    d = deltas.candidate(p.a, p.b)
+    d.updated_at = _later(d.updated_at, at)
+    if pos > d.state_position:
+        d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
+
+
+def _decided(decision: str | None) -> Handler:
+    """A person's decision on a pair (accepted, rejected, or a rejection taken back: None)."""
+
+    def handle(deltas: Deltas, p: CandidateAccepted | CandidateRejected | CandidateUnrejected, pos: int,
+               at: datetime) -> None:  # fmt: skip
+        d = deltas.candidate(p.a, p.b)
+        d.updated_at = _later(d.updated_at, at)
+        if pos > d.decision_position:
+            d.decision_position, d.decision, d.decided_by, d.decided_at = pos, decision, p.by, at
+
+    return handle
+
+
+#: What each event type does to the read model; an event type missing here changes nothing.
+HANDLERS: dict[type[Frozen], Handler] = {
+    EntityUpserted: _upserted,
+    EntityRetracted: _retracted,
+    EntityMerged: _merged,
+    EntityUnmerged: _unmerged,
+    EdgeAdded: _edge_added,
+    EdgeRemoved: _edge_removed,
+    CandidateProposed: _proposed,
+    CandidateWithdrawn: _withdrawn,
+    CandidateAccepted: _decided("accepted"),
+    CandidateRejected: _decided("rejected"),
+    CandidateUnrejected: _decided(None),
+}
 
 
 def fold(events: list[PositionedEvent]) -> Deltas:
@@ -228,15 +270,7 @@ def fold(events: list[PositionedEvent]) -> Deltas:
     deltas = Deltas()
     for event in events:
         payload = event.typed()
-        at = event.envelope.occurred_at
-        if isinstance(payload, EntityUpserted):
-            _upserted(deltas, payload, event.position, at)
-        elif isinstance(payload, EntityRetracted):
-            _retracted(deltas, payload, event.position, at)
-        elif isinstance(payload, EntityMerged | EntityUnmerged):
-            _merge(deltas, payload, event.position, at)
-        elif isinstance(payload, EdgeAdded | EdgeRemoved):
-            _edge(deltas, payload, event.position, at)
-        elif isinstance(payload, Decision):
-            _candidate(deltas, payload, event.position, at)
+        handler = None if payload is None else HANDLERS.get(type(payload))
+        if handler is not None:
+            handler(deltas, payload, event.position, event.envelope.occurred_at)
     return deltas

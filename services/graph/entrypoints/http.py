@@ -287,7 +287,9 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.graph, app.state.views = graph, views
     app.include_router(router)
-    app.include_router(replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine))))
+    app.include_router(
+        replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine, project=graph.project)))
+    )
     instrument(app, "graph")
 
     @app.exception_handler(OperationalError)

@@ -28,7 +28,7 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
     last_trim = [time.monotonic()]
 
     def handle(entries: list[Entry]) -> int:
-        result = projecting.handle(entries, engine=graph.engine, consumer=consumer)
+        result = projecting.handle(entries, engine=graph.engine, consumer=consumer, project=graph.project)
         if result.dead_lettered:
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
         if settings.trim_every_s and time.monotonic() - last_trim[0] > settings.trim_every_s:

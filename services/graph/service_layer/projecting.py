@@ -63,7 +63,13 @@ def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) 
     return out
 
 
-def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) -> BatchResult:
+def handle(
+    entries: list[Entry],
+    *,
+    engine: Engine,
+    consumer: StreamConsumer,
+    project: projection_store.Project = projection_store.project,
+) -> BatchResult:
     """Project a batch of entries and ack them; poison entries are dead-lettered and acked too."""
     result = BatchResult(entries=len(entries))
     if not entries:
@@ -73,12 +79,12 @@ def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) ->
     events = [e for evs in by_entry.values() for e in evs]
     last_id = entries[-1][0]
     try:
-        result.new_events = projection_store.project(engine, events, consumer.consumer, last_id)
+        result.new_events = project(engine, events, consumer.consumer, last_id)
     except DATA_ERRORS as exc:
         log.warning("batch rejected by Postgres (%s); retrying entry by entry", exc.__class__.__name__)
         for entry_id, entry_events in by_entry.items():
             try:
-                result.new_events += projection_store.project(engine, entry_events, consumer.consumer, entry_id)
+                result.new_events += project(engine, entry_events, consumer.consumer, entry_id)
             except DATA_ERRORS as entry_exc:
                 # The whole entry, as on the stream, so that a replay finds each event at its own index.
                 consumer.dead_letter(entry_id, fields_of[entry_id], f"rejected by Postgres: {entry_exc}")
@@ -90,9 +96,14 @@ def handle(entries: list[Entry], *, engine: Engine, consumer: StreamConsumer) ->
 REPLAY_CONSUMER = "dead-letter-replay"  # how replays appear in projection_tracking
 
 
-def replay(engine: Engine, entry_id: str, events: list[tuple[int, Any]]) -> dict[str, int]:
+def replay(
+    engine: Engine,
+    entry_id: str,
+    events: list[tuple[int, Any]],
+    project: projection_store.Project = projection_store.project,
+) -> dict[str, int]:
     """Project dead-lettered events again at their own stream positions, so that a replay cannot win over
     later writes to the same entity; the journal skips any it already holds. Raises when they still break
     their contract (ValueError) or Postgres still rejects them."""
     again = [positioned(event_position(entry_id, index), entry_id, raw) for index, raw in events]
-    return {"new_events": projection_store.project(engine, again, REPLAY_CONSUMER, entry_id)}
+    return {"new_events": project(engine, again, REPLAY_CONSUMER, entry_id)}

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 from platograph.ontology import Ontology
 
+#: The producer name on the candidate events this service appends.
+PRODUCER = "similarity"
+
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 NEGATIONS = frozenset(
     "not no never none nor neither without cannot can't don't doesn't didn't isn't aren't wasn't weren't won't "

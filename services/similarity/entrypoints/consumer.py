@@ -21,8 +21,10 @@ from platograph.consuming import backoff, consume, server_away
 from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry
+from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
-from services.similarity.service_layer import handlers
+from services.similarity.domain.candidates import PRODUCER
+from services.similarity.service_layer import candidates, indexing
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,13 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
             # The graph projector dead-letters malformed entries; here they are just skipped.
             log.warning("skipping entry %s: %s", entry_id, exc)
             continue
-        if all(isinstance(raw, dict) and raw.get("producer") == handlers.PRODUCER for raw in raws):
+        if all(isinstance(raw, dict) and raw.get("producer") == PRODUCER for raw in raws):
             continue  # our own candidate events (about ten an entity in a large corpus): not validated
         decoded.append((entry_id, raws))
 
     def prepare(group: list[Raw]) -> tuple[list[Valid], dict[str, np.ndarray]]:
         valid = _validated(group)
-        return valid, handlers.embed_ahead(sim, [envelopes for _, envelopes in valid])
+        return valid, indexing.embed_ahead(sim, [envelopes for _, envelopes in valid])
 
     # Groups are validated and embedded on other threads while earlier ones are indexed and checked, so
     # the encoder keeps the cores busy during our Python work. Two groups are in the encoder's queue at
@@ -65,8 +67,8 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
         for group, known in ahead.map(prepare, _groups(decoded)):
             for entry_id, envelopes in group:
                 wait_for_graph(sim, entry_id)
-                events = handlers.handle_entry(sim, entry_id, envelopes, known)
-                handlers.publish(sim, events)
+                events = candidates.handle_entry(sim, entry_id, envelopes, known)
+                candidates.publish(sim, events)
                 published += len(events)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
     log.info("%d entries, %d candidate events", len(entries), published)
@@ -103,15 +105,15 @@ def replay(sim: Similarity, entry_id: str, events: list[tuple[int, Any]]) -> dic
     as they are now, so a replay cannot put an older text back in the index: one retracted or merged since
     leaves it, one the graph does not know is skipped."""
     envelopes = [_as_now(sim, Envelope.model_validate(raw)) for _, raw in events]
-    published = handlers.handle_entry(sim, entry_id, [e for e in envelopes if e is not None])
-    handlers.publish(sim, published)
+    published = candidates.handle_entry(sim, entry_id, [e for e in envelopes if e is not None])
+    candidates.publish(sim, published)
     return {"candidate_events": len(published)}
 
 
 def _as_now(sim: Similarity, envelope: Envelope) -> Envelope | None:
-    if envelope.type != "entity.upserted" or envelope.producer == handlers.PRODUCER:
+    if envelope.type != "entity.upserted" or envelope.producer == PRODUCER:
         return envelope
-    now = handlers.from_graph(sim, str(envelope.payload.get("id")))
+    now = graph_reads.entity(sim.graph, str(envelope.payload.get("id")))
     return None if now is None else envelope.model_copy(update={"payload": now.model_dump(mode="json")})
 
 

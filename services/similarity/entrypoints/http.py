@@ -12,12 +12,13 @@ from platograph.api.similarity import ComparePairs
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
+from services.similarity.adapters import graph_reads
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
 from services.similarity.entrypoints import consumer, reembed_http
 from services.similarity.entrypoints.deps import SimDep
-from services.similarity.service_layer import handlers, reembed
+from services.similarity.service_layer import queries, reembed
 
 router = APIRouter(prefix="/v1", tags=["similarity"])
 
@@ -61,10 +62,10 @@ async def similar(
     _check_types(sim, types)
     threshold = sim.threshold if min_score is None else min_score
     hits = await run_in_threadpool(
-        handlers.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked,
+        queries.similar, sim, id, limit=limit, min_score=threshold, types=types, include_linked=include_linked,
         hybrid=mode == "hybrid",
     )  # fmt: skip
-    if hits is None and not await run_in_threadpool(handlers.known_to_graph, sim, id):
+    if hits is None and not await run_in_threadpool(graph_reads.known, sim.graph, id):
         raise HTTPException(404, detail=[{"loc": ["path", "id"], "msg": f"no entity {id!r}", "type": "not_found"}])
     items = _items(hits or [])
     return {"threshold": threshold, "count": len(items), "items": items, "model": sim.model.key, "mode": mode,
@@ -83,7 +84,7 @@ async def search(
     """Entities ranked for free text: dense + BM25 fused (`mode=hybrid`, default) or by cosine (`dense`)."""
     _check_types(sim, types)
     hits = await run_in_threadpool(
-        handlers.search, sim, q, limit=limit, min_score=min_score, types=types, hybrid=mode == "hybrid"
+        queries.search, sim, q, limit=limit, min_score=min_score, types=types, hybrid=mode == "hybrid"
     )
     return {"q": q, "count": len(hits), "items": _items(hits), "model": sim.model.key, "mode": mode}
 
@@ -92,7 +93,7 @@ async def search(
 async def compare(body: ComparePairs, sim: SimDep) -> dict[str, Any]:
     """Cosine of text pairs, and whether each would be flagged a duplicate (with the evidence)."""
     return {"model": sim.model.key, "duplicate_threshold": sim.settings.duplicate_threshold,
-            "items": await run_in_threadpool(handlers.compare, sim, body.pairs)}  # fmt: skip
+            "items": await run_in_threadpool(queries.compare, sim, body.pairs)}  # fmt: skip
 
 
 @router.get("/thresholds")

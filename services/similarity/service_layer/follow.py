@@ -22,8 +22,10 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from platograph.contracts import CandidateWithdrawn, Frozen, new_envelopes
 from platograph.graph_api import entity_ids, pages
+from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
-from services.similarity.service_layer import handlers
+from services.similarity.domain.candidates import PRODUCER
+from services.similarity.service_layer import candidates
 
 log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("0d3c7f6e-5b1a-4f7e-8a0c-2f6b9e4d1c37")
@@ -41,12 +43,12 @@ def follow(sim: Similarity, tag: str) -> dict[str, int]:
     def append(flush: bool = False) -> None:
         if pending and (flush or len(pending) >= CHUNK):
             event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in pending]
-            handlers.publish(sim, new_envelopes(pending, producer=handlers.PRODUCER, event_ids=event_ids))
+            candidates.publish(sim, new_envelopes(pending, producer=PRODUCER, event_ids=event_ids))
             pending.clear()
 
     for start_at in range(0, len(ids), 1000):
         chunk = ids[start_at : start_at + 1000]
-        blocked = handlers.linked(sim, chunk)
+        blocked = graph_reads.linked(sim.graph, chunk)
         indexed = []
         for entity_id in chunk:
             with sim.lock:
@@ -54,7 +56,7 @@ def follow(sim: Similarity, tag: str) -> dict[str, int]:
             if found is not None:  # else retracted or merged: not indexed
                 indexed.append((found[0], np.asarray(found[1], dtype=np.float32)))
         exclude = [blocked.get(item.id, set()) for item, _ in indexed]
-        for candidate in handlers.candidates_for(sim, indexed, exclude):
+        for candidate in candidates.candidates_for(sim, indexed, exclude):
             if (candidate.a, candidate.b) not in seen:
                 seen.add((candidate.a, candidate.b))
                 pending.append(candidate)

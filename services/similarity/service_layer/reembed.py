@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from platograph.graph_api import entity_ids, pages
+from services.similarity.adapters import graph_reads
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
 from services.similarity.domain.candidates import pair, threshold_for
 from services.similarity.domain.models import REGISTRY, ModelSpec
-from services.similarity.service_layer import follow, handlers
+from services.similarity.service_layer import candidates, follow
 
 log = logging.getLogger(__name__)
 SAMPLE = 10
@@ -117,9 +118,9 @@ def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, s
     threshold = served.model.default_threshold
     floor = min([threshold, *sim.settings.thresholds.values()])
     out: dict[tuple[str, str], float] = {}
-    for start in range(0, len(ids), handlers.SEARCH_BATCH):
+    for start in range(0, len(ids), candidates.SEARCH_BATCH):
         with sim.lock:
-            found = [(e, served.index.lookup(e)) for e in ids[start : start + handlers.SEARCH_BATCH]]
+            found = [(e, served.index.lookup(e)) for e in ids[start : start + candidates.SEARCH_BATCH]]
             rows = [(e, hit[1]) for e, hit in found if hit is not None]
             if not rows:
                 continue
@@ -216,7 +217,7 @@ def finish(sim: Similarity, job_id: str) -> None:
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
     ids = entity_ids(sim.graph)
-    found = diff(sim, sim.served(), target, ids, handlers.linked(sim, ids))
+    found = diff(sim, sim.served(), target, ids, graph_reads.linked(sim.graph, ids))
     sim.store.update(job_id, diff=found)
     if job["review"]:
         sim.store.update(job_id, status="ready")
