@@ -21,6 +21,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports  # the house plan: contracts in pyproject.toml
 
 test: $(VENV)/.installed lint  ## the whole suite: unit, integration and end-to-end, external and embedded servers
 	$(PY) -m pytest

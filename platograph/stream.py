@@ -15,6 +15,8 @@ import orjson
 import redis
 from redis.exceptions import ResponseError
 
+from platograph.settings import CoreSettings
+
 Entry = tuple[str, dict[bytes, bytes]]
 
 
@@ -36,6 +38,13 @@ class StreamConsumer:
         self.group = group
         self.consumer = consumer
         self.dead_letter_stream = dead_letter_stream
+
+    @classmethod
+    def member(cls, client: redis.Redis, settings: CoreSettings, *, group: str, consumer: str) -> StreamConsumer:
+        """A member of a group on the configured stream, setting aside to its dead-letter stream (each
+        service's bootstrap wires its group this way)."""
+        return cls(client, stream=settings.stream, group=group, consumer=consumer,
+                   dead_letter_stream=settings.dead_letter_stream)  # fmt: skip
 
     def ensure_group(self) -> None:
         """Create the group at the start of the stream unless it exists."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -11,7 +11,7 @@ from gateway import assembly
 from gateway.adapters.upstream import call, passthrough, raise_for_client_error, relay
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.routers.params import After, Types
-from platograph.api.graph import EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
+from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 from platograph.api.similarity import ComparePairs
 from platograph.urls import segment
 
@@ -129,18 +129,7 @@ async def search(
 
 
 @router.get("/candidates", tags=["similarity"])
-async def candidates(
-    request: Request,
-    services: ServicesDep,
-    status: str = Query("proposed", pattern="^(proposed|withdrawn|accepted|rejected)$"),
-    kind: str | None = Query(None, pattern="^(link|duplicate)$"),
-    min_score: float = Query(-1.0, ge=-1, le=1),
-    max_score: float = Query(1.0, ge=-1, le=1),
-    entity: str | None = None,
-    type_pair: str | None = Query(None, description="Two entity types joined by `|`, e.g. `claim|paper`"),
-    cursor: str | None = None,
-    limit: int = Query(50, ge=1, le=500),
-) -> Response:
+async def candidates(request: Request, services: ServicesDep, query: Annotated[CandidateQuery, Query()]) -> Response:
     """Candidate edges and duplicates, best score first; each says why (score, evidence) and what edge it suggests."""
     return await passthrough(services.graph, "graph", "/v1/candidates", request)
 

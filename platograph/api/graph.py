@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class View(BaseModel):
@@ -99,3 +99,17 @@ class EdgePage(View):
 class ProjectionState(View):
     position: str
     reached: bool
+
+
+class CandidateQuery(BaseModel):
+    """The filters and page of `GET /v1/candidates`, declared once: the gateway documents and checks them,
+    the graph applies them."""
+
+    status: str = Field("proposed", pattern="^(proposed|withdrawn|accepted|rejected)$")
+    kind: str | None = Field(None, pattern="^(link|duplicate)$")
+    min_score: float = Field(-1.0, ge=-1, le=1)
+    max_score: float = Field(1.0, ge=-1, le=1)
+    entity: str | None = None
+    type_pair: str | None = Field(None, description="Two entity types joined by `|`, e.g. `claim|paper` (either order)")
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=500)

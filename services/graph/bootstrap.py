@@ -44,12 +44,8 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     # Postgres dropped fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates
     # the pool.
     engine = create_engine(settings.database_url, pool_size=CONNECTIONS, max_overflow=20, pool_recycle=1800)
-    consumer = StreamConsumer(
-        redis.Redis.from_url(settings.redis_url),
-        stream=settings.stream,
-        group=settings.group,
-        consumer=settings.consumer,
-        dead_letter_stream=settings.dead_letter_stream,
+    consumer = StreamConsumer.member(
+        redis.Redis.from_url(settings.redis_url), settings, group=settings.group, consumer=settings.consumer
     )
     return Graph(
         settings=settings,

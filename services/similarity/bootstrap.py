@@ -97,12 +97,8 @@ def bootstrap(
     model = REGISTRY.get(name)
     if model is None:
         raise ValueError(f"PLATOGRAPH_MODEL: unknown model {name!r}; known: {', '.join(REGISTRY)}")
-    consumer = StreamConsumer(
-        client,
-        stream=settings.stream,
-        group=settings.similarity_group,
-        consumer=settings.similarity_consumer,
-        dead_letter_stream=settings.dead_letter_stream,
+    consumer = StreamConsumer.member(
+        client, settings, group=settings.similarity_group, consumer=settings.similarity_consumer
     )
     return Similarity(
         settings=settings,

@@ -48,12 +48,8 @@ def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | Non
         queue=Queue(settings.webhook_queue, connection=connection, serializer=JSONSerializer),
         box=SecretBox(settings.webhook_key),
         graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
-        consumer=StreamConsumer(
-            connection,
-            stream=settings.stream,
-            group=settings.webhook_group,
-            consumer=settings.webhook_consumer,
-            dead_letter_stream=settings.dead_letter_stream,
+        consumer=StreamConsumer.member(
+            connection, settings, group=settings.webhook_group, consumer=settings.webhook_consumer
         ),
         http=httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False),
     )

@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from platograph.api.graph import EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
+from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
@@ -196,30 +196,19 @@ def merge_preview(conn: ConnDep, id: str, into: str) -> dict[str, Any]:
 
 
 @router.get("/candidates")
-def list_candidates(
-    conn: ConnDep,
-    graph: GraphDep,
-    status: str = Query("proposed", pattern="^(proposed|withdrawn|accepted|rejected)$"),
-    kind: str | None = Query(None, pattern="^(link|duplicate)$"),
-    min_score: float = Query(-1.0, ge=-1, le=1),
-    max_score: float = Query(1.0, ge=-1, le=1),
-    entity: str | None = None,
-    type_pair: str | None = Query(None, description="`claim|paper` (either order)"),
-    cursor: str | None = None,
-    limit: Limit = 50,
-) -> dict[str, Any]:
+def list_candidates(conn: ConnDep, graph: GraphDep, query: Annotated[CandidateQuery, Query()]) -> dict[str, Any]:
     """Candidate pairs, best score first, filtered by status, kind, score range, entity or type pair."""
     pair = None
-    if type_pair is not None:
-        left, sep, right = type_pair.partition("|")
+    if query.type_pair is not None:
+        left, sep, right = query.type_pair.partition("|")
         if not sep or left not in graph.ontology.entity_types or right not in graph.ontology.entity_types:
             msg = "type_pair must be two entity types joined by '|', e.g. claim|paper"
             raise HTTPException(422, detail=[{"loc": ["query", "type_pair"], "msg": msg, "type": "value_error"}])
         pair = (left, right)
     try:
         return candidate_queries.list_candidates(
-            conn, status=status, kind=kind, min_score=min_score, max_score=max_score, entity=entity,
-            type_pair=pair, cursor=cursor, limit=limit,
+            conn, status=query.status, kind=query.kind, min_score=query.min_score, max_score=query.max_score,
+            entity=query.entity, type_pair=pair, cursor=query.cursor, limit=query.limit,
         )  # fmt: skip
     except (ValueError, TypeError, IndexError) as exc:
         raise _bad_cursor(ValueError("cursor is not valid")) from exc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -17,9 +16,9 @@ from platograph.dead_letters import Owner, replay_router
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
-from services.webhooks.domain import messages, safety
+from services.webhooks.domain import safety
 from services.webhooks.entrypoints import dispatcher
-from services.webhooks.service_layer import delivery
+from services.webhooks.service_layer import delivery, subscriptions
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -58,7 +57,7 @@ def _existing(conn: Connection, subscription_id: str) -> dict[str, Any]:
 
 def _check_url(wh: Webhooks, url: str) -> None:
     try:
-        safety.resolve(url, wh.settings.webhook_allowlist)
+        subscriptions.check_url(wh, url)
     except safety.UnsafeEndpoint as exc:
         raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
 
@@ -66,15 +65,10 @@ def _check_url(wh: Webhooks, url: str) -> None:
 @router.post("", status_code=201)
 def create(body: SubscriptionIn, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
     """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
-    url = str(body.url)
-    _check_url(wh, url)
-    secret = messages.new_secret()
-    subscription_id = f"wh_{uuid.uuid4().hex}"
-    store.create_subscription(conn, {
-        "id": subscription_id, "url": url, "event_types": body.event_types,
-        "entity_types": body.filter.entity_types, "min_score": body.filter.min_score,
-        "description": body.description, "state": "active", "state_reason": "", "secret": wh.box.seal(secret),
-    })  # fmt: skip
+    try:
+        subscription_id, secret = subscriptions.create(wh, conn, body)
+    except safety.UnsafeEndpoint as exc:
+        raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
     return _view(_existing(conn, subscription_id)) | {"secret": secret}
 
 
@@ -141,15 +135,10 @@ def resume(id: str, wh: WhDep) -> dict[str, Any]:
 @router.post("/{id}/rotate-secret")
 def rotate(id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None) -> dict[str, Any]:
     """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
-    row = store.get_subscription(conn, id, with_secrets=True)
-    if row is None:
+    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s)
+    if rotated is None:
         raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
-    grace = wh.settings.webhook_rotation_grace_s if body is None or body.grace_s is None else body.grace_s
-    secret = messages.new_secret()
-    until = datetime.now(UTC) + timedelta(seconds=grace)
-    store.update_subscription(conn, id, {"secret": wh.box.seal(secret), "previous_secret": row["secret"],
-                                         "previous_secret_until": until})  # fmt: skip
-    return {"id": id, "secret": secret, "previous_secret_until": until}
+    return rotated
 
 
 @router.get("/{id}/deliveries")

@@ -21,10 +21,12 @@ from rq.job import Job
 from sqlalchemy import Connection
 
 from services.webhooks.adapters import sender, store
-from services.webhooks.bootstrap import Webhooks, worker_context
+from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages, safety
 
 BATCH = 50
+#: The RQ job that sends a batch, named (the entry point imports this module, not the other way round).
+DELIVER = "services.webhooks.entrypoints.jobs.deliver"
 ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
 NAMESPACE = uuid.UUID("0c8f1d8e-4a4b-4f5e-9d7e-3f1c2b6a9e21")
 ACQUIRE = """
@@ -59,9 +61,9 @@ def enqueue(
         "description": f"webhook deliveries ({len(ids)}) attempt {attempt + 1}",
     }
     if delay > 0:
-        wh.queue.enqueue_in(timedelta(seconds=delay), deliver, ids, attempt, **options)
+        wh.queue.enqueue_in(timedelta(seconds=delay), DELIVER, ids, attempt, **options)
     else:
-        wh.queue.enqueue(deliver, ids, attempt, **options)
+        wh.queue.enqueue(DELIVER, ids, attempt, **options)
 
 
 def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
@@ -85,11 +87,6 @@ def enqueue_again(wh: Webhooks, delivery_ids: Sequence[uuid.UUID]) -> None:
     tag = f"-again-{uuid.uuid4().hex[:8]}"
     for start in range(0, len(delivery_ids), BATCH):
         enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, tag=tag)
-
-
-def deliver(delivery_ids: list[str], attempt: int) -> str:
-    """RQ job: one attempt at each delivery of a batch (all to one endpoint)."""
-    return attempt_batch(worker_context(), [uuid.UUID(i) for i in delivery_ids], attempt)
 
 
 def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> str:

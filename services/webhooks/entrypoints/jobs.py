@@ -1,0 +1,13 @@
+"""The webhooks service's RQ jobs (top-level functions, JSON payloads)."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.webhooks.bootstrap import worker_context
+from services.webhooks.service_layer.delivery import attempt_batch
+
+
+def deliver(delivery_ids: list[str], attempt: int) -> str:
+    """RQ job: one attempt at each delivery of a batch (all to one endpoint)."""
+    return attempt_batch(worker_context(), [uuid.UUID(i) for i in delivery_ids], attempt)
