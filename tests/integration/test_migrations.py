@@ -1,0 +1,54 @@
+"""Each service migrates its own tables, with its own version table, and one step migrates them all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+
+from ops import migrate
+from services.graph.adapters import migrations as graph_migrations
+from services.webhooks.adapters import migrations as webhook_migrations
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+
+def versions(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {
+            table: conn.execute(text(f"SELECT version_num FROM {table}")).scalar_one()
+            for table in (graph_migrations.VERSION_TABLE, webhook_migrations.VERSION_TABLE)
+        }
+
+
+def test_each_service_records_its_own_version_and_a_repeat_changes_nothing(
+    backend: servers.Servers, engine: Engine
+) -> None:
+    before = versions(engine)
+    assert before == {"alembic_version": "0004", "alembic_version_webhooks": "0001"}
+    migrate.upgrade_all(backend.database_url)
+    assert versions(engine) == before
+    tables = set(inspect(engine).get_table_names())
+    assert {"journal", "entities", "edges", "candidates", "projection_tracking"} <= tables
+    assert {"webhook_subscriptions", "webhook_deliveries", "webhook_attempts"} <= tables
+
+
+def test_a_database_whose_webhook_tables_came_from_the_graph_is_only_stamped(
+    backend: servers.Servers, engine: Engine
+) -> None:
+    """Before each service had its own migrations, the graph's revision 0003 made the webhook tables: such a
+    database has them and no webhooks version; upgrading keeps its rows and records the version."""
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {webhook_migrations.VERSION_TABLE}"))
+        conn.execute(
+            text(
+                "INSERT INTO webhook_subscriptions (id, url, event_types, description, state, state_reason, secret)"
+                " VALUES ('wh_old', 'http://example.org/', '[]', '', 'active', '', 's')"
+            )
+        )
+    migrate.upgrade_all(backend.database_url)
+    assert versions(engine)["alembic_version_webhooks"] == "0001"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM webhook_subscriptions")).scalars().all() == ["wh_old"]
