@@ -37,7 +37,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 async def refused(_request: Request, exc: Exception) -> JSONResponse:
     """A decision the rules refuse, as the error shape every route answers with (the field in `loc`)."""
-    assert isinstance(exc, Refused)
+    if not isinstance(exc, Refused):
+        raise exc
     return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
 
 

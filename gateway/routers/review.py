@@ -13,7 +13,7 @@ from gateway.domain import decisions
 from gateway.routers.params import EntityId
 from platograph import ontology
 from platograph.api.review import Accept, Reject
-from platograph.contracts import CandidateRejected, CandidateUnrejected, Envelope, Frozen, new_envelopes
+from platograph.contracts import CandidateRejected, CandidateUnrejected, EdgeAdded, Envelope, Frozen, new_envelopes
 
 router = APIRouter(prefix="/v1/candidates", tags=["review"])
 
@@ -41,8 +41,8 @@ async def accept(
     candidate = await assembly.candidate(services, a, b)
     payloads = decisions.acceptance(ontology.load(settings.ontology), a, b, body, candidate)
     reply = await _decide(log, a, b, "accepted", body.by, payloads)
-    source, target = (a, b) if body.direction == "a_to_b" else (b, a)
-    return reply | {"edge": {"source": source, "type": body.edge_type, "target": target}}
+    edge = next(p for p in payloads if isinstance(p, EdgeAdded))
+    return reply | {"edge": {"source": edge.source, "type": edge.type, "target": edge.target}}
 
 
 @router.post("/{a}/{b}/reject", status_code=202, responses={404: {}, 409: {}})
