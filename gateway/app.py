@@ -15,8 +15,9 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
+from gateway.authorization import scope
 from gateway.domain.refusals import Refused
-from gateway.routers import dead_letters, home, merges, pages, reads, reembed, review, webhooks, writes
+from gateway.routers import dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.runtime import tune_gc
@@ -32,6 +33,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": 'Malformed JSON body: `detail[].loc` is `["body"]`'},
     422: {"description": "Invalid input: `detail[].loc` names the field, query parameter or path"},
     503: {"description": "A service behind the gateway is unavailable: retry after `Retry-After` seconds"},
+    401: {"description": "No API key, or an unknown or revoked one (`WWW-Authenticate` says so)"},
+    403: {"description": "The key lacks the scope this operation needs (`detail[].msg` names it)"},
 }
 
 
@@ -67,10 +70,10 @@ def create_app(
     )
     app.state.settings = settings
     app.add_exception_handler(Refused, refused)
-    for api in (writes, merges, reads, review, webhooks, reembed, dead_letters):
+    for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    instrument(app, "gateway")
+    instrument(app, "gateway", metrics_dependencies=scope("admin"))
     return app

@@ -14,6 +14,11 @@ class GatewaySettings(CoreSettings):
     graph_url: str = "http://127.0.0.1:8002"
     similarity_url: str = "http://127.0.0.1:8003"
     webhooks_url: str = "http://127.0.0.1:8004"
+    access_url: str = "http://127.0.0.1:8005"
+    # Reads (views, lists, search, status) without a key: for a local demo only.
+    public_reads: bool = False
+    # How long a key's principal is kept: a revoked key stops working within this many seconds.
+    key_cache_s: float = Field(5.0, ge=0, le=5)
     # None: the similarity service's default for its model, which the view reports as `threshold`.
     similarity_threshold: float | None = Field(None, ge=-1, le=1)
     timeout_s: float = Field(30.0, gt=0)

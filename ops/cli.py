@@ -13,13 +13,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ops import loader
+from ops import credentials, loader
 from platograph.observability import configure_logging
 from platograph.urls import segment
 
 app = typer.Typer(help="Platograph: a research knowledge graph.", no_args_is_help=True)
 console = Console()
 GatewayOpt = Annotated[str, typer.Option(envvar="PLATOGRAPH_GATEWAY", help="Gateway URL")]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="PLATOGRAPH_KEY",
+        show_envvar=True,
+        help="API key (default: the admin key in the data directory)",
+    ),
+]
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 
@@ -51,9 +60,14 @@ def up(
                 raise typer.Exit(1) from exc
         if seed:
             for path in loader.seed_files():
-                loader.import_file(system.gateway_url, path)
+                loader.import_file(system.gateway_url, path, key=system.admin_key)
         url = system.gateway_url
         console.print(f"[bold green]Platograph is up[/] at {url}")
+        console.print(
+            f"  admin key     {system.admin_key}  (kept for the CLI in {system.key_path()}; "
+            "send it as Authorization: Bearer <key>)",
+            soft_wrap=True,
+        )
         console.print(f"  API docs      {url}/docs")
         console.print(f"  status page   {url}/")
         console.print(f"  seed entity   {url}/v1/entities/{loader.SEED_ENTITY}/neighborhood", soft_wrap=True)
@@ -67,10 +81,10 @@ def up(
 
 
 @app.command()
-def seed(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
+def seed(gateway: GatewayOpt = DEFAULT_GATEWAY, key: KeyOpt = None) -> None:
     """Load the sample data in seeds/ (loading it twice changes nothing)."""
     for path in loader.seed_files():
-        totals = loader.import_file(gateway, path)
+        totals = loader.import_file(gateway, path, key=credentials.cli_key(key))
         console.print(f"{path.name}: {totals['entity_count']} entities, {totals['edge_count']} edges")
 
 
@@ -78,33 +92,43 @@ def seed(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
 def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="NDJSON file")],
     gateway: GatewayOpt = DEFAULT_GATEWAY,
+    key: KeyOpt = None,
 ) -> None:
     """Import an NDJSON file of {"kind": "entity"|"edge", ...} lines, with a progress bar."""
     try:
-        totals = loader.import_file(gateway, file)
+        totals = loader.import_file(gateway, file, key=credentials.cli_key(key))
     except loader.LoadError as exc:
         console.print(f"[red]refused:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{totals['entity_count']} entities, {totals['edge_count']} edges, position {totals['position']}")
 
 
-def _get(gateway: str, path: str, params: dict[str, str | int] | None = None, method: str = "GET") -> Any:
+def _get(
+    gateway: str,
+    path: str,
+    params: dict[str, str | int] | None = None,
+    method: str = "GET",
+    *,
+    key: str | None = None,
+    json: Any = None,
+) -> Any:
     """A gateway answer as JSON; unreachable, or an error answer, is printed and exits 1."""
     try:
-        response = httpx.request(method, f"{gateway}{path}", params=params, timeout=60)
+        response = httpx.request(method, f"{gateway}{path}", params=params, json=json, timeout=60,
+                                 headers=credentials.headers(credentials.cli_key(key)))  # fmt: skip
     except httpx.TransportError as exc:
         console.print(f"[red]gateway unreachable at {gateway}:[/] {exc}")
         raise typer.Exit(1) from exc
-    if response.status_code != 200:
+    if response.status_code not in (200, 201):
         console.print(f"[red]{response.status_code}:[/] {response.text}")
         raise typer.Exit(1)
     return response.json()
 
 
 @app.command()
-def status(gateway: GatewayOpt = DEFAULT_GATEWAY) -> None:
+def status(gateway: GatewayOpt = DEFAULT_GATEWAY, key: KeyOpt = None) -> None:
     """Health of each service, counts and projector progress."""
-    state = _get(gateway, "/v1/status")
+    state = _get(gateway, "/v1/status", key=key)
     table = Table("what", "state")
     for name, value in state["services"].items():
         table.add_row(name, f"[green]{value}[/]" if value == "ok" else f"[red]{value}[/]")
@@ -133,15 +157,16 @@ def dead_letters(
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many records")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Start after this record (a page's next cursor)")] = None,
     replay: Annotated[str | None, typer.Option(help="Handle this record again in its group, then delete it")] = None,
+    key: KeyOpt = None,
 ) -> None:
     """What the consumer groups set aside, oldest first, and why (GET /v1/dead-letters); with --replay ID,
     handle one again once its cause is fixed (POST /v1/dead-letters/ID/replay)."""
     if replay is not None:
-        done = _get(gateway, f"/v1/dead-letters/{segment(replay)}/replay", method="POST")
+        done = _get(gateway, f"/v1/dead-letters/{segment(replay)}/replay", method="POST", key=key)
         console.print(f"replayed {replay} (entry {done['replayed']['entry_id']}) in group {done['group']}: "
                       f"{done['result']}")  # fmt: skip
         return
-    page = _get(gateway, "/v1/dead-letters", {"limit": limit} | ({"cursor": cursor} if cursor else {}))
+    page = _get(gateway, "/v1/dead-letters", {"limit": limit} | ({"cursor": cursor} if cursor else {}), key=key)
     table = Table("at", "group", "stream entry", "reason")
     for item in page["items"]:
         entry = item["entry_id"] + ("" if item["index"] is None else f" (event {item['index']})")
@@ -178,6 +203,7 @@ def eval_(
     data: Annotated[Path, typer.Option(help="The evaluation data (SciFact, STS-B, PAWS)")] = Path("../shared/eval"),
     links_only: Annotated[bool, typer.Option(help="Only link recovery and thresholds (skip STS-B and PAWS)")] = False,
     gateway: GatewayOpt = DEFAULT_GATEWAY,
+    key: KeyOpt = None,
 ) -> None:
     """Measure similarity quality on real data through the running system (see docs/similarity.md)."""
     import tempfile
@@ -185,7 +211,7 @@ def eval_(
     from ops import evaluation
 
     with tempfile.TemporaryDirectory() as work:
-        report = evaluation.run(gateway, data, Path(work), links_only=links_only)
+        report = evaluation.run(gateway, data, Path(work), links_only=links_only, key=credentials.cli_key(key))
     table = Table("measure", "value", title="similarity evaluation")
     for name, value in report.rows:
         table.add_row(name, value)
@@ -235,12 +261,13 @@ def reembed(
     cancel: Annotated[str | None, typer.Option(help="Stop a job before it switches")] = None,
     drop_previous: Annotated[bool, typer.Option(help="Delete the collection kept for a rollback")] = False,
     gateway: GatewayOpt = DEFAULT_GATEWAY,
+    key: KeyOpt = None,
 ) -> None:
     """Re-embed the corpus with another model in the background, with a live progress bar; the site keeps
     answering with the old model until the switch."""
     from ops import reembed_cli
 
-    client = httpx.Client(base_url=gateway, timeout=60)
+    client = httpx.Client(base_url=gateway, timeout=60, headers=credentials.headers(credentials.cli_key(key)))
     if rollback:
         reembed_cli.call(console, client, "POST", "/v1/reembed/rollback")
     elif cancel:
@@ -280,6 +307,71 @@ def scheduler(
 
     configure_logging()
     workers.schedule(queue)
+
+
+keys_app = typer.Typer(help="API keys: make, list, revoke (through the gateway, with an admin key).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who holds the key")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, review, webhooks, admin")],
+    owner: Annotated[str | None, typer.Option(help="Whose webhook subscriptions it manages (default: name)")] = None,
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+    key: KeyOpt = None,
+) -> None:
+    """Make a key and print it (this is the only time it is shown)."""
+    body = {"name": name, "scopes": [s.strip() for s in scopes.split(",") if s.strip()], "owner": owner}
+    made = _get(gateway, "/v1/keys", method="POST", key=key, json=body)
+    console.print(f"{made['id']} ({made['name']}: {', '.join(made['scopes'])})")
+    console.print(made["key"], soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(gateway: GatewayOpt = DEFAULT_GATEWAY, key: KeyOpt = None) -> None:
+    """Every key: id, name, owner, scopes, made, revoked."""
+    table = Table("name", "owner", "scopes", "made", "revoked")
+    table.add_column("id", no_wrap=True, min_width=20)  # what `keys revoke` takes: never cut
+    cursor: str | None = None
+    while True:
+        page = _get(gateway, "/v1/keys", {"limit": 500} | ({"cursor": cursor} if cursor else {}), key=key)
+        for k in page["items"]:
+            revoked = (k["revoked_at"] or "")[:10]
+            table.add_row(k["name"], k["owner"], ", ".join(k["scopes"]), k["created_at"][:10], revoked, k["id"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...)")],
+    gateway: GatewayOpt = DEFAULT_GATEWAY,
+    key: KeyOpt = None,
+) -> None:
+    """Revoke a key: every gateway refuses it within 5 seconds."""
+    revoked = _get(gateway, f"/v1/keys/{segment(key_id)}/revoke", method="POST", key=key)
+    console.print(f"revoked {revoked['id']} ({revoked['name']}) at {revoked['revoked_at']}")
+
+
+@keys_app.command("bootstrap")
+def keys_bootstrap(name: Annotated[str, typer.Option(help="Who holds the key")] = "admin") -> None:
+    """Make an admin key straight in the database (DATABASE_URL): the first key of a deployment."""
+    from platograph.api.access import KeyIn
+    from platograph.settings import DatabaseSettings
+    from services.access.bootstrap import bootstrap as access_bootstrap
+    from services.access.service_layer import keys
+    from services.access.settings import AccessSettings
+
+    access = access_bootstrap(AccessSettings(database_url=DatabaseSettings().database_url))
+    try:
+        made = keys.create(access.engine, KeyIn(name=name, scopes=["admin"]))
+    finally:
+        access.close()
+    console.print(f"{made.id} ({made.name}: admin)")
+    console.print(made.key, soft_wrap=True)
 
 
 if __name__ == "__main__":

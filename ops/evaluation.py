@@ -192,15 +192,16 @@ def negated_twins(data: Path) -> list[tuple[str, str]]:
     return sorted(twins)
 
 
-def run(gateway: str, data: Path, work: Path, links_only: bool = False) -> Report:
+def run(gateway: str, data: Path, work: Path, links_only: bool = False, key: str | None = None) -> Report:
     """Load SciFact through the API, wait for the index, then measure everything (or only link recovery)."""
     report = Report()
-    with httpx.Client(base_url=gateway, timeout=120) as client:
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=gateway, timeout=120, headers=auth) as client:
         active = [m["key"] for m in client.get("/v1/models").json() if m["active"]]
         report.add("model", ", ".join(active))
         path = work / "scifact.ndjson"
         expected = write_scifact(data, path)
-        loader.import_file(gateway, path)
+        loader.import_file(gateway, path, key=key)
         wait_indexed(client, expected)
         link_recovery(client, data, report, "dense")
         link_recovery(client, data, report, "hybrid")

@@ -58,7 +58,9 @@ def _post(client: httpx.Client, body: bytes, key: str) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def import_file(gateway: str, path: Path, *, wait: bool = True, show_progress: bool = True) -> dict[str, Any]:
+def import_file(
+    gateway: str, path: Path, *, key: str | None = None, wait: bool = True, show_progress: bool = True
+) -> dict[str, Any]:
     """Send a file in chunks (each chunk idempotent by content), then wait until it is projected."""
     total = {"entity_count": 0, "edge_count": 0, "event_count": 0, "position": None}
     columns = (
@@ -68,7 +70,9 @@ def import_file(gateway: str, path: Path, *, wait: bool = True, show_progress: b
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with httpx.Client(base_url=gateway, timeout=300) as client, Progress(*columns, disable=not show_progress) as bar:
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    client = httpx.Client(base_url=gateway, timeout=300, headers=auth)
+    with client, Progress(*columns, disable=not show_progress) as bar:
         task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
         for body in _chunks(path):
             key = "import:" + hashlib.sha256(body).hexdigest()

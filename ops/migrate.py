@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.access.adapters import migrations as access_migrations
 from services.graph.adapters import migrations as graph_migrations
 from services.webhooks.adapters import migrations as webhook_migrations
 
@@ -10,3 +11,4 @@ def upgrade_all(database_url: str) -> None:
     """Bring each service's tables to their newest schema (safe to repeat)."""
     graph_migrations.upgrade(database_url)
     webhook_migrations.upgrade(database_url)
+    access_migrations.upgrade(database_url)

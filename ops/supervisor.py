@@ -22,7 +22,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ops import migrate
+from ops import credentials, migrate
 from ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class UpSettings(BaseSettings):
     graph_port: int = 8002
     similarity_port: int = 8003
     webhooks_port: int = 8004
+    access_port: int = 8005
     webhook_workers: int = Field(2, ge=1, le=64)
     webhook_queue: str = "platograph-webhooks"
     reembed_workers: int = Field(1, ge=0, le=64)
@@ -129,6 +130,10 @@ class System:
     redis: EmbeddedRedis | None = None
     postgres: EmbeddedPostgres | None = None
     env: dict[str, str] = field(default_factory=dict)
+    admin_key: str = ""
+
+    def key_path(self) -> Path:
+        return self.settings.data_dir.resolve() / credentials.KEY_FILE
 
     @property
     def gateway_url(self) -> str:
@@ -146,10 +151,11 @@ class System:
             self.postgres = EmbeddedPostgres(data_dir / "pg")
             self.env["DATABASE_URL"] = self.postgres.start()
         migrate.upgrade_all(self.env["DATABASE_URL"])
+        self.admin_key = credentials.ensure_admin_key(data_dir, self.env["DATABASE_URL"])
         if not self.env.get("PLATOGRAPH_WEBHOOK_KEY"):
             self.env["PLATOGRAPH_WEBHOOK_KEY"] = webhook_key(data_dir / "webhook.key")
         s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port,
-                   "webhooks": s.webhooks_port}  # fmt: skip
+                   "webhooks": s.webhooks_port, "access": s.access_port}  # fmt: skip
         for name, port in s_ports.items():
             self.env[f"PLATOGRAPH_{name.upper()}_URL"] = f"http://{s.host}:{port}"
 
@@ -160,6 +166,7 @@ class System:
             ("graph", "services.graph.entrypoints.http:create_app", s.graph_port),
             ("similarity", "services.similarity.entrypoints.http:create_app", s.similarity_port),
             ("webhooks", "services.webhooks.entrypoints.http:create_app", s.webhooks_port),
+            ("access", "services.access.entrypoints.http:create_app", s.access_port),
         ]
         # The similarity process owns the embedded index (one opener per directory) and runs its consumer.
         similarity_env = {
@@ -197,7 +204,7 @@ class System:
         s = self.settings
         ports = {"PLATOGRAPH_PORT": s.port, "PLATOGRAPH_INGEST_PORT": s.ingest_port,
                  "PLATOGRAPH_GRAPH_PORT": s.graph_port, "PLATOGRAPH_SIMILARITY_PORT": s.similarity_port,
-                 "PLATOGRAPH_WEBHOOKS_PORT": s.webhooks_port}  # fmt: skip
+                 "PLATOGRAPH_WEBHOOKS_PORT": s.webhooks_port, "PLATOGRAPH_ACCESS_PORT": s.access_port}  # fmt: skip
         for variable, port in ports.items():
             with socket.socket() as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.telemetry import TelemetryConfig
@@ -70,8 +72,9 @@ class MetricsMiddleware:
             REQUESTS.labels(self.service, template, str(status)).inc()
 
 
-def instrument(app: FastAPI, service: str) -> None:
-    """Add /healthz, /metrics, request metrics, and the guard against text Postgres cannot store."""
+def instrument(app: FastAPI, service: str, metrics_dependencies: Sequence[Any] = ()) -> None:
+    """Add /healthz, /metrics (behind `metrics_dependencies`), request metrics, and the guard against text
+    Postgres cannot store."""
     app.add_middleware(TextGuard)
     app.add_middleware(MetricsMiddleware, service=service)  # added last, so outermost: it counts the guard's 422s
 
@@ -79,6 +82,6 @@ def instrument(app: FastAPI, service: str) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    @app.get("/metrics", tags=["operations"], include_in_schema=False, dependencies=list(metrics_dependencies))
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

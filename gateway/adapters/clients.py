@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.adapters.principals import PrincipalCache
 from gateway.adapters.thresholds import ThresholdCache
 from gateway.settings import GatewaySettings
 
@@ -32,10 +33,12 @@ class Services:
     graph: httpx.AsyncClient
     similarity: httpx.AsyncClient
     webhooks: httpx.AsyncClient
+    access: httpx.AsyncClient
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
     thresholds: ThresholdCache = field(default_factory=ThresholdCache)
 
     async def aclose(self) -> None:
-        for client in (self.ingest, self.graph, self.similarity, self.webhooks):
+        for client in (self.ingest, self.graph, self.similarity, self.webhooks, self.access):
             await client.aclose()
 
 
@@ -57,4 +60,6 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         graph=client("graph", settings.graph_url),
         similarity=client("similarity", settings.similarity_url),
         webhooks=client("webhooks", settings.webhooks_url),
+        access=client("access", settings.access_url),
+        principals=PrincipalCache(ttl_s=settings.key_cache_s),
     )

@@ -7,10 +7,11 @@ import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from gateway.adapters.upstream import call, passthrough, relay
+from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from platograph.dead_letters import OTHER_GROUP, RecordId
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["operations"])
+router = APIRouter(prefix="/v1/dead-letters", tags=["operations"], dependencies=scope("admin"))
 
 
 @router.get("")

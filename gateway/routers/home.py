@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from gateway import assembly
+from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from gateway.templating import templates
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=scope("read"))
 
 
 def _loop_errors(name: str, loop: dict[str, Any] | None) -> dict[str, str]:

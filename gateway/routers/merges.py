@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query
 
 from gateway import assembly
 from gateway.adapters.upstream import call, raise_for_client_error
+from gateway.authorization import scope
 from gateway.deps import DecisionLogDep, ServicesDep, SettingsDep
 from gateway.domain import decisions
 from gateway.routers.params import After, EntityId
 from platograph.api.review import Merge, Unmerge
 from platograph.contracts import EntityMerged, EntityUnmerged, new_envelopes
 
-router = APIRouter(prefix="/v1/entities", tags=["review"])
+router = APIRouter(prefix="/v1/entities", tags=["review"], dependencies=scope("review"))
 
 
 @router.post("/{id:path}/merge", status_code=202, responses={404: {}, 409: {}, 422: {}})

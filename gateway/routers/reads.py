@@ -9,13 +9,14 @@ from fastapi.responses import RedirectResponse
 
 from gateway import assembly
 from gateway.adapters.upstream import call, passthrough, raise_for_client_error, relay
+from gateway.authorization import scope
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.routers.params import After, Types
 from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 from platograph.api.similarity import ComparePairs
 from platograph.urls import segment
 
-router = APIRouter(prefix="/v1", tags=["read"])
+router = APIRouter(prefix="/v1", tags=["read"], dependencies=scope("read"))
 NOT_FOUND = {
     404: {"description": "No entity with this id"},
     503: {"description": "A service is unavailable, or `after` was not reached in time"},

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from gateway.adapters.upstream import call, relay
+from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from platograph.api.similarity import Start
 from platograph.urls import segment
 
-router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
+router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"], dependencies=scope("admin"))
 
 
 @router.post("", status_code=202, responses={409: {}, 422: {}})

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway import assembly
+from gateway.authorization import scope
 from gateway.deps import DecisionLogDep, ServicesDep, SettingsDep
 from gateway.domain import decisions
 from gateway.routers.params import EntityId
@@ -15,7 +16,7 @@ from platograph import ontology
 from platograph.api.review import Accept, Reject
 from platograph.contracts import CandidateRejected, CandidateUnrejected, EdgeAdded, Envelope, Frozen, new_envelopes
 
-router = APIRouter(prefix="/v1/candidates", tags=["review"])
+router = APIRouter(prefix="/v1/candidates", tags=["review"], dependencies=scope("review"))
 
 
 def _reply(status: str, position: str, envelopes: list[Envelope]) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from gateway.adapters.upstream import call, relay
+from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.urls import segment
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=scope("webhooks"))
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"},
                                            422: {"description": "Invalid field: `detail[].loc` names it"}}  # fmt: skip
 

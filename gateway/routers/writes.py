@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from gateway.adapters.upstream import call, relay
+from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from platograph.api.ingest import EdgeIn, EntityIn
 
-router = APIRouter(prefix="/v1", tags=["write"])
+router = APIRouter(prefix="/v1", tags=["write"], dependencies=scope("write"))
 IdemKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="Makes a retried request a no-op."),

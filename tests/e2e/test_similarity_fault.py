@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from services.similarity.adapters.embedder import MiniLMOnnx
 from services.similarity.domain.models import MINILM
 from tests.e2e.test_reembed import OBJECTS, TOPICS, VERBS, child, wait
-from tests.e2e.up import platograph_up
+from tests.e2e.up import Up, platograph_up
 
 pytestmark = pytest.mark.e2e
 PLACES = ["in mice", "in children", "at scale", "under noise", "over decades"]
@@ -34,7 +33,7 @@ SIMILARITY = "services.similarity.entrypoints.http:create_app"
 
 
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def up(tmp_path: Path) -> Iterator[Up]:
     extra = {
         "PLATOGRAPH_REEMBED_WORKERS": "0",
         "PLATOGRAPH_WEBHOOK_WORKERS": "1",
@@ -67,12 +66,12 @@ def proposed_pairs(api: httpx.Client) -> set[tuple[str, str]]:
             return pairs
 
 
-def test_kill_9_of_the_similarity_process_loses_and_skips_nothing(up: tuple[str, subprocess.Popen[str]]) -> None:
-    site, proc = up
+def test_kill_9_of_the_similarity_process_loses_and_skips_nothing(up: Up) -> None:
+    site, proc, _ = up
     rng = random.Random(3)
     combos = rng.sample([(t, v, o, p) for t in TOPICS for v in VERBS for o in OBJECTS for p in PLACES], QUESTIONS)
     questions = [{"id": f"question:f{i}", "name": f"Do {t} {v} {o} {p}?"} for i, (t, v, o, p) in enumerate(combos)]
-    with httpx.Client(base_url=site, timeout=60) as api:
+    with httpx.Client(base_url=site, timeout=60, headers=up.auth) as api:
         before = wait(lambda: caught_up(api, 1), 120, "the seeds")["indexed"]
         victim = child(proc, SIMILARITY)
         chunks = [questions[i : i + CHUNK] for i in range(0, QUESTIONS, CHUNK)]

@@ -42,6 +42,7 @@ def up_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         "PLATOGRAPH_GRAPH_PORT": str(free_port()),
         "PLATOGRAPH_SIMILARITY_PORT": str(free_port()),
         "PLATOGRAPH_WEBHOOKS_PORT": str(free_port()),
+        "PLATOGRAPH_ACCESS_PORT": str(free_port()),
     }
     with ExitStack() as stack:
         if request.param == "external":
@@ -86,7 +87,14 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         gateway = f"http://127.0.0.1:{up_env['PLATOGRAPH_PORT']}"
         assert f"Platograph is up at {gateway}" in output and f"{gateway}/docs" in output
         assert f"{gateway}/v1/entities/{QUOTE}/neighborhood" in output
-        view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10).json()
+        key_file = Path(up_env["PLATOGRAPH_DATA_DIR"]) / "admin.key"
+        key = key_file.read_text().strip()
+        assert key.startswith("plg_") and f"admin key     {key}" in output
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        auth = {"Authorization": f"Bearer {key}"}
+        anonymous = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10)
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+        view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10, headers=auth).json()
         counts = [(g["label"], g["count"]) for g in view["neighborhood"]]
         assert counts == SEED_PAGE_COUNTS
         paper = view["source_paper"]
@@ -99,6 +107,19 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         command = [sys.executable, "-m", "ops.cli", "dead-letters", "--replay", "1-0", "--gateway", gateway]
         replay = subprocess.run(command, capture_output=True, text=True, env=up_env, timeout=60)
         assert replay.returncode == 1 and "404" in replay.stdout and "no dead letter" in replay.stdout, replay.stdout
+        # A reader's key, made and revoked with the CLI (which sends the admin key from the data directory).
+        cli = [sys.executable, "-m", "ops.cli", "keys"]
+        made = subprocess.run([*cli, "create", "--name", "reader", "--scopes", "read", "--gateway", gateway],
+                              capture_output=True, text=True, env=up_env, timeout=60)  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
+        key_id, reader = made.stdout.split()[0], made.stdout.split()[-1]
+        assert httpx.get(f"{gateway}/v1/status", headers={"Authorization": f"Bearer {reader}"}).status_code == 200
+        listed = subprocess.run([*cli, "list", "--gateway", gateway], capture_output=True, text=True, env=up_env,
+                                timeout=60)  # fmt: skip
+        assert key_id in listed.stdout and "reader" in listed.stdout and reader not in listed.stdout
+        revoked = subprocess.run([*cli, "revoke", key_id, "--gateway", gateway], capture_output=True, text=True,
+                                 env=up_env, timeout=60)  # fmt: skip
+        assert revoked.returncode == 0 and f"revoked {key_id}" in revoked.stdout
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6  # 4 HTTP services, a projector, a worker (+ embedded servers)
     finally:

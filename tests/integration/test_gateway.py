@@ -19,8 +19,12 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from platograph.api.access import KeyIn
 from platograph.api.graph import NeighborhoodView
 from platograph.contracts import ENTRY_FIELD
+from services.access.bootstrap import bootstrap as access_bootstrap
+from services.access.entrypoints import http as access_http
+from services.access.service_layer import keys
 from services.graph.adapters.projection_store import Project
 from services.graph.bootstrap import bootstrap as graph_bootstrap
 from services.graph.entrypoints import http as graph_http
@@ -93,8 +97,11 @@ def system(
         thread.start()
     ingest = ingest_bootstrap()
     ingest_app: FastAPI = ingest_http.create_app(ingest)
+    access = access_bootstrap()
+    admin = keys.create(access.engine, KeyIn(name="it-admin", scopes=["admin"])).key
     transports: dict[str, httpx.AsyncBaseTransport] = {
         "ingest": httpx.ASGITransport(app=ingest_app),
+        "access": httpx.ASGITransport(app=access_http.create_app(access)),
         "graph": httpx.ASGITransport(app=graph_app),
         "similarity": similarity or httpx.ASGITransport(app=similarity_http.create_app(sim, consume=False)),
     }
@@ -103,7 +110,7 @@ def system(
     try:
         gateway = create_app(GatewaySettings(), transports)
         gateway.state.wired = SimpleNamespace(graph=graph, similarity=sim, webhooks=hooks)
-        with TestClient(gateway) as client:
+        with TestClient(gateway, headers={"Authorization": f"Bearer {admin}"}) as client:
             # The graph and ingest apps run inside this client's event loop (ASGITransport runs no lifespan).
             client.portal.call(graph_app.state.views.open)  # type: ignore[union-attr]
             yield client
@@ -115,6 +122,7 @@ def system(
             thread.join(30)
         sim.close()
         graph.close()
+        access.close()
         if hooks is not None:
             hooks.close()
 

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
 from ops.supervisor import UpSettings
+from services.access.settings import AccessSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
 from services.similarity.entrypoints.reembed_jobs import ReembedSettings
@@ -19,8 +20,8 @@ from services.similarity.settings import SimilaritySettings
 from services.webhooks.settings import WebhookSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "webhooks", "projector", "worker", "webhook-worker",
-                "reembed-worker", "coordinator", "scheduler", "gateway"}  # fmt: skip
+APP_SERVICES = {"migrate", "ingest", "graph", "similarity", "webhooks", "access", "projector", "worker",
+                "webhook-worker", "reembed-worker", "coordinator", "scheduler", "gateway"}  # fmt: skip
 
 
 def compose() -> dict[str, Any]:
@@ -62,6 +63,7 @@ def test_app_services_run_real_entry_points() -> None:
         "services.graph.entrypoints.http:create_app",
         "services.similarity.entrypoints.http:create_app",
         "services.webhooks.entrypoints.http:create_app",
+        "services.access.entrypoints.http:create_app",
         "gateway.app:create_app",
     }
     for factory in factories:
@@ -99,6 +101,7 @@ def test_every_setting_is_documented() -> None:
                 SimilaritySettings,
                 WebhookSettings,
                 ReembedSettings,
+                AccessSettings,
             )
         )
     )

@@ -1,0 +1,55 @@
+"""Who may call what: every public route declares the scope it needs (`authorize(scope)`), and a request
+proves it with `Authorization: Bearer <key>`. Missing or unknown key: 401 with `WWW-Authenticate`; a key
+without the scope: 403 naming it. With PLATOGRAPH_PUBLIC_READS=true, `read` routes answer without a key."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.deps import ServicesDep, SettingsDep
+from platograph.api.access import SCOPES, Principal, Scope
+
+bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                    description="An API key (`plg_...`): `platograph keys create`, or the admin key `platograph up` "
+                                "prints")  # fmt: skip
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+CHALLENGE = 'Bearer realm="platograph"'
+
+
+def _unauthorized(msg: str, challenge: str) -> HTTPException:
+    return HTTPException(401, headers={"WWW-Authenticate": challenge},
+                         detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "unauthorized"}])  # fmt: skip
+
+
+def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
+    """A dependency that lets a request through when its key has `scope` (admin has every scope); the
+    principal is kept on `request.state.principal` (None for an open read)."""
+
+    async def check(request: Request, services: ServicesDep, settings: SettingsDep, credentials: Credentials) -> (
+        Principal | None
+    ):  # fmt: skip
+        if credentials is None:
+            if scope == "read" and settings.public_reads:
+                request.state.principal = None
+                return None
+            raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
+        principal = await services.principals.get(services.access, credentials.credentials)
+        if principal is None:
+            raise _unauthorized("unknown or revoked API key", CHALLENGE + ', error="invalid_token"')
+        if not principal.allows(scope):
+            msg = f"this key lacks the scope {scope!r} ({SCOPES[scope]}); it has {', '.join(principal.scopes)}"
+            raise HTTPException(403, detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "forbidden"}])
+        request.state.principal = principal
+        return principal
+
+    check.scope = scope  # type: ignore[attr-defined]  # read by the test that every route declares one
+    return check
+
+
+def scope(name: Scope) -> list[Any]:
+    """Router-level dependencies for `name` (what every public router is built with)."""
+    return [Depends(authorize(name))]

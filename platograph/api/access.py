@@ -1,0 +1,57 @@
+"""API keys and their scopes: what the gateway asks of the access service, and what admins send."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scope = Literal["read", "write", "review", "webhooks", "admin"]
+#: What each scope allows (admin allows everything).
+SCOPES: dict[str, str] = {
+    "read": "views, lists, search, similar, status",
+    "write": "entities, edges, import",
+    "review": "accept, reject, unreject, merge, unmerge",
+    "webhooks": "the caller's own webhook subscriptions",
+    "admin": "re-embedding, dead letters, keys, every owner's subscriptions, the audit log",
+}
+
+
+class KeyIn(BaseModel):
+    """A key to make: who it is for and what it may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.@+-][\w .@+-]*$", description="Who holds it")
+    scopes: list[Scope] = Field(min_length=1, description="read, write, review, webhooks, admin")
+    owner: str | None = Field(None, min_length=1, max_length=200, description="Whose subscriptions it manages "
+                              "(default: the name)")  # fmt: skip
+
+
+class Principal(BaseModel):
+    """Who a key speaks for: its id, name, owner and scopes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    owner: str
+    scopes: tuple[Scope, ...]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class KeyView(Principal):
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class KeyMade(KeyView):
+    key: str = Field(description="The key itself: shown this once, only its hash is kept")
+
+
+class KeyPage(BaseModel):
+    items: list[KeyView]
+    next_cursor: str | None

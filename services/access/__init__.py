@@ -1,0 +1,1 @@
+"""The access service: API keys (only their hashes), their scopes and owners."""

@@ -1,0 +1,135 @@
+"""Access control at the gateway: every public operation declares a scope and enforces it, keys are made,
+listed and revoked through the API, and a revoked key stops working within seconds."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from gateway.authorization import bearer
+from tests.integration.test_gateway import system
+
+pytestmark = pytest.mark.integration
+SCOPES = ("read", "write", "review", "webhooks", "admin")
+NONE = {"Authorization": ""}  # the client's admin key, blanked
+OPEN = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz"}
+
+
+@pytest.fixture
+def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient]:
+    yield from system(tmp_path / "index")
+
+
+def declared_scope(route: APIRoute) -> str | None:
+    """The scope a route's dependencies demand (gateway.authorization.authorize), if any."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        found = getattr(dependency.call, "scope", None)
+        if found is not None:
+            return str(found)
+        pending.extend(dependency.dependencies)
+    return None
+
+
+def make_key(api: TestClient, *scopes: str) -> str:
+    made = api.post("/v1/keys", json={"name": f"holder of {'+'.join(scopes)}", "scopes": list(scopes)})
+    assert made.status_code == 201, made.text
+    return str(made.json()["key"])
+
+
+def bearer_of(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    """Every API route, also inside included routers (FastAPI keeps those as nodes of their own)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif getattr(route, "original_router", None) is not None:
+            yield from api_routes(route.original_router.routes)
+
+
+def operations(api: TestClient) -> list[tuple[str, str, str]]:
+    """(method, concrete path, scope) of every route the gateway serves, documented or not (pages)."""
+    out = []
+    for route in api_routes(api.app.routes):  # type: ignore[attr-defined]
+        if route.path in OPEN:
+            continue
+        scope = declared_scope(route)
+        assert scope in SCOPES, f"{route.path} declares no scope: add dependencies=scope(...) to its router"
+        path = re.sub(r"\{[^}]+\}", "concept:x", route.path)
+        out += [(method, path, scope) for method in sorted(route.methods - {"HEAD"})]
+    return out
+
+
+def test_every_operation_wants_a_key_with_its_scope(api: TestClient) -> None:
+    ops = operations(api)
+    assert len(ops) > 30
+    others = {scope: make_key(api, *[s for s in SCOPES if s not in (scope, "admin")]) for scope in SCOPES}
+    right = {scope: make_key(api, scope) for scope in SCOPES}
+    documented = api.get("/openapi.json").json()["paths"]
+    for method, path, scope in ops:
+        anonymous = api.request(method, path, headers=NONE)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.headers["www-authenticate"].startswith("Bearer"), (method, path)
+        unknown = api.request(method, path, headers=bearer_of("plg_" + "x" * 43))
+        assert unknown.status_code == 401 and "invalid_token" in unknown.headers["www-authenticate"], (method, path)
+        lacking = api.request(method, path, headers=bearer_of(others[scope]))
+        assert lacking.status_code == 403, (method, path, lacking.text)
+        assert repr(scope) in lacking.json()["detail"][0]["msg"], (method, path)
+        allowed = api.request(method, path, headers=bearer_of(right[scope]))
+        assert allowed.status_code not in (401, 403), (method, path, allowed.text)
+        template = next((t for t in documented if re.fullmatch(re.sub(r"\{[^}]+\}", ".+", t), path)), None)
+        if template is not None and method.lower() in documented[template]:
+            codes = documented[template][method.lower()]["responses"]
+            assert {"401", "403"} <= set(codes), (method, template)
+            assert str(allowed.status_code) in codes, (method, path, allowed.status_code, sorted(codes))
+
+
+def test_admin_has_every_scope_and_the_docs_say_how_to_authenticate(api: TestClient) -> None:
+    assert api.post("/v1/entities", json=[{"id": "concept:x", "name": "X"}]).status_code == 202  # admin writes
+    schemes = api.get("/openapi.json", headers=NONE).json()["components"]["securitySchemes"]
+    assert schemes[bearer.scheme_name]["scheme"] == "bearer"
+
+
+def test_keys_are_made_listed_and_revoked_and_a_revoked_key_stops_within_5_s(api: TestClient) -> None:
+    made = api.post("/v1/keys", json={"name": "reader", "scopes": ["read"]}).json()
+    key = made["key"]
+    assert key.startswith("plg_") and len(key) >= 4 + 22  # at least 128 bits after the prefix
+    assert made["scopes"] == ["read"] and made["owner"] == "reader"
+    assert api.get("/v1/status", headers=bearer_of(key)).status_code == 200
+    listed = api.get("/v1/keys", params={"limit": 500}).json()["items"]
+    mine = next(k for k in listed if k["id"] == made["id"])
+    assert "key" not in mine and "key_hash" not in mine and mine["revoked_at"] is None
+    revoked = api.post(f"/v1/keys/{made['id']}/revoke")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    started = time.monotonic()
+    while api.get("/v1/status", headers=bearer_of(key)).status_code == 200:
+        assert time.monotonic() - started < 5.5, "a revoked key still works after 5 s"
+        time.sleep(0.1)
+    assert api.get("/v1/status", headers=bearer_of(key)).status_code == 401
+    assert api.post("/v1/keys/key_nothing/revoke").status_code == 404
+
+
+def test_keys_refuse_unknown_scopes_naming_the_field(api: TestClient) -> None:
+    refused = api.post("/v1/keys", json={"name": "x", "scopes": ["everything"]})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][:2] == ["body", "scopes"]
+
+
+def test_public_reads_open_reads_only(env: dict[str, str], engine: Any, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("PLATOGRAPH_PUBLIC_READS", "true")
+    for api in system(tmp_path / "index"):
+        assert api.get("/v1/status", headers=NONE).status_code == 200
+        assert api.get("/v1/entities", headers=NONE).status_code == 200
+        assert api.post("/v1/entities", json=[{"id": "concept:x", "name": "X"}], headers=NONE).status_code == 401
+        assert api.get("/v1/keys", headers=NONE).status_code == 401
