@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops import credentials, migrate
 from ops.embedded import EmbeddedPostgres, EmbeddedRedis
+from platograph import internal
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -35,7 +36,8 @@ class UpSettings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     data_dir: Path = Path(".platograph")
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the gateway's: set 0.0.0.0 to expose it
+    services_host: str = "127.0.0.1"  # the internal services' (they also want the internal token)
     port: int = 8000
     ingest_port: int = 8001
     graph_port: int = 8002
@@ -52,16 +54,21 @@ class UpSettings(BaseSettings):
     redis_fsync: str = Field("everysec", pattern="^(always|everysec|no)$")
 
 
-def webhook_key(path: Path) -> str:
-    """The Fernet key that encrypts webhook secrets at rest: made once, readable by its owner only."""
-    from cryptography.fernet import Fernet
-
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret made once and kept in the data directory, readable by its owner only."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as out:
-            out.write(Fernet.generate_key().decode())
+            out.write(make())
     return path.read_text().strip()
+
+
+def webhook_key(path: Path) -> str:
+    """The Fernet key that encrypts webhook secrets at rest."""
+    from cryptography.fernet import Fernet
+
+    return kept_secret(path, lambda: Fernet.generate_key().decode())
 
 
 def _die_with_parent(nice: int = 0) -> None:
@@ -154,10 +161,12 @@ class System:
         self.admin_key = credentials.ensure_admin_key(data_dir, self.env["DATABASE_URL"])
         if not self.env.get("PLATOGRAPH_WEBHOOK_KEY"):
             self.env["PLATOGRAPH_WEBHOOK_KEY"] = webhook_key(data_dir / "webhook.key")
+        if not self.env.get("PLATOGRAPH_INTERNAL_TOKEN"):
+            self.env["PLATOGRAPH_INTERNAL_TOKEN"] = kept_secret(data_dir / "internal.token", internal.new_token)
         s_ports = {"ingest": s.ingest_port, "graph": s.graph_port, "similarity": s.similarity_port,
                    "webhooks": s.webhooks_port, "access": s.access_port}  # fmt: skip
         for name, port in s_ports.items():
-            self.env[f"PLATOGRAPH_{name.upper()}_URL"] = f"http://{s.host}:{port}"
+            self.env[f"PLATOGRAPH_{name.upper()}_URL"] = f"http://{s.services_host}:{port}"
 
     def plan(self) -> None:
         s, logs = self.settings, self.settings.data_dir.resolve() / "logs"
@@ -175,8 +184,9 @@ class System:
         }
         for name, factory, port in http:
             env = self.env | similarity_env if name == "similarity" else self.env
-            health = f"http://{s.host}:{port}/healthz"
-            self.children.append(Child(name, _uvicorn(factory, s.host, port), env, logs / f"{name}.log", health))
+            health = f"http://{s.services_host}:{port}/healthz"
+            self.children.append(Child(name, _uvicorn(factory, s.services_host, port), env, logs / f"{name}.log",
+                                       health))  # fmt: skip
         for n in range(1, s.projectors + 1):
             env = self.env | {"PLATOGRAPH_CONSUMER": f"projector-{n}"}
             argv = [sys.executable, "-m", "ops.cli", "projector"]
@@ -202,17 +212,19 @@ class System:
     def check_ports(self) -> None:
         """Refuse to start over another process's port (a restart loop would hide the clash)."""
         s = self.settings
-        ports = {"PLATOGRAPH_PORT": s.port, "PLATOGRAPH_INGEST_PORT": s.ingest_port,
-                 "PLATOGRAPH_GRAPH_PORT": s.graph_port, "PLATOGRAPH_SIMILARITY_PORT": s.similarity_port,
-                 "PLATOGRAPH_WEBHOOKS_PORT": s.webhooks_port, "PLATOGRAPH_ACCESS_PORT": s.access_port}  # fmt: skip
-        for variable, port in ports.items():
+        ports = {"PLATOGRAPH_PORT": (s.host, s.port), "PLATOGRAPH_INGEST_PORT": (s.services_host, s.ingest_port),
+                 "PLATOGRAPH_GRAPH_PORT": (s.services_host, s.graph_port),
+                 "PLATOGRAPH_SIMILARITY_PORT": (s.services_host, s.similarity_port),
+                 "PLATOGRAPH_WEBHOOKS_PORT": (s.services_host, s.webhooks_port),
+                 "PLATOGRAPH_ACCESS_PORT": (s.services_host, s.access_port)}  # fmt: skip
+        for variable, (host, port) in ports.items():
             with socket.socket() as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
-                    probe.bind((s.host, port))
+                    probe.bind((host, port))
                 except OSError as exc:
                     raise RuntimeError(
-                        f"port {port} on {s.host} is in use (another Platograph?); set {variable}"
+                        f"port {port} on {host} is in use (another Platograph?); set {variable}"
                     ) from exc
 
     def start_children(self, timeout: float = 60.0) -> None:
@@ -225,7 +237,8 @@ class System:
                 if child.process is not None and child.process.poll() is not None:
                     raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
                 try:
-                    if httpx.get(child.health_url, timeout=1).status_code == 200:
+                    auth = internal.headers(self.env.get("PLATOGRAPH_INTERNAL_TOKEN"))
+                    if httpx.get(child.health_url, timeout=1, headers=auth).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

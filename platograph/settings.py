@@ -22,6 +22,8 @@ class CoreSettings(BaseSettings):
     restart_pause_s: float = Field(5.0, gt=0, le=300)
     # Deliveries without an ack after which a consumer group dead-letters an entry (platograph.consuming).
     max_deliveries: int = Field(5, ge=1, le=1000)
+    # What callers of the internal services send (platograph.internal); `platograph up` makes one.
+    internal_token: str | None = Field(None, min_length=32)
 
     @field_validator("redis_url")
     @classmethod

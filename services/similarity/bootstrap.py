@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
-from platograph import ontology
+from platograph import internal, ontology
 from platograph.background import LoopState
 from platograph.stream import StreamConsumer
 from services.similarity.adapters.edge_index import EdgeIndex
@@ -106,7 +106,8 @@ def bootstrap(
         embedder=embedder or load_embedder(model.runtime, model.max_tokens),
         index=index or open_index(settings, model),
         consumer=consumer,
-        graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
+        graph=graph
+        or httpx.Client(base_url=settings.graph_url, timeout=30, headers=internal.headers(settings.internal_token)),
         ontology=ontology.load(settings.ontology),
         store=store,
     )

@@ -12,6 +12,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import Engine, create_engine
 
+from platograph import internal
 from platograph.background import LoopState
 from platograph.stream import StreamConsumer
 from services.webhooks.adapters.secrets import SecretBox
@@ -47,7 +48,8 @@ def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | Non
         redis=connection,
         queue=Queue(settings.webhook_queue, connection=connection, serializer=JSONSerializer),
         box=SecretBox(settings.webhook_key),
-        graph=graph or httpx.Client(base_url=settings.graph_url, timeout=30),
+        graph=graph
+        or httpx.Client(base_url=settings.graph_url, timeout=30, headers=internal.headers(settings.internal_token)),
         consumer=StreamConsumer.member(
             connection, settings, group=settings.webhook_group, consumer=settings.webhook_consumer
         ),

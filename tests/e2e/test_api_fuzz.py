@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from platograph.internal import HEADER
 from tests.e2e.test_system import free_port
 from tests.e2e.up import platograph_up
 
@@ -29,13 +30,13 @@ PORTS = {"gateway": "PLATOGRAPH_PORT", "ingest": "PLATOGRAPH_INGEST_PORT", "grap
 GATEWAY_CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def schemathesis(base: str, examples: int, phases: str, checks: str, key: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(base: str, examples: int, phases: str, checks: str, header: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks", "NO_COLOR": "1"}
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(CONFIG),
                "run", f"{base}/openapi.json",
                "--checks", checks, "--max-examples", str(examples), "--phases", phases,
                "--seed", "20261128", "--generation-database", "none", "--workers", "1",
-               "--request-timeout", "30", "--no-color", "--header", f"Authorization: Bearer {key}"]  # fmt: skip
+               "--request-timeout", "30", "--no-color", "--header", header]  # fmt: skip
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
@@ -43,14 +44,17 @@ def test_no_generated_input_makes_any_service_answer_5xx(tmp_path: Path) -> None
     ports = {name: free_port() for name in PORTS}
     extra = {variable: str(ports[name]) for name, variable in PORTS.items()}
     with platograph_up(tmp_path / "data", "fuzz", extra) as up:
+        token = (tmp_path / "data" / "internal.token").read_text().strip()
         failed: list[str] = []
         for name, port in ports.items():
             # The gateway, the public API, also gets chains of calls that follow links (the stateful phase),
             # and its answers must be the ones its OpenAPI documents: status codes, content types, bodies.
             if name == "gateway":
-                run = schemathesis(f"http://127.0.0.1:{port}", 25, "coverage,fuzzing,stateful", GATEWAY_CHECKS, up.key)
+                run = schemathesis(f"http://127.0.0.1:{port}", 25, "coverage,fuzzing,stateful", GATEWAY_CHECKS,
+                                  f"Authorization: Bearer {up.key}")  # fmt: skip
             else:
-                run = schemathesis(f"http://127.0.0.1:{port}", 15, "coverage,fuzzing", "not_a_server_error", up.key)
+                run = schemathesis(f"http://127.0.0.1:{port}", 15, "coverage,fuzzing", "not_a_server_error",
+                                  f"{HEADER}: {token}")  # fmt: skip
             if run.returncode != 0:
                 failed.append(f"--- {name} (exit {run.returncode})\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
         assert not failed, "\n".join(failed)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView, Principal
+from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.access.bootstrap import Access, bootstrap
 from services.access.service_layer import keys
@@ -68,6 +69,7 @@ def create_app(access: Access | None = None) -> FastAPI:
     app.state.access = wired
     app.include_router(router)
     instrument(app, "access")
+    protect(app, "access")
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:

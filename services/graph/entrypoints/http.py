@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
 from platograph.dead_letters import Owner, replay_router
+from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.positions import parse_entry_id
 from platograph.runtime import tune_gc
@@ -280,6 +281,7 @@ def create_app(graph: Graph | None = None) -> FastAPI:
         replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine, project=graph.project)))
     )
     instrument(app, "graph")
+    protect(app, "graph")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(psycopg.OperationalError)  # the view's pool (a PoolTimeout is one too)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from platograph.api.ingest import EdgeIn, EntityIn
+from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.domain.validation import (
@@ -109,6 +110,7 @@ def create_app(ingest: Ingest | None = None) -> FastAPI:
     app.state.ingest = wired
     app.include_router(router)
     instrument(app, "ingest")
+    protect(app, "ingest")
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from platograph.api.similarity import ComparePairs
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
+from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.similarity.adapters import graph_reads
 from services.similarity.adapters.index import Hit
@@ -142,4 +143,5 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app.include_router(replay_router(Owner(wired.consumer, partial(consumer.replay, wired))))
     app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
     instrument(app, "similarity")
+    protect(app, "similarity")
     return app

@@ -24,6 +24,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from platograph import internal
 from platograph.cursors import encode_cursor
 from platograph.graph_api import pages
 from platograph.settings import CoreSettings
@@ -46,8 +47,9 @@ class ReembedSettings(CoreSettings):
 def _context() -> tuple[ReembedSettings, ReembedStore, httpx.Client, httpx.Client]:
     settings = ReembedSettings()
     store = ReembedStore(redis.Redis.from_url(settings.redis_url), settings.stream)
-    graph = httpx.Client(base_url=settings.graph_url, timeout=60)
-    similarity = httpx.Client(base_url=settings.similarity_url, timeout=120)
+    auth = internal.headers(settings.internal_token)
+    graph = httpx.Client(base_url=settings.graph_url, timeout=60, headers=auth)
+    similarity = httpx.Client(base_url=settings.similarity_url, timeout=120, headers=auth)
     return settings, store, graph, similarity
 
 

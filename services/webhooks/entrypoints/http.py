@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
+from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -213,4 +214,5 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
     app.include_router(stats_router)
     app.include_router(replay_router(Owner(wired.consumer, partial(dispatcher.replay, wired))))
     instrument(app, "webhooks")
+    protect(app, "webhooks")
     return app

@@ -1,0 +1,67 @@
+"""The internal services answer only callers holding the internal token (PLATOGRAPH_INTERNAL_TOKEN, sent as
+the `X-Platograph-Internal` header): the gateway, the other services, workers and the supervisor.
+
+`platograph up` makes a token and hands it to every process; deploy/ requires one. A service started
+without it answers anyone, and says so in its log at start-up.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+import orjson
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+HEADER = "X-Platograph-Internal"
+_HEADER = HEADER.lower().encode()
+REFUSAL = orjson.dumps({"detail": [{"loc": ["header", HEADER], "msg": "an internal service: the internal token "
+                                    "is required", "type": "unauthorized"}]})  # fmt: skip
+
+
+class InternalSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
+
+    internal_token: str | None = Field(None, min_length=32)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def headers(token: str | None) -> dict[str, str]:
+    """What a caller of an internal service sends."""
+    return {HEADER: token} if token else {}
+
+
+class InternalOnly:
+    """Refuse (401) every request that does not carry the token, before anything else runs."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = next((v for k, v in scope["headers"] if k == _HEADER), b"")
+            if not hmac.compare_digest(given, self.token):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", HEADER.encode())]})  # fmt: skip
+                await send({"type": "http.response.body", "body": REFUSAL})
+                return
+        await self.app(scope, receive, send)
+
+
+def protect(app: FastAPI, service: str, token: str | None = None) -> None:
+    """Put the token check in front of everything else (call it after every other middleware is added)."""
+    token = token or InternalSettings().internal_token
+    if token is None:
+        log.warning("%s: PLATOGRAPH_INTERNAL_TOKEN is not set; this internal service answers anyone who "
+                    "reaches its port", service)  # fmt: skip
+        return
+    app.add_middleware(InternalOnly, token=token)
