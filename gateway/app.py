@@ -17,7 +17,7 @@ from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
 from gateway.authorization import scope
 from gateway.domain.refusals import Refused
-from gateway.routers import dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
+from gateway.routers import audit, dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
 from gateway.settings import GatewaySettings
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.runtime import tune_gc
@@ -70,7 +70,7 @@ def create_app(
     )
     app.state.settings = settings
     app.add_exception_handler(Refused, refused)
-    for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys):
+    for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys, audit):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
     app.include_router(pages.router)

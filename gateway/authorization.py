@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.deps import ServicesDep, SettingsDep
 from platograph.api.access import SCOPES, Principal, Scope
+from platograph.contracts import Actor
 
 bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
                     description="An API key (`plg_...`): `platograph keys create`, or the admin key `platograph up` "
@@ -48,6 +49,23 @@ def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
 
     check.scope = scope  # type: ignore[attr-defined]  # read by the test that every route declares one
     return check
+
+
+def actor_of(request: Request) -> Actor | None:
+    """The actor to record on the events a request causes: its key, or None for an open read."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return None if principal is None else Actor(id=principal.id, name=principal.name)
+
+
+async def _actor(request: Request) -> Actor:
+    actor = actor_of(request)
+    if actor is None:  # only on a route whose scope is not read: never without a key
+        raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
+    return actor
+
+
+#: The actor of a route that changes something (its router's scope has let a key through).
+ActorDep = Annotated[Actor, Depends(_actor)]
 
 
 def scope(name: Scope) -> list[Any]:

@@ -44,13 +44,15 @@ class EntityMerged(Frozen):
 
     id: str
     into: str
-    by: str = ""
+    by: str = ""  # who decided: the name of the key that did (gateway.authorization)
+    note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
 
 
 class EntityUnmerged(Frozen):
     id: str
     into: str  # the entity it had been merged into
-    by: str = ""
+    by: str = ""  # who decided: the name of the key that did (gateway.authorization)
+    note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
 
 
 class EdgeAdded(Frozen):
@@ -95,13 +97,15 @@ class CandidateAccepted(Frozen):
     edge_type: str
     source: str
     target: str
-    by: str = ""
+    by: str = ""  # who decided: the name of the key that did (gateway.authorization)
+    note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
 
 
 class CandidateRejected(Frozen):
     a: str
     b: str
-    by: str = ""
+    by: str = ""  # who decided: the name of the key that did (gateway.authorization)
+    note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
     reason: str = ""
 
 
@@ -110,7 +114,8 @@ class CandidateUnrejected(Frozen):
 
     a: str
     b: str
-    by: str = ""
+    by: str = ""  # who decided: the name of the key that did (gateway.authorization)
+    note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
 
 
 PAYLOADS: dict[str, type[Frozen]] = {
@@ -131,6 +136,14 @@ PAYLOADS: dict[str, type[Frozen]] = {
 EVENT_TYPES: dict[type[Frozen], str] = {cls: name for name, cls in PAYLOADS.items()}
 
 
+class Actor(Frozen):
+    """Who caused an event: the API key (id and name) the gateway authenticated. Set from the key, never
+    from a request body; None for what the system does by itself (candidates, re-embedding follow-up)."""
+
+    id: str
+    name: str
+
+
 class Envelope(Frozen):
     event_id: uuid.UUID
     type: str
@@ -138,16 +151,23 @@ class Envelope(Frozen):
     occurred_at: datetime
     producer: str
     payload: dict[str, Any]
+    actor: Actor | None = None
 
 
 ENVELOPES = TypeAdapter(list[Envelope])
 
 
 def new_envelope(
-    payload: Frozen, *, producer: str, event_id: uuid.UUID | None = None, at: datetime | None = None
+    payload: Frozen,
+    *,
+    producer: str,
+    event_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Envelope:
     """Wrap a payload in an envelope, naming its type from the payload class."""
-    return new_envelopes([payload], producer=producer, event_ids=[event_id] if event_id else None, at=at)[0]
+    ids = [event_id] if event_id else None
+    return new_envelopes([payload], producer=producer, event_ids=ids, at=at, actor=actor)[0]
 
 
 def new_envelopes(
@@ -156,6 +176,7 @@ def new_envelopes(
     producer: str,
     event_ids: Sequence[uuid.UUID] | None = None,
     at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> list[Envelope]:
     """Envelopes for many payloads, validated in one pass (much cheaper than one model at a time)."""
     at = at or datetime.now(UTC)
@@ -163,7 +184,7 @@ def new_envelopes(
     return ENVELOPES.validate_python(
         [
             {"event_id": i, "type": EVENT_TYPES[type(p)], "occurred_at": at, "producer": producer,
-             "payload": p.model_dump(mode="json")}
+             "payload": p.model_dump(mode="json"), "actor": actor}
             for i, p in zip(ids, payloads, strict=True)
         ]
     )  # fmt: skip

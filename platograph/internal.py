@@ -19,6 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 HEADER = "X-Platograph-Internal"
+#: Who the gateway authenticated (contracts.Actor as JSON), on the writes it forwards; trusted because only
+#: holders of the internal token reach a service.
+ACTOR_HEADER = "X-Platograph-Actor"
 _HEADER = HEADER.lower().encode()
 REFUSAL = orjson.dumps({"detail": [{"loc": ["header", HEADER], "msg": "an internal service: the internal token "
                                     "is required", "type": "unauthorized"}]})  # fmt: skip

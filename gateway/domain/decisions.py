@@ -22,7 +22,9 @@ def ordered(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a < b else (b, a)
 
 
-def acceptance(onto: ontology.Ontology, a: str, b: str, body: Accept, candidate: dict[str, Any]) -> list[Frozen]:
+def acceptance(
+    onto: ontology.Ontology, a: str, b: str, body: Accept, candidate: dict[str, Any], by: str
+) -> list[Frozen]:
     """The events that accept a proposed candidate as a typed edge; refused unless it is proposed and the
     ontology allows the edge (the refusal lists the edge types it does allow)."""
     if candidate["status"] != "proposed":
@@ -35,7 +37,8 @@ def acceptance(onto: ontology.Ontology, a: str, b: str, body: Accept, candidate:
         msg = f"{exc.message}; allowed from {source} to {target}: {', '.join(allowed)}"
         raise Invalid(["body", "edge_type"], msg, "ontology") from exc
     return [
-        CandidateAccepted(a=a, b=b, edge_type=body.edge_type, source=source, target=target, by=body.by),
+        CandidateAccepted(a=a, b=b, edge_type=body.edge_type, source=source, target=target, by=by,
+                          note=body.by),
         EdgeAdded(source=source, target=target, type=body.edge_type,
                   description=f"accepted candidate (cosine {candidate['score']:.3f})"),
     ]  # fmt: skip

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from gateway import assembly
 from gateway.adapters.upstream import call, raise_for_client_error
-from gateway.authorization import scope
+from gateway.authorization import ActorDep, scope
 from gateway.deps import DecisionLogDep, ServicesDep, SettingsDep
 from gateway.domain import decisions
 from gateway.routers.params import After, EntityId
@@ -26,6 +26,7 @@ async def merge(
     services: ServicesDep,
     settings: SettingsDep,
     log: DecisionLogDep,
+    actor: ActorDep,
     dry_run: bool = Query(False, description="Only show what would move"),
     after: After = None,
 ) -> dict[str, Any]:
@@ -40,7 +41,8 @@ async def merge(
     raise_for_client_error(preview)
     if dry_run:
         return {"dry_run": True, "id": id, "into": body.into} | dict(preview.json())
-    envelopes = new_envelopes([EntityMerged(id=id, into=body.into, by=body.by)], producer=decisions.PRODUCER)
+    merged = EntityMerged(id=id, into=body.into, by=actor.name, note=body.by)
+    envelopes = new_envelopes([merged], producer=decisions.PRODUCER, actor=actor)
     outcome = await log.merge(id, body.into, envelopes)
     if not outcome.won:
         raise decisions.merge_refused(outcome.reason, id, body.into, outcome.value)
@@ -50,12 +52,19 @@ async def merge(
 
 @router.post("/{id:path}/unmerge", status_code=202, responses={404: {}, 409: {}})
 async def unmerge(
-    id: EntityId, body: Unmerge, services: ServicesDep, settings: SettingsDep, log: DecisionLogDep, after: After = None
+    id: EntityId,
+    body: Unmerge,
+    services: ServicesDep,
+    settings: SettingsDep,
+    log: DecisionLogDep,
+    actor: ActorDep,
+    after: After = None,
 ) -> dict[str, Any]:
     """Undo a merge: both entities and their own edges come back exactly (a compensating event)."""
     await assembly.wait_for(services, settings, after)
     into = decisions.merged_into(await assembly.entity(services, id, ["path", "id"]))
-    envelopes = new_envelopes([EntityUnmerged(id=id, into=into, by=body.by)], producer=decisions.PRODUCER)
+    unmerged = EntityUnmerged(id=id, into=into, by=actor.name, note=body.by)
+    envelopes = new_envelopes([unmerged], producer=decisions.PRODUCER, actor=actor)
     outcome = await log.unmerge(id, into, envelopes)
     if not outcome.won:
         raise decisions.no_longer_merged(id)

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from gateway.adapters.upstream import call, relay
-from gateway.authorization import scope
+from gateway.authorization import actor_of, scope
 from gateway.deps import ServicesDep
 from platograph.api.ingest import EdgeIn, EntityIn
+from platograph.internal import ACTOR_HEADER
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=scope("write"))
 IdemKey = Annotated[
@@ -57,9 +58,14 @@ def _schema(model: type[EntityIn] | type[EdgeIn]) -> dict[str, object]:
 
 
 def _headers(request: Request, key: str | None) -> dict[str, str]:
+    """What ingest gets besides the body: the content type, who is writing, and the idempotency key in that
+    writer's own namespace (two keys that pick the same Idempotency-Key do not see each other's replies)."""
+    actor = actor_of(request)
     headers = {"content-type": request.headers.get("content-type", "application/json")}
+    if actor is not None:
+        headers[ACTOR_HEADER] = actor.model_dump_json()
     if key is not None:
-        headers["Idempotency-Key"] = key
+        headers["Idempotency-Key"] = key if actor is None else f"{actor.id}:{key}"
     return headers
 
 

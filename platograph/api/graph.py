@@ -113,3 +113,28 @@ class CandidateQuery(BaseModel):
     type_pair: str | None = Field(None, description="Two entity types joined by `|`, e.g. `claim|paper` (either order)")
     cursor: str | None = None
     limit: int = Field(50, ge=1, le=500)
+
+
+class AuditQuery(BaseModel):
+    """The filters and page of `GET /v1/audit` (the journal read as an audit log, newest first)."""
+
+    actor: str | None = Field(None, max_length=200, description="A key's id or name")
+    type: str | None = Field(None, max_length=100, description="An event type, e.g. `candidate.accepted`")
+    since: datetime | None = Field(None, description="Only events at or after this time")
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=500)
+
+
+class AuditItem(View):
+    event_id: str
+    type: str
+    occurred_at: datetime
+    producer: str
+    actor: dict[str, str] | None
+    position: str
+    payload: dict[str, Any]
+
+
+class AuditPage(View):
+    items: list[AuditItem]
+    next_cursor: str | None

@@ -27,7 +27,7 @@ def test_each_service_records_its_own_version_and_a_repeat_changes_nothing(
     backend: servers.Servers, engine: Engine
 ) -> None:
     before = versions(engine)
-    assert before == {"alembic_version": "0004", "alembic_version_webhooks": "0001"}
+    assert before == {"alembic_version": "0005", "alembic_version_webhooks": "0001"}
     migrate.upgrade_all(backend.database_url)
     assert versions(engine) == before
     tables = set(inspect(engine).get_table_names())

@@ -39,6 +39,13 @@ def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient
     yield from system(tmp_path / "index")
 
 
+def reviewer(api: TestClient, name: str) -> dict[str, str]:
+    """The Authorization header of a new key with the review scope, held by `name`."""
+    made = api.post("/v1/keys", json={"name": name, "scopes": ["review"]})
+    assert made.status_code == 201, made.text
+    return {"Authorization": f"Bearer {made.json()['key']}"}
+
+
 def candidates(api: TestClient, **params: Any) -> list[tuple[str, str]]:
     page = api.get("/v1/candidates", params=params | {"limit": 500}).json()
     return [(c["a"]["id"], c["b"]["id"]) for c in page["items"]]
@@ -131,7 +138,10 @@ def test_a_rejected_pair_is_never_proposed_again(api: TestClient, redis_client: 
     api.post("/v1/entities", json=first)
     pair = ("claim:sleep", "finding:sleep")
     eventually(lambda: pair in candidates(api))
-    rejected = api.post(f"/v1/candidates/{pair[1]}/{pair[0]}/reject", json={"by": "ada", "reason": "same study"})
+    # Who decided is the key's holder: a `by` in the body is only a note.
+    ada = reviewer(api, "ada")
+    rejected = api.post(f"/v1/candidates/{pair[1]}/{pair[0]}/reject", json={"by": "mallory", "reason": "same study"},
+                        headers=ada)  # fmt: skip
     assert rejected.status_code == 202, rejected.text
     eventually(lambda: pair in candidates(api, status="rejected"))
     item = api.get("/v1/candidates", params={"status": "rejected"}).json()["items"][0]
@@ -187,10 +197,10 @@ def test_accepting_a_candidate_makes_the_edge_and_a_second_decision_is_409(api: 
     forbidden = api.post(f"{url}/accept", json={"edge_type": "introduces"})
     assert forbidden.status_code == 422 and forbidden.json()["detail"][0]["loc"] == ["body", "edge_type"]
     assert "evidence_for" in forbidden.json()["detail"][0]["msg"]  # the message lists what is allowed
-    accepted = api.post(f"{url}/accept", json={"edge_type": "evidence_for", "by": "ada"})
+    accepted = api.post(f"{url}/accept", json={"edge_type": "evidence_for"}, headers=reviewer(api, "ada"))
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["edge"] == {"source": pair[0], "type": "evidence_for", "target": pair[1]}
-    second = api.post(f"{url}/reject", json={"by": "bob"})
+    second = api.post(f"{url}/reject", json={}, headers=reviewer(api, "bob"))
     assert second.status_code == 409 and "accepted by ada" in second.json()["detail"][0]["msg"]
     view = api.get(f"/v1/entities/{pair[0]}/neighborhood", params={"after": accepted.json()["position"]}).json()
     assert [n["entity"]["id"] for g in view["neighborhood"] for n in g["neighbors"]] == [pair[1]]

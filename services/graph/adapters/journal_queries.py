@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from platograph.cursors import decode_cursor, encode_cursor
 from platograph.positions import entry_id_of, event_position
 from services.graph.adapters.projection_store import JOURNAL_COLUMNS
 
 SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"
+ENVELOPE_FIELDS = ("event_id", "type", "schema_version", "occurred_at", "producer", "payload", "actor")
 
 
 def entries(conn: Connection, *, after: str | None, until: str, limit: int) -> dict[str, Any]:
@@ -30,7 +33,37 @@ def entries(conn: Connection, *, after: str | None, until: str, limit: int) -> d
         ).mappings().all()  # fmt: skip
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        envelope = {k: row[k] for k in ("event_id", "type", "schema_version", "occurred_at", "producer", "payload")}
+        envelope = {k: row[k] for k in ENVELOPE_FIELDS}
         grouped.setdefault(row["stream_id"], []).append(envelope)
     items = [{"id": entry_id, "events": events} for entry_id, events in grouped.items()]
     return {"items": items, "next_after": items[-1]["id"] if len(rows) >= limit else None}
+
+
+AUDIT = """
+SELECT event_id, position, type, occurred_at, producer, actor, payload FROM journal
+WHERE (CAST(:actor AS text) IS NULL OR actor->>'id' = :actor OR actor->>'name' = :actor)
+  AND (CAST(:type AS text) IS NULL OR type = :type)
+  AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since)
+  AND (CAST(:before AS numeric) IS NULL OR position < :before)
+ORDER BY position DESC LIMIT :limit
+"""
+
+
+def audit(
+    conn: Connection, *, actor: str | None, type: str | None, since: datetime | None, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """Journal events newest first, filtered by who caused them, their type and time; ValueError for a
+    cursor we did not make."""
+    raw = decode_cursor(cursor)
+    if raw is not None and not (isinstance(raw, str) and raw.isdigit()):
+        raise ValueError("cursor is not valid")
+    before = None if raw is None else int(raw)  # positions pass 64 bits: a cursor carries them as text
+    params = {"actor": actor, "type": type, "since": since, "before": before, "limit": limit + 1}
+    rows = [dict(r) for r in conn.execute(text(AUDIT), params).mappings()]
+    items = [
+        {"event_id": str(r["event_id"]), "type": r["type"], "occurred_at": r["occurred_at"], "producer": r["producer"],
+         "actor": r["actor"], "position": entry_id_of(int(r["position"])), "payload": r["payload"]}
+        for r in rows[:limit]
+    ]  # fmt: skip
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode_cursor(str(rows[limit - 1]["position"])) if more else None}

@@ -15,7 +15,9 @@ from sqlalchemy import Connection, Engine, text
 from platograph.contracts import Envelope
 from services.graph.domain.projection import PositionedEvent, fold
 
-JOURNAL_COLUMNS = ("event_id", "position", "stream_id", "type", "schema_version", "occurred_at", "producer", "payload")
+JOURNAL_COLUMNS = (
+    "event_id", "position", "stream_id", "type", "schema_version", "occurred_at", "producer", "payload", "actor",
+)  # fmt: skip
 ENTITY_COLUMNS = (
     "id", "type", "name", "text", "description", "attributes", "status", "version", "position", "status_position",
     "created_at", "updated_at", "base_status", "merged_into", "merge_position",
@@ -126,7 +128,8 @@ def journal_new(conn: Connection, events: Sequence[PositionedEvent]) -> list[Pos
         JOURNAL_COLUMNS,
         (
             (e.envelope.event_id, e.position, e.stream_id, e.envelope.type, e.envelope.schema_version,
-             e.envelope.occurred_at, e.envelope.producer, _json(e.envelope.payload))
+             e.envelope.occurred_at, e.envelope.producer, _json(e.envelope.payload),
+             None if e.envelope.actor is None else e.envelope.actor.model_dump_json())
             for e in unique.values()
         ),
     )  # fmt: skip
@@ -206,5 +209,6 @@ def _from_journal(row: Any) -> PositionedEvent:
         occurred_at=row["occurred_at"],
         producer=row["producer"],
         payload=row["payload"],
+        actor=row["actor"],
     )
     return PositionedEvent(position=int(row["position"]), stream_id=row["stream_id"], envelope=envelope)

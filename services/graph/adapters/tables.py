@@ -30,6 +30,7 @@ class JournalEvent(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     producer: str = Field(sa_column=Column(Text, nullable=False))
     payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    actor: dict[str, Any] | None = Field(sa_column=Column(JSONB))  # who caused it (contracts.Actor)
     recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 

@@ -17,7 +17,16 @@ from redis.exceptions import ResponseError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, Neighborhood, ProjectionState
+from platograph.api.graph import (
+    AuditPage,
+    AuditQuery,
+    CandidateQuery,
+    EdgePage,
+    EntityPage,
+    EntityView,
+    Neighborhood,
+    ProjectionState,
+)
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
@@ -167,6 +176,16 @@ def journal(
             raise _bad_cursor(exc, name) from exc
     page = journal_queries.entries(conn, after=after, until=until, limit=limit)
     return Response(orjson.dumps(page), media_type="application/json")
+
+
+@router.get("/audit", response_model=AuditPage)
+def audit(conn: ConnDep, query: Annotated[AuditQuery, Query()]) -> dict[str, Any]:
+    """The journal as an audit log, newest first: each event with who caused it (the API key's id and name)."""
+    try:
+        return journal_queries.audit(conn, actor=query.actor, type=query.type, since=query.since, cursor=query.cursor,
+                                     limit=query.limit)  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise _bad_cursor(ValueError("cursor is not valid")) from exc
 
 
 class LinkedQuery(BaseModel):

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from platograph.api.ingest import EdgeIn, EntityIn
-from platograph.internal import protect
+from platograph.contracts import Actor
+from platograph.internal import ACTOR_HEADER, protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.domain.validation import (
@@ -25,7 +27,9 @@ from services.ingest.domain.validation import (
 from services.ingest.service_layer import writes
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=300)]
+ActorHeader = Annotated[str | None, Header(alias=ACTOR_HEADER, max_length=1000, description="Who writes (the gateway "
+                                           "sets it from the API key)")]  # fmt: skip
 
 
 def get_ingest(request: Request) -> Ingest:
@@ -53,19 +57,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 @router.post("/entities", status_code=202, openapi_extra=_body_schema(EntityIn))
-async def post_entities(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+async def post_entities(
+    request: Request, ingest: IngestDep, key: IdemKey = None, actor: ActorHeader = None
+) -> dict[str, Any]:
     """Create or replace one entity or a batch; answers with ids, event ids and a position token."""
     body = await _read_body(request, ingest.settings.max_body_bytes)
     payloads, _ = validate_entities(parse_json(body), ingest.ontology, ingest.settings.max_batch)
-    return await _accept(ingest, payloads, key, body)
+    return await _accept(ingest, payloads, key, body, actor)
 
 
 @router.post("/edges", status_code=202, openapi_extra=_body_schema(EdgeIn))
-async def post_edges(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+async def post_edges(
+    request: Request, ingest: IngestDep, key: IdemKey = None, actor: ActorHeader = None
+) -> dict[str, Any]:
     """Add one typed edge or a batch; endpoints that do not exist yet are kept waiting, not dropped."""
     body = await _read_body(request, ingest.settings.max_body_bytes)
     payloads, _ = validate_edges(parse_json(body), ingest.ontology, ingest.settings.max_batch)
-    return await _accept(ingest, payloads, key, body)
+    return await _accept(ingest, payloads, key, body, actor)
 
 
 @router.post(
@@ -78,14 +86,28 @@ async def post_edges(request: Request, ingest: IngestDep, key: IdemKey = None) -
         }
     },
 )
-async def post_import(request: Request, ingest: IngestDep, key: IdemKey = None) -> dict[str, Any]:
+async def post_import(
+    request: Request, ingest: IngestDep, key: IdemKey = None, actor: ActorHeader = None
+) -> dict[str, Any]:
     """Import NDJSON lines ``{"kind": "entity"|"edge", ...}``; all lines are checked before any is appended."""
     body = await _read_body(request, ingest.settings.max_body_bytes * 16)
     payloads = validate_ndjson(body.splitlines(), ingest.ontology, ingest.settings.max_import_lines)
-    return await _accept(ingest, payloads, key, body, full=False)
+    return await _accept(ingest, payloads, key, body, actor, full=False)
 
 
-async def _accept(ingest: Ingest, payloads: Any, key: str | None, body: bytes, full: bool = True) -> dict[str, Any]:
+def _actor(raw: str | None) -> Actor | None:
+    if raw is None:
+        return None
+    try:
+        return Actor.model_validate_json(raw)
+    except ValidationError as exc:
+        msg = 'not an actor: {"id": ..., "name": ...}'
+        raise InvalidInput([error(["header", ACTOR_HEADER], msg, "value_error")]) from exc
+
+
+async def _accept(
+    ingest: Ingest, payloads: Any, key: str | None, body: bytes, actor: str | None, full: bool = True
+) -> dict[str, Any]:
     return await writes.accept(
         payloads,
         log=ingest.log,
@@ -94,6 +116,7 @@ async def _accept(ingest: Ingest, payloads: Any, key: str | None, body: bytes, f
         events_per_entry=ingest.settings.events_per_entry,
         ttl_s=ingest.settings.idempotency_ttl_s,
         full=full,
+        actor=_actor(actor),
     )
 
 

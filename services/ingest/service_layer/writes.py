@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from platograph.contracts import EdgeAdded, EntityUpserted, Envelope, Frozen, new_envelopes
+from platograph.contracts import Actor, EdgeAdded, EntityUpserted, Envelope, Frozen, new_envelopes
 from services.ingest.adapters.event_log import EventLog
 from services.ingest.domain.validation import InvalidInput, error
 
@@ -28,12 +28,14 @@ def request_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def envelopes_for(payloads: Sequence[Frozen], key: str | None, body_hash: str) -> list[Envelope]:
+def envelopes_for(
+    payloads: Sequence[Frozen], key: str | None, body_hash: str, actor: Actor | None = None
+) -> list[Envelope]:
     """Envelopes for payloads; ids are uuid5(key, body, index) when an idempotency key is given."""
     if key is None:
-        return new_envelopes(payloads, producer=PRODUCER)
+        return new_envelopes(payloads, producer=PRODUCER, actor=actor)
     ids = [uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{body_hash}\n{i}") for i in range(len(payloads))]
-    return new_envelopes(payloads, producer=PRODUCER, event_ids=ids)
+    return new_envelopes(payloads, producer=PRODUCER, event_ids=ids, actor=actor)
 
 
 def describe(payloads: Sequence[EntityUpserted | EdgeAdded], envelopes: list[Envelope], full: bool) -> dict[str, Any]:
@@ -57,6 +59,7 @@ async def accept(
     events_per_entry: int,
     ttl_s: int,
     full: bool = True,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """Append the payloads' events and return the 202 reply (the stored one for a repeated key)."""
     if key is not None:
@@ -66,7 +69,7 @@ async def accept(
                 msg = "this Idempotency-Key was used with a different request body"
                 raise InvalidInput([error(["header", "Idempotency-Key"], msg, "idempotency_conflict")])
             return dict(stored["reply"]) | {"replayed": True}
-    envelopes = envelopes_for(payloads, key, body_hash)
+    envelopes = envelopes_for(payloads, key, body_hash, actor)
     entries = [envelopes[i : i + events_per_entry] for i in range(0, len(envelopes), events_per_entry)]
     entry_ids = await log.append(entries)
     reply = describe(payloads, envelopes, full) | {
