@@ -68,6 +68,17 @@ async def _actor(request: Request) -> Actor:
 ActorDep = Annotated[Actor, Depends(_actor)]
 
 
+async def _principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
+    return principal
+
+
+#: The key of a route whose scope is not `read` (so there always is one).
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
 def scope(name: Scope) -> list[Any]:
     """Router-level dependencies for `name` (what every public router is built with)."""
     return [Depends(authorize(name))]

@@ -22,6 +22,8 @@ HEADER = "X-Platograph-Internal"
 #: Who the gateway authenticated (contracts.Actor as JSON), on the writes it forwards; trusted because only
 #: holders of the internal token reach a service.
 ACTOR_HEADER = "X-Platograph-Actor"
+#: Whose subscriptions a webhook call may touch (the key's owner); absent for an admin, who sees them all.
+OWNER_HEADER = "X-Platograph-Owner"
 _HEADER = HEADER.lower().encode()
 REFUSAL = orjson.dumps({"detail": [{"loc": ["header", HEADER], "msg": "an internal service: the internal token "
                                     "is required", "type": "unauthorized"}]})  # fmt: skip

@@ -40,7 +40,11 @@ class Principal(BaseModel):
     scopes: tuple[Scope, ...]
 
     def allows(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
+        return scope in self.scopes or self.allows_all()
+
+    def allows_all(self) -> bool:
+        """An admin's key: every scope, every owner's subscriptions."""
+        return "admin" in self.scopes
 
 
 class KeyView(Principal):

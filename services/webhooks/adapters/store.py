@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from platograph.cursors import decode_cursor, encode_cursor
 from services.webhooks.adapters.tables import Attempt, Delivery, Subscription
 
-SUBSCRIPTION_COLUMNS = """id, url, event_types, entity_types, min_score, description, state, state_reason,
+SUBSCRIPTION_COLUMNS = """id, owner, url, event_types, entity_types, min_score, description, state, state_reason,
     previous_secret_until, failing_since, created_at, updated_at"""
 
 
@@ -21,18 +21,25 @@ def create_subscription(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(Subscription).values(**row))
 
 
-def get_subscription(conn: Connection, subscription_id: str, *, with_secrets: bool = False) -> dict[str, Any] | None:
+def get_subscription(
+    conn: Connection, subscription_id: str, *, with_secrets: bool = False, owner: str | None = None
+) -> dict[str, Any] | None:
+    """A subscription (of `owner` only, when given)."""
     columns = SUBSCRIPTION_COLUMNS + (", secret, previous_secret" if with_secrets else "")
-    sql = text(f"SELECT {columns} FROM webhook_subscriptions WHERE id = :id")
-    row = conn.execute(sql, {"id": subscription_id}).mappings().first()
+    sql = text(f"""SELECT {columns} FROM webhook_subscriptions
+                   WHERE id = :id AND (CAST(:owner AS text) IS NULL OR owner = :owner)""")
+    row = conn.execute(sql, {"id": subscription_id, "owner": owner}).mappings().first()
     return dict(row) if row else None
 
 
-def list_subscriptions(conn: Connection, cursor: str | None, limit: int) -> dict[str, Any]:
+def list_subscriptions(conn: Connection, cursor: str | None, limit: int, owner: str | None = None) -> dict[str, Any]:
+    """Subscriptions in id order (of `owner` only, when given)."""
     after = decode_cursor(cursor)
     sql = text(f"""SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions
-                   WHERE (CAST(:after AS text) IS NULL OR id > :after) ORDER BY id LIMIT :limit""")
-    rows = [dict(r) for r in conn.execute(sql, {"after": after[0] if after else None, "limit": limit + 1}).mappings()]
+                   WHERE (CAST(:after AS text) IS NULL OR id > :after)
+                     AND (CAST(:owner AS text) IS NULL OR owner = :owner) ORDER BY id LIMIT :limit""")
+    params = {"after": after[0] if after else None, "limit": limit + 1, "owner": owner}
+    rows = [dict(r) for r in conn.execute(sql, params).mappings()]
     more = len(rows) > limit
     return {"items": rows[:limit], "next_cursor": encode_cursor([rows[limit - 1]["id"]]) if more else None}
 

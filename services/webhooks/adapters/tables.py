@@ -24,6 +24,7 @@ class Subscription(SQLModel, table=True):
     entity_types: list[str] | None = Field(sa_column=Column(JSONB))
     min_score: float | None = Field(sa_column=Column(Float))
     description: str = Field(sa_column=Column(Text, nullable=False))
+    owner: str | None = Field(sa_column=Column(Text))  # the owner of the API key that made it
     state: str = Field(sa_column=Column(Text, nullable=False))  # active, paused, disabled
     state_reason: str = Field(sa_column=Column(Text, nullable=False))
     # Fernet tokens: a dump of the database does not reveal the signing secrets.

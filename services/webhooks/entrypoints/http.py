@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from sqlalchemy import Connection
 
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
-from platograph.internal import protect
+from platograph.internal import OWNER_HEADER, protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -23,6 +23,9 @@ from services.webhooks.service_layer import delivery, subscriptions
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=500)]
+# Whose subscriptions the caller may touch: the gateway sends its key's owner (none for an admin: all).
+Caller = Annotated[str | None, Header(alias=OWNER_HEADER, max_length=200)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def get_wh(request: Request) -> Webhooks:
@@ -49,8 +52,9 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     return view | {"filter": {"entity_types": row["entity_types"], "min_score": row["min_score"]}}
 
 
-def _existing(conn: Connection, subscription_id: str) -> dict[str, Any]:
-    row = store.get_subscription(conn, subscription_id)
+def _existing(conn: Connection, subscription_id: str, owner: str | None) -> dict[str, Any]:
+    """The subscription, if the caller's owner has it (another owner's answers 404, as a missing one)."""
+    row = store.get_subscription(conn, subscription_id, owner=owner)
     if row is None:
         raise _error(404, ["path", "id"], f"no webhook {subscription_id!r}", "not_found")
     return row
@@ -64,33 +68,33 @@ def _check_url(wh: Webhooks, url: str) -> None:
 
 
 @router.post("", status_code=201)
-def create(body: SubscriptionIn, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
+def create(body: SubscriptionIn, wh: WhDep, conn: ConnDep, owner: Caller = None, key: IdemKey = None) -> dict[str, Any]:
     """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
     try:
-        subscription_id, secret = subscriptions.create(wh, conn, body)
+        subscription_id, secret, replayed = subscriptions.create(wh, conn, body, owner, key)
     except safety.UnsafeEndpoint as exc:
         raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
-    return _view(_existing(conn, subscription_id)) | {"secret": secret}
+    return _view(_existing(conn, subscription_id, owner)) | {"secret": secret, "replayed": replayed}
 
 
 @router.get("")
-def list_all(conn: ConnDep, cursor: str | None = None, limit: Limit = 50) -> dict[str, Any]:
+def list_all(conn: ConnDep, cursor: str | None = None, limit: Limit = 50, owner: Caller = None) -> dict[str, Any]:
     try:
-        page = store.list_subscriptions(conn, cursor, limit)
+        page = store.list_subscriptions(conn, cursor, limit, owner)
     except ValueError as exc:
         raise _error(422, ["query", "cursor"], str(exc), "value_error") from exc
     return page | {"items": [_view(r) for r in page["items"]]}
 
 
 @router.get("/{id}")
-def get(id: str, conn: ConnDep) -> dict[str, Any]:
+def get(id: str, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
     """A subscription with its delivery counts by status."""
-    return _view(_existing(conn, id)) | {"deliveries": store.delivery_counts(conn, id)}
+    return _view(_existing(conn, id, owner)) | {"deliveries": store.delivery_counts(conn, id)}
 
 
 @router.patch("/{id}")
-def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep) -> dict[str, Any]:
-    _existing(conn, id)
+def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
+    _existing(conn, id, owner)
     values: dict[str, Any] = {}
     if body.url is not None:
         _check_url(wh, str(body.url))
@@ -103,40 +107,41 @@ def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep) -> dict[s
         values["description"] = body.description
     if values:
         store.update_subscription(conn, id, values)
-    return _view(_existing(conn, id))
+    return _view(_existing(conn, id, owner))
 
 
 @router.delete("/{id}", status_code=204)
-def delete(id: str, conn: ConnDep) -> Response:
+def delete(id: str, conn: ConnDep, owner: Caller = None) -> Response:
+    _existing(conn, id, owner)
     if not store.delete_subscription(conn, id):
         raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
     return Response(status_code=204)
 
 
 @router.post("/{id}/pause")
-def pause(id: str, conn: ConnDep) -> dict[str, Any]:
+def pause(id: str, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
     """Stop sending; deliveries keep being recorded and go out on resume."""
-    _existing(conn, id)
+    _existing(conn, id, owner)
     store.update_subscription(conn, id, {"state": "paused", "state_reason": "paused by a person"})
-    return _view(_existing(conn, id))
+    return _view(_existing(conn, id, owner))
 
 
 @router.post("/{id}/resume")
-def resume(id: str, wh: WhDep) -> dict[str, Any]:
+def resume(id: str, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
     """Send again (also re-enables a disabled endpoint); what is pending goes out now."""
     with wh.engine.begin() as conn:
-        _existing(conn, id)
+        _existing(conn, id, owner)
         store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None})
         pending = store.pending_of(conn, id)
     delivery.enqueue_again(wh, pending)
     with wh.engine.connect() as conn:
-        return _view(_existing(conn, id)) | {"requeued": len(pending)}
+        return _view(_existing(conn, id, owner)) | {"requeued": len(pending)}
 
 
 @router.post("/{id}/rotate-secret")
-def rotate(id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None) -> dict[str, Any]:
+def rotate(id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None, owner: Caller = None) -> dict[str, Any]:
     """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
-    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s)
+    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s, owner)
     if rotated is None:
         raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
     return rotated
@@ -149,9 +154,10 @@ def deliveries(
     status: Literal["pending", "delivered", "failed"] | None = None,
     cursor: str | None = None,
     limit: Limit = 50,
+    owner: Caller = None,
 ) -> dict[str, Any]:
     """Deliveries newest first, each with every attempt (time, status, latency, first bytes of the reply)."""
-    _existing(conn, id)
+    _existing(conn, id, owner)
     try:
         return store.list_deliveries(conn, id, status, cursor, limit)
     except (ValueError, IndexError) as exc:
@@ -159,7 +165,8 @@ def deliveries(
 
 
 @router.get("/{id}/deliveries/{delivery_id}")
-def get_delivery(id: str, delivery_id: uuid.UUID, conn: ConnDep) -> dict[str, Any]:
+def get_delivery(id: str, delivery_id: uuid.UUID, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
+    _existing(conn, id, owner)
     found = store.get_delivery(conn, id, delivery_id)
     if found is None:
         raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
@@ -167,10 +174,10 @@ def get_delivery(id: str, delivery_id: uuid.UUID, conn: ConnDep) -> dict[str, An
 
 
 @router.post("/{id}/deliveries/{delivery_id}/retry", status_code=202)
-def retry(id: str, delivery_id: uuid.UUID, wh: WhDep) -> dict[str, Any]:
+def retry(id: str, delivery_id: uuid.UUID, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
     """Send one delivery again (whatever its status), with a fresh retry schedule."""
     with wh.engine.begin() as conn:
-        _existing(conn, id)
+        _existing(conn, id, owner)
         reopened = store.reopen(conn, id, delivery_id=delivery_id)
     if not reopened:
         raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
@@ -179,10 +186,10 @@ def retry(id: str, delivery_id: uuid.UUID, wh: WhDep) -> dict[str, Any]:
 
 
 @router.post("/{id}/replay", status_code=202)
-def replay(id: str, body: Replay, wh: WhDep) -> dict[str, Any]:
+def replay(id: str, body: Replay, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
     """Re-send everything since a time (same `webhook-id`s, so receivers can drop what they have)."""
     with wh.engine.begin() as conn:
-        _existing(conn, id)
+        _existing(conn, id, owner)
         reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed)
     delivery.enqueue_again(wh, reopened)
     return {"requeued": len(reopened)}
