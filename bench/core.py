@@ -161,12 +161,15 @@ def raw_view_latency(
     return out
 
 
-def wrk(url: str, ids_file: Path, duration: int, connections: int, rate: int | None = None) -> dict[str, float]:
+def wrk(
+    url: str, ids_file: Path, duration: int, connections: int, rate: int | None = None, key: str = ""
+) -> dict[str, float]:
     """Run wrk against the neighborhood view; p50/p99 in ms and requests/s. With `rate`, the requests leave
     on a fixed schedule (views/s in all) instead of as fast as the answers come back."""
     script = ROOT / "bench" / "wrk_neighborhood.lua"
     env = os.environ | ({"WRK_RATE": str(rate / WRK_THREADS)} if rate else {})
-    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script)]
+    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+               "-H", f"Authorization: Bearer {key}"]  # fmt: skip
     out = subprocess.run(
         [*command, url, "--", str(ids_file)],
         capture_output=True,
@@ -221,7 +224,7 @@ def main() -> None:
         sampler = MemorySampler(processes_of(system))
         sampler.start()
         started = time.perf_counter()
-        totals = loader.import_file(system.gateway_url, data, show_progress=True)
+        totals = loader.import_file(system.gateway_url, data, key=system.admin_key, show_progress=True)
         ingest_seconds = time.perf_counter() - started
         events = int(totals["event_count"])
         # Fresh planner statistics, as autovacuum would gather within a minute of a bulk load.
@@ -231,13 +234,14 @@ def main() -> None:
         raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
         bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, neighborhood_sql.WITHOUT_RELATED)
         console.print(f"raw view SQL p50 without the related part: {statistics.median(bare):.2f} ms")
-        single = single_client_latency(system.gateway_url, ids, 1000, rng)
+        single = single_client_latency(system.gateway_url, ids, 1000, rng, system.api_headers())
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
-            views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections)
+            views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, key=system.admin_key)
         paced = {}
         for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
             with console.status(f"view load: {rate} views/s offered by {args.connections} clients"):
-                paced[rate] = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, rate)
+                paced[rate] = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, rate,
+                                  key=system.admin_key)  # fmt: skip
         sampler.stopped.set()
         report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
     finally:
@@ -245,10 +249,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def single_client_latency(gateway: str, ids: list[str], n: int, rng: random.Random) -> list[float]:
+def single_client_latency(
+    gateway: str, ids: list[str], n: int, rng: random.Random, headers: dict[str, str]
+) -> list[float]:
     """Milliseconds per neighborhood view through the gateway, one client, no queueing."""
     out = []
-    with httpx.Client(base_url=gateway) as client:
+    with httpx.Client(base_url=gateway, headers=headers) as client:
         for _ in range(n):
             started = time.perf_counter()
             client.get(f"/v1/entities/{rng.choice(ids)}/neighborhood").raise_for_status()

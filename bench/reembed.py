@@ -80,8 +80,10 @@ def raw_rate(model: ModelSpec, texts: list[str], processes: int) -> float:
         return len(texts) / (time.perf_counter() - started)
 
 
-def query_latencies(site: str, ids: list[str], stop: threading.Event, out: list[float]) -> None:
-    with httpx.Client(base_url=site, timeout=30) as client:
+def query_latencies(
+    site: str, ids: list[str], stop: threading.Event, out: list[float], headers: dict[str, str] | None = None
+) -> None:
+    with httpx.Client(base_url=site, timeout=30, headers=headers) as client:
         i = 0
         while not stop.is_set():
             started = time.perf_counter()
@@ -137,7 +139,7 @@ def main() -> None:
         system.plan()
         system.start_children()
         site = system.gateway_url
-        api = httpx.Client(base_url=site, timeout=120)
+        api = httpx.Client(base_url=site, timeout=120, headers=system.api_headers())
         position = ""
         for start in range(0, len(entities), 1000):
             response = api.post("/v1/entities", json=entities[start : start + 1000])

@@ -110,10 +110,10 @@ def main() -> None:
         assert similarity.process is not None
         stop, peak = threading.Event(), [0]
         threading.Thread(target=peak_rss, args=(similarity.process.pid, stop, peak), daemon=True).start()
-        sim_url = f"http://{system.settings.host}:{system.settings.similarity_port}"
-        with httpx.Client(timeout=60) as client:
+        sim_url = f"http://{system.settings.services_host}:{system.settings.similarity_port}"
+        with httpx.Client(timeout=60, headers=system.internal_headers()) as client:
             started, cpu_before = time.perf_counter(), cpu_seconds(system)
-            loader.import_file(system.gateway_url, path, wait=False)
+            loader.import_file(system.gateway_url, path, key=system.admin_key, wait=False)
             with console.status("embedding, indexing, checking candidates"):
                 # Indexed, and candidate-checked: the consumer group has nothing pending or unread.
                 while True:

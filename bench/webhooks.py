@@ -122,7 +122,7 @@ def main() -> None:
         system.start_infrastructure()
         system.plan()
         system.start_children()
-        gateway = httpx.Client(base_url=system.gateway_url, timeout=30)
+        gateway = httpx.Client(base_url=system.gateway_url, timeout=30, headers=system.api_headers())
         entities = [{"id": f"{t}:b{i}", "name": f"{t} {i}"} for i in range(50) for t in ("claim", "paper")]
         gateway.post("/v1/entities", json=entities).raise_for_status()
         client = redis.Redis.from_url(system.env["REDIS_URL"])

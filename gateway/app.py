@@ -9,8 +9,11 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters import clients
@@ -18,7 +21,9 @@ from gateway.adapters.decision_log import DecisionLog
 from gateway.authorization import scope
 from gateway.domain.refusals import Refused
 from gateway.routers import audit, dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
+from gateway.security import ContentTypes, SecurityHeaders
 from gateway.settings import GatewaySettings
+from gateway.templating import templates
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.runtime import tune_gc
 
@@ -35,6 +40,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"description": "A service behind the gateway is unavailable: retry after `Retry-After` seconds"},
     401: {"description": "No API key, or an unknown or revoked one (`WWW-Authenticate` says so)"},
     403: {"description": "The key lacks the scope this operation needs (`detail[].msg` names it)"},
+    415: {"description": "A body in a content type this operation does not take"},
 }
 
 
@@ -67,6 +73,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         telemetry=fastapi_telemetry(),
+        docs_url=None,  # served below from installed files, without inline script
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(Refused, refused)
@@ -75,5 +83,21 @@ def create_app(
     app.include_router(home.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        return templates.TemplateResponse(request, "docs.html", {})
+
     instrument(app, "gateway", metrics_dependencies=scope("admin"))
+    app.add_middleware(ContentTypes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer, refusals included
     return app

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from platograph.settings import CoreSettings
 
@@ -19,6 +22,16 @@ class GatewaySettings(CoreSettings):
     public_reads: bool = False
     # How long a key's principal is kept: a revoked key stops working within this many seconds.
     key_cache_s: float = Field(5.0, ge=0, le=5)
+    # Host headers the gateway answers (others get 400): add the name it is reached by when exposed.
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1"]
+    # Origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
     # None: the similarity service's default for its model, which the view reports as `threshold`.
     similarity_threshold: float | None = Field(None, ge=-1, le=1)
     timeout_s: float = Field(30.0, gt=0)

@@ -142,6 +142,14 @@ class System:
     def key_path(self) -> Path:
         return self.settings.data_dir.resolve() / credentials.KEY_FILE
 
+    def api_headers(self) -> dict[str, str]:
+        """What a client of the gateway sends: the admin key."""
+        return credentials.headers(self.admin_key)
+
+    def internal_headers(self) -> dict[str, str]:
+        """What a caller of an internal service sends: the internal token."""
+        return internal.headers(self.env.get("PLATOGRAPH_INTERNAL_TOKEN"))
+
     @property
     def gateway_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"

@@ -59,7 +59,8 @@ def test_kill_9_mid_import_then_restart_equals_rebuild(
         with TestClient(create_app(bootstrap())) as ingest:
             positions = []
             for n, i in enumerate(range(0, len(lines), CHUNK)):
-                reply = ingest.post("/v1/import", content=b"\n".join(lines[i : i + CHUNK]))
+                reply = ingest.post("/v1/import", content=b"\n".join(lines[i : i + CHUNK]),
+                                    headers={"content-type": "application/x-ndjson"})  # fmt: skip
                 assert reply.status_code == 202, reply.text
                 positions.append(reply.json()["position"])
                 if n == 4:  # half-way through the import, once the projector is busy writing

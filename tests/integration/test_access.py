@@ -133,3 +133,19 @@ def test_public_reads_open_reads_only(env: dict[str, str], engine: Any, tmp_path
         assert api.get("/v1/entities", headers=NONE).status_code == 200
         assert api.post("/v1/entities", json=[{"id": "concept:x", "name": "X"}], headers=NONE).status_code == 401
         assert api.get("/v1/keys", headers=NONE).status_code == 401
+
+
+def test_every_answer_carries_the_security_headers_and_forms_cannot_post(api: TestClient) -> None:
+    for path in ("/", "/docs", "/v1/status", "/v1/nothing-here", "/static/review.js"):
+        answer = api.get(path)
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        assert "frame-ancestors 'none'" in csp, path
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in api.get("/docs").text  # Swagger UI starts from a file
+    assert api.get("/swagger/swagger-ui-bundle.js").status_code == 200
+    form = api.post("/v1/entities", content=b'{"id": "concept:f", "name": "F"}', headers={"content-type": "text/plain"})
+    assert form.status_code == 415 and form.json()["detail"][0]["loc"] == ["header", "content-type"]
+    assert api.post("/v1/entities", json={"id": "concept:f", "name": "F"}).status_code == 202
+    assert api.get("/v1/status", headers={"host": "evil.example"}).status_code == 400

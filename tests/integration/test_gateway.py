@@ -108,7 +108,7 @@ def system(
     if hooks is not None:
         transports["webhooks"] = httpx.ASGITransport(app=webhooks_http.create_app(hooks, dispatch=False))
     try:
-        gateway = create_app(GatewaySettings(), transports)
+        gateway = create_app(GatewaySettings(allowed_hosts=["testserver"]), transports)
         gateway.state.wired = SimpleNamespace(graph=graph, similarity=sim, webhooks=hooks)
         with TestClient(gateway, headers={"Authorization": f"Bearer {admin}"}) as client:
             # The graph and ingest apps run inside this client's event loop (ASGITransport runs no lifespan).
@@ -133,7 +133,8 @@ def api(env: dict[str, str], engine: Any, tmp_path: Path) -> Iterator[TestClient
 
 
 def load_seeds(api: TestClient) -> str:
-    response = api.post("/v1/import", content=SEED_FILE.read_bytes(), headers={"Idempotency-Key": "seeds"})
+    response = api.post("/v1/import", content=SEED_FILE.read_bytes(),
+                       headers={"Idempotency-Key": "seeds", "content-type": "application/x-ndjson"})  # fmt: skip
     assert response.status_code == 202, response.text
     return str(response.json()["position"])
 
@@ -165,7 +166,8 @@ def test_seed_quote_neighborhood_matches_the_seed_page(api: TestClient) -> None:
 
 def test_loading_seeds_twice_changes_nothing(api: TestClient) -> None:
     first = api.get(f"/v1/entities/{QUOTE}", params={"after": load_seeds(api)}).json()
-    again = api.post("/v1/import", content=SEED_FILE.read_bytes(), headers={"Idempotency-Key": "seeds"})
+    again = api.post("/v1/import", content=SEED_FILE.read_bytes(),
+                     headers={"Idempotency-Key": "seeds", "content-type": "application/x-ndjson"})  # fmt: skip
     assert again.json()["replayed"] is True
     # Even with another key (the stored reply expired, say), the derived event ids differ but content is equal.
     assert api.get(f"/v1/entities/{QUOTE}", params={"after": load_seeds(api)}).json() == first

@@ -99,9 +99,10 @@ def test_ndjson_import_is_all_or_nothing(client: TestClient, redis_client: redis
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "line 4", "type"]
     assert redis_client.xlen(stream) == 0
-    ok = client.post("/v1/import", content=b"\n".join(orjson.dumps(x) for x in good))
+    ndjson = {"content-type": "application/x-ndjson"}
+    ok = client.post("/v1/import", content=b"\n".join(orjson.dumps(x) for x in good), headers=ndjson)
     assert ok.status_code == 202 and ok.json()["entity_count"] == 3
-    too_many = client.post("/v1/import", content=b"\n".join(orjson.dumps(good[0]) for _ in range(11)))
+    too_many = client.post("/v1/import", content=b"\n".join(orjson.dumps(good[0]) for _ in range(11)), headers=ndjson)
     assert too_many.status_code == 413
 
 
@@ -122,7 +123,7 @@ def test_text_postgres_cannot_store_is_a_422_naming_it_and_appends_nothing(
 ) -> None:
     # Accepted, a NUL stopped the projection (the projector now dead-letters such an entry, but the write
     # was acknowledged and then lost): it must be refused at the door.
-    response = client.post(path, content=body)
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     (detail,) = response.json()["detail"]
     assert detail["loc"] == loc and detail["type"] == "string_unstorable"
@@ -131,7 +132,7 @@ def test_text_postgres_cannot_store_is_a_422_naming_it_and_appends_nothing(
 
 def test_escaped_surrogate_pairs_and_literal_backslash_u_are_fine(client: TestClient) -> None:
     body = b'{"id": "concept:a", "name": "emoji \\ud83d\\ude00", "text": "a literal \\\\u0000"}'
-    response = client.post("/v1/entities", content=body)
+    response = client.post("/v1/entities", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 202, response.text
 
 
@@ -140,3 +141,15 @@ def test_event_log_down_is_503(env: dict[str, str], monkeypatch: pytest.MonkeyPa
     with TestClient(create_app(bootstrap(IngestSettings()))) as c:
         response = c.post("/v1/entities", json={"id": "concept:a", "name": "A"})
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+
+def test_a_body_in_another_content_type_is_refused_with_415(client: TestClient, redis_client: redis.Redis,
+                                                            stream: str) -> None:  # fmt: skip
+    """What a cross-site form can send (text/plain) never reaches the event log."""
+    body = orjson.dumps({"id": "concept:form", "name": "Sent by a form"})
+    for path, kind in (("/v1/entities", "text/plain"), ("/v1/edges", "application/x-www-form-urlencoded"),
+                       ("/v1/import", "text/plain")):  # fmt: skip
+        refused = client.post(path, content=body, headers={"content-type": kind})
+        assert refused.status_code == 415, (path, refused.text)
+        assert refused.json()["detail"][0]["loc"] == ["header", "content-type"]
+    assert redis_client.xlen(stream) == 0

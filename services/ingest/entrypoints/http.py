@@ -45,7 +45,16 @@ def _body_schema(model: type[EntityIn] | type[EdgeIn]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _media_type(request: Request, accepted: tuple[str, ...]) -> None:
+    """Refuse (415) a body in another content type: what a cross-site form sends (text/plain) included."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in accepted:
+        msg = f"the body must be {' or '.join(accepted)}, not {media or 'untyped'}"
+        raise InvalidInput([error(["header", "content-type"], msg, "unsupported_media_type")], 415)
+
+
+async def _read_body(request: Request, limit: int, accepted: tuple[str, ...] = ("application/json",)) -> bytes:
+    _media_type(request, accepted)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -90,7 +99,7 @@ async def post_import(
     request: Request, ingest: IngestDep, key: IdemKey = None, actor: ActorHeader = None
 ) -> dict[str, Any]:
     """Import NDJSON lines ``{"kind": "entity"|"edge", ...}``; all lines are checked before any is appended."""
-    body = await _read_body(request, ingest.settings.max_body_bytes * 16)
+    body = await _read_body(request, ingest.settings.max_body_bytes * 16, ("application/x-ndjson", "application/json"))
     payloads = validate_ndjson(body.splitlines(), ingest.ontology, ingest.settings.max_import_lines)
     return await _accept(ingest, payloads, key, body, actor, full=False)
 
