@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
+from gateway.adapters.rate_limits import RateLimits
 from gateway.authorization import scope
 from gateway.domain.refusals import Refused
 from gateway.routers import audit, dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
@@ -41,6 +42,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No API key, or an unknown or revoked one (`WWW-Authenticate` says so)"},
     403: {"description": "The key lacks the scope this operation needs (`detail[].msg` names it)"},
     415: {"description": "A body in a content type this operation does not take"},
+    429: {"description": "The key's budget of requests is spent: retry after `Retry-After` seconds"},
 }
 
 
@@ -62,6 +64,7 @@ def create_app(
         app.state.services = clients.build(settings, transports)
         app.state.redis = aioredis.Redis.from_url(settings.redis_url)
         app.state.decisions = DecisionLog(app.state.redis, settings.stream)
+        app.state.rate_limits = RateLimits(settings.redis_url, settings.stream)
         tune_gc()
         yield
         await app.state.services.aclose()

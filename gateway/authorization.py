@@ -35,6 +35,8 @@ def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
     ):  # fmt: skip
         if credentials is None:
             if scope == "read" and settings.public_reads:
+                client = request.client.host if request.client else "unknown"
+                await _within_budget(request, f"ip:{client}:read", settings.rate_read)
                 request.state.principal = None
                 return None
             raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
@@ -44,11 +46,24 @@ def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
         if not principal.allows(scope):
             msg = f"this key lacks the scope {scope!r} ({SCOPES[scope]}); it has {', '.join(principal.scopes)}"
             raise HTTPException(403, detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "forbidden"}])
+        if scope == "read":
+            await _within_budget(request, f"{principal.id}:read", principal.read_rate or settings.rate_read)
+        else:
+            await _within_budget(request, f"{principal.id}:write", principal.write_rate or settings.rate_write)
         request.state.principal = principal
         return principal
 
     check.scope = scope  # type: ignore[attr-defined]  # read by the test that every route declares one
     return check
+
+
+async def _within_budget(request: Request, who: str, budget: str) -> None:
+    """Spend one request of a budget; 429 with Retry-After when it is spent."""
+    wait = await request.app.state.rate_limits.take(who, budget)
+    if wait is not None:
+        msg = f"the budget of requests ({budget}) is spent; retry after {wait:.0f} s"
+        detail = [{"loc": ["header", "authorization"], "msg": msg, "type": "rate_limited"}]
+        raise HTTPException(429, headers={"Retry-After": str(round(wait))}, detail=detail)
 
 
 def actor_of(request: Request) -> Actor | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from limits import parse
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
@@ -24,8 +25,17 @@ class GatewaySettings(CoreSettings):
     key_cache_s: float = Field(5.0, ge=0, le=5)
     # Host headers the gateway answers (others get 400): add the name it is reached by when exposed.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1"]
+    # Request budgets per key (a key may carry its own), in the `limits` notation; over it: 429, Retry-After.
+    rate_read: str = "6000/minute"
+    rate_write: str = "1200/minute"
     # Origins whose pages may call the API from a browser (CORS); none by default.
     cors_origins: Annotated[list[str], NoDecode] = []
+
+    @field_validator("rate_read", "rate_write")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        parse(value)  # ValueError names what it cannot read
+        return value
 
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Scope = Literal["read", "write", "review", "webhooks", "admin"]
+#: A request budget in the `limits` notation: a count per second, minute, hour or day.
+Rate = Annotated[str, Field(pattern=r"^\d{1,9} ?(/|per) ?(\d{1,6} )?(second|minute|hour|day)s?$",
+                            examples=["600/minute"])]  # fmt: skip
 #: What each scope allows (admin allows everything).
 SCOPES: dict[str, str] = {
     "read": "views, lists, search, similar, status",
@@ -27,6 +30,8 @@ class KeyIn(BaseModel):
     scopes: list[Scope] = Field(min_length=1, description="read, write, review, webhooks, admin")
     owner: str | None = Field(None, min_length=1, max_length=200, description="Whose subscriptions it manages "
                               "(default: the name)")  # fmt: skip
+    read_rate: Rate | None = Field(None, description="Budget of reads (default: the gateway's)")
+    write_rate: Rate | None = Field(None, description="Budget of every other request (default: the gateway's)")
 
 
 class Principal(BaseModel):
@@ -38,6 +43,8 @@ class Principal(BaseModel):
     name: str
     owner: str
     scopes: tuple[Scope, ...]
+    read_rate: str | None = None
+    write_rate: str | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or self.allows_all()

@@ -29,7 +29,13 @@ class Up(NamedTuple):
 def platograph_up(data: Path, stream: str, extra: dict[str, str] | None = None) -> Iterator[Up]:
     """Run `platograph up` until its Ctrl-C: yields the gateway's URL, the process and the admin key."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"PLATOGRAPH_DATA_DIR": str(data), "PLATOGRAPH_STREAM": f"{stream}:{uuid.uuid4().hex}"} | (extra or {})
+    env |= {
+        "PLATOGRAPH_DATA_DIR": str(data),
+        "PLATOGRAPH_STREAM": f"{stream}:{uuid.uuid4().hex}",
+        # Tests poll and fuzz faster than a person: budgets are tested on their own (test_access.py).
+        "PLATOGRAPH_RATE_READ": "1000000/minute",
+        "PLATOGRAPH_RATE_WRITE": "1000000/minute",
+    } | (extra or {})
     for name in ("PORT", "INGEST_PORT", "GRAPH_PORT", "SIMILARITY_PORT", "WEBHOOKS_PORT", "ACCESS_PORT"):
         if f"PLATOGRAPH_{name}" not in (extra or {}):  # a test that talks to the services names their ports
             env[f"PLATOGRAPH_{name}"] = str(free_port())

@@ -149,3 +149,19 @@ def test_every_answer_carries_the_security_headers_and_forms_cannot_post(api: Te
     assert form.status_code == 415 and form.json()["detail"][0]["loc"] == ["header", "content-type"]
     assert api.post("/v1/entities", json={"id": "concept:f", "name": "F"}).status_code == 202
     assert api.get("/v1/status", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_a_key_over_its_budget_gets_429_with_retry_after(api: TestClient) -> None:
+    made = api.post("/v1/keys", json={"name": "slow", "scopes": ["read", "write"], "read_rate": "3/minute",
+                                      "write_rate": "1/minute"}).json()  # fmt: skip
+    slow = bearer_of(made["key"])
+    assert [api.get("/v1/status", headers=slow).status_code for _ in range(3)] == [200, 200, 200]
+    over = api.get("/v1/status", headers=slow)
+    assert over.status_code == 429 and 1 <= int(over.headers["retry-after"]) <= 60
+    assert over.json()["detail"][0]["type"] == "rate_limited" and "3/minute" in over.json()["detail"][0]["msg"]
+    # Reads and writes have budgets of their own; other keys are untouched.
+    assert api.post("/v1/entities", json={"id": "concept:s", "name": "S"}, headers=slow).status_code == 202
+    assert api.post("/v1/entities", json={"id": "concept:s", "name": "S"}, headers=slow).status_code == 429
+    assert api.get("/v1/status").status_code == 200
+    refused = api.post("/v1/keys", json={"name": "x", "scopes": ["read"], "read_rate": "lots"})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "read_rate"]

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from platograph.cursors import decode_cursor, encode_cursor
 from services.access.adapters.tables import ApiKey
 
-COLUMNS = "id, name, owner, scopes, created_at, revoked_at"
+COLUMNS = "id, name, owner, scopes, read_rate, write_rate, created_at, revoked_at"
 
 
 def create(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:

@@ -17,5 +17,7 @@ class ApiKey(SQLModel, table=True):
     owner: str = Field(sa_column=Column(Text, nullable=False))
     key_hash: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     scopes: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    read_rate: str | None = Field(sa_column=Column(Text))  # None: the gateway's default budget
+    write_rate: str | None = Field(sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
     revoked_at: datetime | None = Field(sa_column=Column(DateTime(timezone=True)))

@@ -15,7 +15,7 @@ def create(engine: Engine, body: KeyIn) -> KeyMade:
     """Make a key; the reply is the only place the key itself ever appears."""
     key = keys.new_key()
     row = {"id": keys.new_id(), "name": body.name, "owner": body.owner or body.name, "key_hash": keys.digest(key),
-           "scopes": sorted(set(body.scopes))}  # fmt: skip
+           "scopes": sorted(set(body.scopes)), "read_rate": body.read_rate, "write_rate": body.write_rate}  # fmt: skip
     with engine.begin() as conn:
         made = store.create(conn, row)
     return KeyMade.model_validate(made | {"key": key})
