@@ -13,15 +13,29 @@ import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
 from gateway.adapters.rate_limits import RateLimits
-from gateway.authorization import scope
+from gateway.adapters.sessions import Sessions
+from gateway.authorization import SignInFirst, scope
 from gateway.domain.refusals import Refused
-from gateway.routers import audit, dead_letters, home, keys, merges, pages, reads, reembed, review, webhooks, writes
+from gateway.routers import (
+    audit,
+    dead_letters,
+    home,
+    keys,
+    merges,
+    pages,
+    reads,
+    reembed,
+    review,
+    session,
+    webhooks,
+    writes,
+)
 from gateway.security import ContentTypes, SecurityHeaders
 from gateway.settings import GatewaySettings
 from gateway.templating import templates
@@ -53,6 +67,13 @@ async def refused(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
 
 
+async def sign_in_first(_request: Request, exc: Exception) -> Response:
+    """A page without a session: to the sign-in page, and back afterwards."""
+    if not isinstance(exc, SignInFirst):
+        raise exc
+    return RedirectResponse(exc.location, status_code=303)
+
+
 def create_app(
     settings: GatewaySettings | None = None, transports: dict[str, httpx.AsyncBaseTransport] | None = None
 ) -> FastAPI:
@@ -65,6 +86,7 @@ def create_app(
         app.state.redis = aioredis.Redis.from_url(settings.redis_url)
         app.state.decisions = DecisionLog(app.state.redis, settings.stream)
         app.state.rate_limits = RateLimits(settings.redis_url, settings.stream)
+        app.state.sessions = Sessions(app.state.redis, settings.stream)
         tune_gc()
         yield
         await app.state.services.aclose()
@@ -81,10 +103,13 @@ def create_app(
     )
     app.state.settings = settings
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(SignInFirst, sign_in_first)
     for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys, audit):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
     app.include_router(pages.router)
+    app.include_router(session.router)
+    app.include_router(session.signed_in)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
 

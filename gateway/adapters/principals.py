@@ -23,9 +23,16 @@ class PrincipalCache:
     ttl_s: float = 5.0
     _known: OrderedDict[str, tuple[float, Principal | None]] = field(default_factory=OrderedDict)
 
+    @staticmethod
+    def digest(key: str) -> str:
+        return digest(key)
+
     async def get(self, access: httpx.AsyncClient, key: str) -> Principal | None:
         """The key's principal; None for an unknown or revoked key."""
-        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        return await self.by_hash(access, digest(key))
+
+    async def by_hash(self, access: httpx.AsyncClient, key_hash: str) -> Principal | None:
+        """The principal of the key with this SHA-256 (a page session keeps only that)."""
         now = time.monotonic()
         cached = self._known.get(key_hash)
         if cached is not None and now - cached[0] < self.ttl_s:
@@ -37,6 +44,10 @@ class PrincipalCache:
         while len(self._known) > MAX_KEYS:
             self._known.popitem(last=False)
         return found
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _principal(response: httpx.Response) -> Principal:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from gateway import assembly
-from gateway.authorization import scope
+from gateway.authorization import page_scope
 from gateway.deps import ServicesDep
 from gateway.templating import templates
 
-router = APIRouter(tags=["operations"], dependencies=scope("read"))
+router = APIRouter(tags=["operations"], dependencies=page_scope("read"))
 
 
 def _loop_errors(name: str, loop: dict[str, Any] | None) -> dict[str, str]:

@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway import assembly, picture
 from gateway.adapters.upstream import call
-from gateway.authorization import scope
+from gateway.authorization import page_scope
 from gateway.deps import ServicesDep, SettingsDep
 from gateway.templating import templates
 from platograph import ontology
 
-router = APIRouter(include_in_schema=False, dependencies=scope("read"))
+router = APIRouter(include_in_schema=False, dependencies=page_scope("read"))
 
 
 def review_options(onto: ontology.Ontology, a: str, b: str) -> list[dict[str, str]]:

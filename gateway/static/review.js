@@ -1,5 +1,14 @@
-// Review controls: call the public API, then reload the page once the projection has the decision.
+// Review controls: call the public API, then reload the page once the projection has the decision. In a
+// signed-in session every state-changing request carries the page's CSRF token.
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+const sent = (headers) => (csrf ? { ...headers, "x-csrf-token": csrf } : headers);
+
 document.addEventListener("click", async (event) => {
+  if (event.target.closest("[data-sign-out]")) {
+    await fetch("/sign-out", { method: "POST", headers: sent({}) });
+    location.assign("/sign-in");
+    return;
+  }
   const button = event.target.closest("button[data-action]");
   if (!button) return;
   const box = button.closest(".review");
@@ -15,7 +24,7 @@ document.addEventListener("click", async (event) => {
     body = { into: button.dataset.into, by: "web page" };
   }
   button.disabled = true;
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const response = await fetch(url, { method: "POST", headers: sent({ "content-type": "application/json" }), body: JSON.stringify(body) });
   const reply = await response.json();
   if (!response.ok) {
     button.disabled = false;

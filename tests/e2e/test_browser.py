@@ -134,3 +134,35 @@ def test_a_merged_id_redirects_to_the_survivor_and_unmerge_brings_it_back(site: 
     )
     page.goto(f"{site}/entities/{old}")
     assert page.url.endswith(f"/entities/{old}") and page.locator(".badge.status-active").count() == 1
+
+
+def test_signing_in_with_the_printed_key_then_accepting_and_merging_from_the_page(site: str, browser: object) -> None:
+    """A person with no header of their own: the page sends them to sign in, the session then carries their
+    decisions, each with the page's CSRF token; the same request without it is refused."""
+    candidates_ready(site, QUOTE)
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{site}/entities/{QUOTE}")
+    assert "/sign-in" in page.url
+    page.fill("input[name=key]", AUTH["Authorization"].removeprefix("Bearer "))
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    response = page.goto(f"{site}/entities/{QUOTE}")
+    assert "/entities/" in page.url and page.locator("[data-sign-out]").count() == 1
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    row = page.locator("#related li[data-id]").filter(has=page.locator("button.accept")).first
+    other = row.get_attribute("data-id")
+    with page.expect_navigation():
+        row.locator("button.accept").click()
+    assert page.locator(f"#neighborhood li[data-id='{other}']").count() == 1
+    post = """([url, body, token]) => fetch(url, {method: "POST", body: JSON.stringify(body),
+        headers: Object.assign({"content-type": "application/json"}, token ? {"x-csrf-token": token} : {})})
+        .then((r) => r.status)"""
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    merge = "/v1/entities/claim:key-limitation-of-prh/merge"
+    into = {"into": "claim:key-limitation-of-the-prh-for-non-bijective-observations"}
+    assert page.evaluate(post, [merge, into, None]) == 403  # the session cookie alone: refused
+    assert page.evaluate(post, [merge, into, token]) == 202
+    assert page.evaluate(post, [merge.replace("/merge", "/unmerge"), {}, token]) == 202
+    context.close()

@@ -14,12 +14,14 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from gateway.authorization import bearer
+from tests.helpers import eventually
 from tests.integration.test_gateway import system
 
 pytestmark = pytest.mark.integration
 SCOPES = ("read", "write", "review", "webhooks", "admin")
 NONE = {"Authorization": ""}  # the client's admin key, blanked
-OPEN = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz"}
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+OPEN = {"/openapi.json", "/docs", "/healthz", "/sign-in"}
 
 
 @pytest.fixture
@@ -78,11 +80,16 @@ def test_every_operation_wants_a_key_with_its_scope(api: TestClient) -> None:
     right = {scope: make_key(api, scope) for scope in SCOPES}
     documented = api.get("/openapi.json").json()["paths"]
     for method, path, scope in ops:
-        anonymous = api.request(method, path, headers=NONE)
-        assert anonymous.status_code == 401, (method, path, anonymous.text)
-        assert anonymous.headers["www-authenticate"].startswith("Bearer"), (method, path)
-        unknown = api.request(method, path, headers=bearer_of("plg_" + "x" * 43))
-        assert unknown.status_code == 401 and "invalid_token" in unknown.headers["www-authenticate"], (method, path)
+        anonymous = api.request(method, path, headers=NONE, follow_redirects=False)
+        unknown = api.request(method, path, headers=bearer_of("plg_" + "x" * 43), follow_redirects=False)
+        if path.startswith("/v1/") or path == "/metrics":
+            assert anonymous.status_code == 401, (method, path, anonymous.text)
+            assert anonymous.headers["www-authenticate"].startswith("Bearer"), (method, path)
+            assert unknown.status_code == 401 and "invalid_token" in unknown.headers["www-authenticate"], (method, path)
+        else:  # a page: a person is sent to sign in, and back
+            for refused in (anonymous, unknown):
+                assert refused.status_code == 303, (method, path, refused.status_code)
+                assert refused.headers["location"].startswith("/sign-in?next=/"), (method, path)
         lacking = api.request(method, path, headers=bearer_of(others[scope]))
         assert lacking.status_code == 403, (method, path, lacking.text)
         assert repr(scope) in lacking.json()["detail"][0]["msg"], (method, path)
@@ -165,3 +172,46 @@ def test_a_key_over_its_budget_gets_429_with_retry_after(api: TestClient) -> Non
     assert api.get("/v1/status").status_code == 200
     refused = api.post("/v1/keys", json={"name": "x", "scopes": ["read"], "read_rate": "lots"})
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "read_rate"]
+
+
+def test_signing_in_gives_a_session_whose_writes_need_the_csrf_token(api: TestClient) -> None:
+    made = api.post("/v1/keys", json={"name": "rev", "scopes": ["read", "review"]}).json()
+    away = api.get("/entities/concept:x", headers=NONE, follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"] == "/sign-in?next=/entities/concept%3Ax"
+    wrong = api.post("/sign-in", content=b"key=plg_wrong&next=/", headers=NONE | FORM)
+    assert wrong.status_code == 401 and "unknown or revoked key" in wrong.text
+    signed = api.post("/sign-in", content=f"key={made['key']}&next=/v1/status".encode(), headers=NONE | FORM,
+                      follow_redirects=False)  # fmt: skip
+    assert signed.status_code == 303 and signed.headers["location"] == "/v1/status"
+    cookie = signed.headers["set-cookie"]
+    assert (
+        "plg_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie and made["key"] not in cookie
+    )
+    page = api.get("/", headers=NONE)
+    assert page.status_code == 200 and "Sign out (rev)" in page.text
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert token is not None
+    pair = "/v1/candidates/claim:none/claim:nothing/reject"
+    forged = api.post(pair, json={}, headers=NONE)  # what a cross-site request would carry: the cookie alone
+    assert forged.status_code == 403 and forged.json()["detail"][0]["loc"] == ["header", "X-CSRF-Token"]
+    allowed = api.post(pair, json={}, headers=NONE | {"X-CSRF-Token": token.group(1)})
+    assert allowed.status_code == 404  # through access control: there is no such candidate
+    assert api.post("/v1/entities", json={"id": "concept:x", "name": "X"},
+                    headers=NONE | {"X-CSRF-Token": token.group(1)}).status_code == 403  # no write scope  # fmt: skip
+    api.post("/sign-out", headers=NONE | {"X-CSRF-Token": token.group(1)})
+    assert api.get("/", headers=NONE, follow_redirects=False).status_code == 303
+    assert api.get("/sign-in", params={"next": "//evil.example/x"}, headers=NONE).text.count("//evil.example") == 0
+
+
+def test_review_buttons_show_only_for_a_key_that_may_review(api: TestClient) -> None:
+    api.post("/v1/entities", json=[{"id": "claim:x", "name": "Sleep consolidates memory"},
+                                   {"id": "finding:x", "name": "Sleep consolidates memories"}])  # fmt: skip
+    reader = bearer_of(make_key(api, "read"))
+
+    def reviewable() -> str | None:
+        page = api.get("/entities/claim:x").text
+        return page if 'class="review"' in page else None
+
+    page = eventually(reviewable)
+    assert 'class="review"' in page  # the admin client may review
+    assert 'class="review"' not in api.get("/entities/claim:x", headers=reader).text
