@@ -5,20 +5,29 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from gateway.adapters.upstream import call, relay
-from gateway.authorization import scope
+from gateway.authorization import ActorDep, scope
 from gateway.deps import ServicesDep
 from platograph.api.similarity import Start
+from platograph.contracts import Actor
+from platograph.internal import ACTOR_HEADER
 from platograph.urls import segment
+
+
+def _as(actor: Actor) -> dict[str, str]:
+    """Who asks, for the job's record (started_by, approved_by, cancelled_by)."""
+    return {ACTOR_HEADER: actor.model_dump_json()}
+
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"], dependencies=scope("admin"))
 
 
 @router.post("", status_code=202, responses={409: {}, 422: {}})
-async def start(body: Start, services: ServicesDep) -> Response:
+async def start(body: Start, services: ServicesDep, actor: ActorDep) -> Response:
     """Re-embed every entity with another model in the background (RQ workers, as many as run). The current
     model answers meanwhile, new and changed entities are written to both, and at the end the alias
     switches (or, with `review`, the job waits at `ready` with its candidate diff for `approve`)."""
-    return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed", json=body.model_dump()))
+    return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed", json=body.model_dump(),
+                            headers=_as(actor)))  # fmt: skip
 
 
 @router.get("/current")
@@ -35,9 +44,10 @@ async def get(job: str, services: ServicesDep) -> Response:
 
 
 @router.post("/{job}/approve", responses={404: {}, 409: {}})
-async def approve(job: str, services: ServicesDep) -> Response:
+async def approve(job: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Switch to the new model after reviewing the diff."""
-    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/approve"))
+    path = f"/v1/reembed/{segment(job)}/approve"
+    return relay(await call(services.similarity, "similarity", "POST", path, headers=_as(actor)))
 
 
 @router.post("/rollback", responses={409: {}})
@@ -47,9 +57,10 @@ async def rollback(services: ServicesDep) -> Response:
 
 
 @router.post("/{job}/cancel", responses={404: {}, 409: {}})
-async def cancel(job: str, services: ServicesDep) -> Response:
+async def cancel(job: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Stop a job before it switches; its collection is dropped."""
-    return relay(await call(services.similarity, "similarity", "POST", f"/v1/reembed/{segment(job)}/cancel"))
+    path = f"/v1/reembed/{segment(job)}/cancel"
+    return relay(await call(services.similarity, "similarity", "POST", path, headers=_as(actor)))
 
 
 @router.delete("/previous", responses={409: {}})

@@ -123,6 +123,7 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: Up, api: 
     poller.start()
     job = api.post("/v1/reembed", json={"model": E5_SMALL.name}).json()
     assert job["status"] == "running" and job["total"] == total and job["batches"] > 4
+    assert job["started_by"].startswith("admin (key_")  # who started it: the key `platograph up` made
     wait(lambda: api.get(f"/v1/reembed/{job['id']}").json()["done_batches"] >= 1, 120, "a first batch")
     child(proc, "platograph-reembed --simple").send_signal(signal.SIGKILL)  # one of the two workers
     child(proc, "ops.cli coordinator").send_signal(signal.SIGKILL)  # `platograph up` restarts both
@@ -169,7 +170,7 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: Up, api: 
     assert ready["diff"]["to_model"] == E5_SMALL.key and ready["eta_s"] == 0
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == MINILM.key
     approved = api.post(f"/v1/reembed/{reviewed['id']}/approve").json()
-    assert approved["status"] == "done"
+    assert approved["status"] == "done" and approved["approved_by"].startswith("admin (key_")
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == E5_SMALL.key
     again = api.post(f"/v1/reembed/{reviewed['id']}/approve")
     assert again.status_code == 409 and again.json()["detail"][0]["loc"] == ["path", "job"]
@@ -179,6 +180,6 @@ def test_reembed_switches_at_the_end_survives_kills_and_rolls_back(up: Up, api: 
     assert api.post("/v1/reembed/rollback").status_code == 409
     started = api.post("/v1/reembed", json={"model": MINILM.name}).json()
     cancelled = api.post(f"/v1/reembed/{started['id']}/cancel").json()
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"].startswith("admin (key_")
     assert api.get("/v1/reembed/current").json()["job"] is None
     assert api.get(f"/v1/entities/{QUOTE}/similar").json()["model"] == E5_SMALL.key

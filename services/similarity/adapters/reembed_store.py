@@ -36,12 +36,15 @@ class ReembedStore:
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}:{job_id}"
 
-    def create(self, model: str, from_model: str, review: bool, batches: list[dict[str, Any]]) -> str:
+    def create(
+        self, model: str, from_model: str, review: bool, batches: list[dict[str, Any]], started_by: str = ""
+    ) -> str:
         job_id = uuid.uuid4().hex[:12]
         total = sum(b["count"] for b in batches)
         now = time.time()
         job = {"id": job_id, "model": model, "from_model": from_model, "status": "running", "review": int(review),
-               "total": total, "batches": len(batches), "created_at": now, "started_at": now}  # fmt: skip
+               "total": total, "batches": len(batches), "created_at": now, "started_at": now,
+               "started_by": started_by}  # fmt: skip
         with self.client.pipeline() as pipe:
             pipe.hset(self._job_key(job_id), mapping={k: str(v) for k, v in job.items()})
             if batches:
@@ -51,6 +54,10 @@ class ReembedStore:
             pipe.set(f"{self.prefix}:current", job_id)
             pipe.execute()
         return job_id
+
+    def note(self, job_id: str, field: str, value: str) -> None:
+        """Record something about a job (who approved or cancelled it)."""
+        self.client.hset(self._job_key(job_id), field, value)
 
     def current(self) -> str | None:
         value = self.client.get(f"{self.prefix}:current")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.api.similarity import Start
+from platograph.contracts import Actor
+from platograph.internal import ACTOR_HEADER
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.entrypoints.deps import SimDep
@@ -66,6 +68,19 @@ async def reembed_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [{"loc": exc.loc, "msg": exc.msg, "type": "reembed"}]}, status_code=exc.status)
 
 
+# Who asks (the actor the gateway authenticated, as JSON); absent for an internal caller.
+ActorName = Annotated[str, Header(alias=ACTOR_HEADER, max_length=1000)]
+
+
+def _who(actor: str) -> str:
+    """`name (key id)` of the actor header, or "" without one."""
+    try:
+        found = Actor.model_validate_json(actor) if actor else None
+    except ValueError:
+        return ""
+    return "" if found is None else f"{found.name} ({found.id})"
+
+
 def progress(sim: Similarity, job_id: str) -> dict[str, Any]:
     job = sim.store.job(job_id)
     if job is None:
@@ -77,10 +92,10 @@ def progress(sim: Similarity, job_id: str) -> dict[str, Any]:
 
 
 @router.post("", status_code=202)
-async def start(body: Start, sim: SimDep) -> dict[str, Any]:
+async def start(body: Start, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     """Start re-embedding every entity with another model, in the background (RQ workers). The current
     model keeps answering; new and changed entities go to both; at the end the alias switches."""
-    job_id = await run_in_threadpool(reembed.start, sim, body.model, body.review)
+    job_id = await run_in_threadpool(reembed.start, sim, body.model, body.review, _who(actor))
     return progress(sim, job_id)
 
 
@@ -113,12 +128,13 @@ def finish(job: str, sim: SimDep) -> dict[str, Any]:
 
 
 @router.post("/{job}/approve")
-def approve(job: str, sim: SimDep) -> dict[str, Any]:
+def approve(job: str, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     """Switch to the new model after reviewing the diff."""
     found = progress(sim, job)
     if found["status"] != "ready":
         raise HTTPException(409, detail=[{"loc": ["path", "job"], "msg": f"re-embed {job} is {found['status']}",
                                           "type": "reembed"}])  # fmt: skip
+    sim.store.note(job, "approved_by", _who(actor))
     reembed.flip(sim, job)
     return progress(sim, job)
 
@@ -130,9 +146,10 @@ def drop_previous(sim: SimDep) -> dict[str, str | None]:
 
 
 @router.post("/{job}/cancel")
-def cancel(job: str, sim: SimDep) -> dict[str, Any]:
+def cancel(job: str, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     """Stop a job before it switches; the new collection is dropped and the old model goes on answering."""
     reembed.cancel(sim, job)
+    sim.store.note(job, "cancelled_by", _who(actor))
     return progress(sim, job)
 
 

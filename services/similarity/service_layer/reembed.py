@@ -57,7 +57,7 @@ def plan(sim: Similarity, model: ModelSpec) -> list[dict[str, Any]]:
     return batches
 
 
-def start(sim: Similarity, model_name: str, review: bool) -> str:
+def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     model = REGISTRY.get(model_name)
     if model is None:
         raise ReembedError(422, ["body", "model"], f"unknown model {model_name!r}; known: {', '.join(REGISTRY)}")
@@ -73,7 +73,7 @@ def start(sim: Similarity, model_name: str, review: bool) -> str:
     if sim.store.alias().get("previous") == model.name:  # that was the rollback's collection: no rollback now
         sim.store.set_alias(sim.model.name, None)
     target = Served(model, stale.embedder, open_index(sim.settings, model))
-    job_id = sim.store.create(model.name, sim.model.name, review, plan(sim, model))
+    job_id = sim.store.create(model.name, sim.model.name, review, plan(sim, model), started_by=by)
     with sim.lock:
         sim.target = target
     log.info("re-embed %s: %s → %s", job_id, sim.model.name, model.name)
