@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+#: What a position token (a stream entry id) looks like: the OpenAPI documents say so, so clients do too.
+POSITION_PATTERN = r"^\d{1,15}-\d{1,7}$"
 _ENTRY_ID = re.compile(r"^(\d{1,15})-(\d{1,7})$")
 MAX_EVENTS_PER_ENTRY = 100_000
 

@@ -6,9 +6,13 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from platograph.positions import POSITION_PATTERN
+
 After = Annotated[
     str | None,
-    Query(description="A `position` token from a write: wait until the view includes that write."),
-]
+    Query(description="A `position` token from a write: wait until the view includes that write.",
+          pattern=POSITION_PATTERN),
+]  # fmt: skip
+Position = Annotated[str, Query(description="A `position` token from a write", pattern=POSITION_PATTERN)]
 Types = Annotated[list[str] | None, Query(description="Only these entity types (repeatable)")]
 EntityId = Annotated[str, Path(min_length=3, max_length=512)]

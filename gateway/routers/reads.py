@@ -11,7 +11,7 @@ from gateway import assembly
 from gateway.adapters.upstream import call, passthrough, raise_for_client_error, relay
 from gateway.authorization import scope
 from gateway.deps import ServicesDep, SettingsDep
-from gateway.routers.params import After, Types
+from gateway.routers.params import After, Position, Types
 from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 from platograph.api.similarity import ComparePairs
 from platograph.urls import segment
@@ -91,7 +91,12 @@ async def get_entity(id: str, services: ServicesDep, settings: SettingsDep, afte
 
 @router.get("/edges", response_model=EdgePage)
 async def dangling_edges(
-    services: ServicesDep, dangling: bool = True, cursor: str | None = None, limit: int = Query(100, ge=1, le=500)
+    services: ServicesDep,
+    dangling: bool = Query(
+        True, description="Only edges waiting for an endpoint (the only list kept)", json_schema_extra={"enum": [True]}
+    ),  # fmt: skip
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=500),
 ) -> Any:
     """Edges still waiting for an endpoint to exist (`dangling=true`)."""
     params: dict[str, Any] = {"dangling": dangling, "limit": limit}
@@ -103,7 +108,7 @@ async def dangling_edges(
 
 
 @router.get("/projection", response_model=ProjectionState, tags=["operations"])
-async def projection(services: ServicesDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> Any:
+async def projection(services: ServicesDep, position: Position, wait_ms: int = Query(0, ge=0, le=30_000)) -> Any:
     """Whether every write up to `position` is visible in reads (waits up to `wait_ms`)."""
     response = await call(
         services.graph, "graph", "GET", "/v1/projection", params={"position": position, "wait_ms": wait_ms}

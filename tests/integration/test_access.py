@@ -215,3 +215,19 @@ def test_review_buttons_show_only_for_a_key_that_may_review(api: TestClient) -> 
     page = eventually(reviewable)
     assert 'class="review"' in page  # the admin client may review
     assert 'class="review"' not in api.get("/entities/claim:x", headers=reader).text
+
+
+def test_a_method_a_path_does_not_take_is_405_naming_every_one_it_does(api: TestClient) -> None:
+    for method, path, allowed in (
+        ("PUT", "/v1/entities", "GET, POST"),
+        ("OPTIONS", "/v1/webhooks", "GET, POST"),
+        ("DELETE", "/v1/edges", "GET, POST"),
+        ("PATCH", "/v1/reembed/rollback", "GET, POST"),
+    ):
+        answer = api.request(method, path)
+        assert answer.status_code == 405 and answer.headers["allow"] == allowed, (method, path, answer.headers)
+    assert api.get("/v1/edges", params={"dangling": "false"}).status_code == 422
+    assert api.get("/v1/projection", params={"position": "not-a-position"}).status_code == 422
+    spec = api.get("/openapi.json").json()["paths"]
+    (position,) = [p for p in spec["/v1/projection"]["get"]["parameters"] if p["name"] == "position"]
+    assert position["schema"]["pattern"] == r"^\d{1,15}-\d{1,7}$"
