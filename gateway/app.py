@@ -113,7 +113,7 @@ def create_app(
         app.state.services = clients.build(settings, transports)
         app.state.redis = aioredis.Redis.from_url(settings.redis_url)
         app.state.decisions = DecisionLog(app.state.redis, settings.stream)
-        app.state.rate_limits = RateLimits(settings.redis_url, settings.stream)
+        app.state.rate_limits = RateLimits(settings.redis_url, settings.stream, app.state.redis)
         app.state.sessions = Sessions(app.state.redis, settings.stream)
         tune_gc()
         yield

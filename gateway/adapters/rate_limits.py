@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from limits import parse
 from limits.aio.storage import RedisStorage
@@ -15,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class RateLimits:
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate")
+    def __init__(self, redis_url: str, prefix: str, client: Any) -> None:
+        # On the gateway's own client's pool: one set of connections, closed with that client.
+        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate",
+                               connection_pool=client.connection_pool)  # fmt: skip
         self._limiter = MovingWindowRateLimiter(storage)
 
     async def take(self, who: str, budget: str) -> float | None:
