@@ -143,6 +143,10 @@ class Actor(Frozen):
     id: str
     name: str
 
+    def label(self) -> str:
+        """How records that are not events name who did something: `name (key id)`."""
+        return f"{self.name} ({self.id})"
+
 
 class Envelope(Frozen):
     event_id: uuid.UUID

@@ -17,6 +17,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from platograph.contracts import Actor
+
 log = logging.getLogger(__name__)
 HEADER = "X-Platograph-Internal"
 #: Who the gateway authenticated (contracts.Actor as JSON), on the writes it forwards; trusted because only
@@ -33,6 +35,14 @@ class InternalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
 
     internal_token: str | None = Field(None, min_length=32)
+
+
+def actor_from(raw: str | None) -> Actor | None:
+    """The actor in an ACTOR_HEADER value; None without one (or with one that is not an actor)."""
+    try:
+        return None if not raw else Actor.model_validate_json(raw)
+    except ValueError:
+        return None
 
 
 def new_token() -> str:

@@ -36,7 +36,7 @@ def test_two_owners_never_cross(api: TestClient) -> None:
     made = api.post("/v1/webhooks", json=HOOK, headers=alice)
     assert made.status_code == 201, made.text
     hook = made.json()["id"]
-    assert made.json()["owner"] == "alice"
+    assert made.json()["owner"] == "alice" and made.json()["created_by"].startswith("alice (key_")
     assert [h["id"] for h in api.get("/v1/webhooks", headers=alice).json()["items"]] == [hook]
     assert api.get("/v1/webhooks", headers=bob).json()["items"] == []
     since = {"since": "2026-01-01T00:00:00Z"}
@@ -54,6 +54,8 @@ def test_two_owners_never_cross(api: TestClient) -> None:
         assert refused.status_code == 404, (method, path, refused.status_code, refused.text)
     assert api.get(f"/v1/webhooks/{hook}", headers=alice).json()["description"] == ""  # untouched
     assert api.post(f"/v1/webhooks/{hook}/pause", headers=alice).json()["state"] == "paused"
+    # Who last changed it: here the admin key of the test client, which may touch every owner's.
+    assert api.patch(f"/v1/webhooks/{hook}", json={"description": "seen"}).json()["changed_by"].startswith("it-admin")
     rotated = api.post(f"/v1/webhooks/{hook}/rotate-secret", json={}, headers=alice)
     assert rotated.status_code == 200 and rotated.json()["secret"].startswith("whsec_")
     # The admin key of the test client sees every owner's subscriptions.

@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.api.similarity import Start
-from platograph.contracts import Actor
-from platograph.internal import ACTOR_HEADER
+from platograph.internal import ACTOR_HEADER, actor_from
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.entrypoints.deps import SimDep
@@ -74,11 +73,8 @@ ActorName = Annotated[str, Header(alias=ACTOR_HEADER, max_length=1000)]
 
 def _who(actor: str) -> str:
     """`name (key id)` of the actor header, or "" without one."""
-    try:
-        found = Actor.model_validate_json(actor) if actor else None
-    except ValueError:
-        return ""
-    return "" if found is None else f"{found.name} ({found.id})"
+    found = actor_from(actor)
+    return "" if found is None else found.label()
 
 
 def progress(sim: Similarity, job_id: str) -> dict[str, Any]:

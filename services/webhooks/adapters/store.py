@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from platograph.cursors import decode_cursor, encode_cursor
 from services.webhooks.adapters.tables import Attempt, Delivery, Subscription
 
-SUBSCRIPTION_COLUMNS = """id, owner, url, event_types, entity_types, min_score, description, state, state_reason,
+SUBSCRIPTION_COLUMNS = """id, owner, created_by, changed_by, url, event_types, entity_types, min_score, description,
+    state, state_reason,
     previous_secret_until, failing_since, created_at, updated_at"""
 
 

@@ -25,6 +25,8 @@ class Subscription(SQLModel, table=True):
     min_score: float | None = Field(sa_column=Column(Float))
     description: str = Field(sa_column=Column(Text, nullable=False))
     owner: str | None = Field(sa_column=Column(Text))  # the owner of the API key that made it
+    created_by: str | None = Field(sa_column=Column(Text))  # `name (key id)` of that key
+    changed_by: str | None = Field(sa_column=Column(Text))  # and of the last one that changed it
     state: str = Field(sa_column=Column(Text, nullable=False))  # active, paused, disabled
     state_reason: str = Field(sa_column=Column(Text, nullable=False))
     # Fernet tokens: a dump of the database does not reveal the signing secrets.

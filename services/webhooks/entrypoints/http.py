@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
-from platograph.internal import OWNER_HEADER, protect
+from platograph.internal import ACTOR_HEADER, OWNER_HEADER, actor_from, protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -26,6 +26,13 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 # Whose subscriptions the caller may touch: the gateway sends its key's owner (none for an admin: all).
 Caller = Annotated[str | None, Header(alias=OWNER_HEADER, max_length=200)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+# Who asks (the actor the gateway authenticated), recorded as created_by / changed_by.
+Who = Annotated[str | None, Header(alias=ACTOR_HEADER, max_length=1000)]
+
+
+def _by(who: str | None) -> str | None:
+    actor = actor_from(who)
+    return None if actor is None else actor.label()
 
 
 def get_wh(request: Request) -> Webhooks:
@@ -68,10 +75,12 @@ def _check_url(wh: Webhooks, url: str) -> None:
 
 
 @router.post("", status_code=201)
-def create(body: SubscriptionIn, wh: WhDep, conn: ConnDep, owner: Caller = None, key: IdemKey = None) -> dict[str, Any]:
+def create(
+    body: SubscriptionIn, wh: WhDep, conn: ConnDep, owner: Caller = None, key: IdemKey = None, who: Who = None
+) -> dict[str, Any]:
     """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
     try:
-        subscription_id, secret, replayed = subscriptions.create(wh, conn, body, owner, key)
+        subscription_id, secret, replayed = subscriptions.create(wh, conn, body, owner, key, _by(who))
     except safety.UnsafeEndpoint as exc:
         raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
     return _view(_existing(conn, subscription_id, owner)) | {"secret": secret, "replayed": replayed}
@@ -93,7 +102,9 @@ def get(id: str, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
 
 
 @router.patch("/{id}")
-def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
+def update(
+    id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep, owner: Caller = None, who: Who = None
+) -> dict[str, Any]:
     _existing(conn, id, owner)
     values: dict[str, Any] = {}
     if body.url is not None:
@@ -106,7 +117,7 @@ def update(id: str, body: SubscriptionPatch, wh: WhDep, conn: ConnDep, owner: Ca
     if body.description is not None:
         values["description"] = body.description
     if values:
-        store.update_subscription(conn, id, values)
+        store.update_subscription(conn, id, values | {"changed_by": _by(who)})
     return _view(_existing(conn, id, owner))
 
 
@@ -119,19 +130,21 @@ def delete(id: str, conn: ConnDep, owner: Caller = None) -> Response:
 
 
 @router.post("/{id}/pause")
-def pause(id: str, conn: ConnDep, owner: Caller = None) -> dict[str, Any]:
+def pause(id: str, conn: ConnDep, owner: Caller = None, who: Who = None) -> dict[str, Any]:
     """Stop sending; deliveries keep being recorded and go out on resume."""
     _existing(conn, id, owner)
-    store.update_subscription(conn, id, {"state": "paused", "state_reason": "paused by a person"})
+    store.update_subscription(conn, id, {"state": "paused", "state_reason": "paused by a person",
+                                         "changed_by": _by(who)})  # fmt: skip
     return _view(_existing(conn, id, owner))
 
 
 @router.post("/{id}/resume")
-def resume(id: str, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
+def resume(id: str, wh: WhDep, owner: Caller = None, who: Who = None) -> dict[str, Any]:
     """Send again (also re-enables a disabled endpoint); what is pending goes out now."""
     with wh.engine.begin() as conn:
         _existing(conn, id, owner)
-        store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None})
+        store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None,
+                                             "changed_by": _by(who)})  # fmt: skip
         pending = store.pending_of(conn, id)
     delivery.enqueue_again(wh, pending)
     with wh.engine.connect() as conn:
@@ -139,9 +152,11 @@ def resume(id: str, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
 
 
 @router.post("/{id}/rotate-secret")
-def rotate(id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None, owner: Caller = None) -> dict[str, Any]:
+def rotate(
+    id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None, owner: Caller = None, who: Who = None
+) -> dict[str, Any]:
     """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
-    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s, owner)
+    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s, owner, _by(who))
     if rotated is None:
         raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
     return rotated

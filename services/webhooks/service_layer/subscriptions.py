@@ -24,7 +24,12 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("9d7c2f5e-3b8a-4e61-a0f4-6c2d8e1b7a93")
 
 
 def create(
-    wh: Webhooks, conn: Connection, body: SubscriptionIn, owner: str | None = None, key: str | None = None
+    wh: Webhooks,
+    conn: Connection,
+    body: SubscriptionIn,
+    owner: str | None = None,
+    key: str | None = None,
+    by: str | None = None,
 ) -> tuple[str, str, bool]:
     """Register an endpoint for `owner`; returns its id, its signing secret (in the clear: shown once) and
     whether an earlier request with the same Idempotency-Key (`key`) of the same owner had made it already
@@ -40,7 +45,8 @@ def create(
             return subscription_id, wh.box.open(made["secret"]), True
     secret = messages.new_secret()
     store.create_subscription(conn, {
-        "id": subscription_id, "owner": owner, "url": url, "event_types": body.event_types,
+        "id": subscription_id, "owner": owner, "created_by": by, "changed_by": by, "url": url,
+        "event_types": body.event_types,
         "entity_types": body.filter.entity_types, "min_score": body.filter.min_score,
         "description": body.description, "state": "active", "state_reason": "", "secret": wh.box.seal(secret),
     })  # fmt: skip
@@ -48,7 +54,12 @@ def create(
 
 
 def rotate(
-    wh: Webhooks, conn: Connection, subscription_id: str, grace_s: float | None, owner: str | None = None
+    wh: Webhooks,
+    conn: Connection,
+    subscription_id: str,
+    grace_s: float | None,
+    owner: str | None = None,
+    by: str | None = None,
 ) -> dict[str, Any] | None:
     """A new signing secret; the old one signs too for `grace_s` (default: the configured grace). None when
     there is no such subscription (of `owner`, when given)."""
@@ -59,5 +70,5 @@ def rotate(
     secret = messages.new_secret()
     until = datetime.now(UTC) + timedelta(seconds=grace)
     store.update_subscription(conn, subscription_id, {"secret": wh.box.seal(secret), "previous_secret": row["secret"],
-                                                      "previous_secret_until": until})  # fmt: skip
+                                                      "previous_secret_until": until, "changed_by": by})  # fmt: skip
     return {"id": subscription_id, "secret": secret, "previous_secret_until": until}
