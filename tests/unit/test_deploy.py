@@ -84,8 +84,9 @@ def test_app_environment_points_at_the_compose_servers() -> None:
     services = compose()["services"]
     for name in APP_SERVICES:
         env = services[name]["environment"]
-        assert env["REDIS_URL"].startswith("redis://valkey:")
-        assert env["DATABASE_URL"].startswith("postgresql://platograph:platograph@postgres:")
+        assert env["REDIS_URL"].startswith("redis://:${VALKEY_PASSWORD:?") and "@valkey:6379/" in env["REDIS_URL"]
+        assert env["DATABASE_URL"].startswith("postgresql://platograph:${POSTGRES_PASSWORD:?")  # from a secret
+        assert env["DATABASE_URL"].endswith("@postgres:5432/platograph")
         assert set(env) <= documented(), set(env) - documented()
 
 
