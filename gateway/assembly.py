@@ -34,10 +34,10 @@ async def wait_for(services: Services, settings: GatewaySettings, after: str | N
         "/v1/projection",
         params={"position": after, "wait_ms": settings.read_your_writes_wait_ms},
     )
-    if response.status_code == 422:
-        raise HTTPException(
-            422, detail=[{"loc": ["query", "after"], "msg": "not a position token", "type": "value_error"}]
-        )
+    if response.status_code == 422:  # not a token, or one no write was given: the graph says which
+        found = response.json().get("detail") or [{}]
+        msg, kind = found[0].get("msg", "not a position token"), found[0].get("type", "value_error")
+        raise HTTPException(422, detail=[{"loc": ["query", "after"], "msg": msg, "type": kind}])
     raise_for_client_error(response)
     if not response.json()["reached"]:
         raise HTTPException(

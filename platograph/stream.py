@@ -170,6 +170,15 @@ class StreamConsumer:
         self.client.delete(self.catch_up_key)
         self.client.xgroup_setid(self.stream, self.group, "0", entries_read=0)
 
+    def issued(self, entry_id: str) -> bool:
+        """Whether the stream has given out this entry id (or a later one): a position no write was given
+        can never be reached, so waiting for it would only hold a connection."""
+        try:
+            last = reply_text(self.client.xinfo_stream(self.stream)["last-generated-id"])
+        except ResponseError:  # no stream yet: nothing was ever written
+            return False
+        return _id_tuple(entry_id) <= _id_tuple(last)
+
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""
         group = self._group_info()

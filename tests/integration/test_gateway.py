@@ -224,6 +224,11 @@ def test_errors_are_4xx_naming_the_field(api: TestClient) -> None:
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "type"]
     token = api.get("/v1/entities/concept:nope", params={"after": "yesterday"})
     assert token.status_code == 422 and token.json()["detail"][0]["loc"] == ["query", "after"]
+    # A well-formed position no write was given can never be reached: refused at once, not waited for.
+    started = time.monotonic()
+    future = api.get("/v1/entities/concept:nope", params={"after": "99999999999999-0"})
+    assert future.status_code == 422 and future.json()["detail"][0]["type"] == "not_issued"
+    assert future.json()["detail"][0]["loc"] == ["query", "after"] and time.monotonic() - started < 4
     assert api.get("/v1/entities", params={"cursor": "!!"}).status_code == 422
 
 

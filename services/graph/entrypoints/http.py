@@ -151,6 +151,9 @@ def projection(graph: GraphDep, position: str, wait_ms: int = Query(0, ge=0, le=
         parse_entry_id(position)
     except ValueError as exc:
         raise _bad_cursor(exc, "position") from exc
+    if not graph.consumer.issued(position):
+        msg = "no write has been given this position (yet): pass a `position` a write returned"
+        raise HTTPException(422, detail=[{"loc": ["query", "position"], "msg": msg, "type": "not_issued"}])
     deadline = time.monotonic() + wait_ms / 1000
     while True:
         reached = graph.consumer.reached(position)
