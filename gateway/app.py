@@ -11,15 +11,13 @@ import httpx
 import redis.asyncio as aioredis
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
+from gateway import errors
 from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
 from gateway.adapters.rate_limits import RateLimits
@@ -64,44 +62,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def refused(_request: Request, exc: Exception) -> JSONResponse:
-    """A decision the rules refuse, as the error shape every route answers with (the field in `loc`)."""
-    if not isinstance(exc, Refused):
-        raise exc
-    return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
-
-
-def _methods(routes: list[Any], path: str) -> set[str]:
-    """Every method some route serves at `path` (routers included in others are walked too)."""
-    out: set[str] = set()
-    for route in routes:
-        if isinstance(route, APIRoute | Route) and route.path_regex.match(path) and route.methods:
-            out |= route.methods
-        elif getattr(route, "original_router", None) is not None:
-            out |= _methods(route.original_router.routes, path)
-    return out
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's answer to an HTTP error, but a 405 names every method the path takes in `Allow` (Starlette
-    names only the first route's, and GET and POST of one path live in different routers here)."""
-    if not isinstance(exc, StarletteHTTPException):
-        raise exc
-    if exc.status_code == 405:
-        allowed = sorted(_methods(request.app.routes, request.url.path) - {"HEAD"})
-        detail = [{"loc": ["method"], "msg": f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
-                   "type": "method_not_allowed"}]  # fmt: skip
-        return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
-    return await http_exception_handler(request, exc)
-
-
-async def sign_in_first(_request: Request, exc: Exception) -> Response:
-    """A page without a session: to the sign-in page, and back afterwards."""
-    if not isinstance(exc, SignInFirst):
-        raise exc
-    return RedirectResponse(exc.location, status_code=303)
-
-
 def create_app(
     settings: GatewaySettings | None = None, transports: dict[str, httpx.AsyncBaseTransport] | None = None
 ) -> FastAPI:
@@ -130,9 +90,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.add_exception_handler(Refused, refused)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(SignInFirst, sign_in_first)
+    app.add_exception_handler(Refused, errors.refused)
+    app.add_exception_handler(StarletteHTTPException, errors.http_error)
+    app.add_exception_handler(SignInFirst, errors.sign_in_first)
     for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys, audit):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)
