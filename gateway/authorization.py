@@ -37,7 +37,9 @@ class SignInFirst(Exception):
         self.location = f"/sign-in?next={quote(path, safe='/')}"
 
 
-def _unauthorized(msg: str, challenge: str) -> HTTPException:
+def _unauthorized(msg: str = "an API key is required: Authorization: Bearer <key>", challenge: str = CHALLENGE) -> (
+    HTTPException
+):  # fmt: skip
     return HTTPException(401, headers={"WWW-Authenticate": challenge},
                          detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "unauthorized"}])  # fmt: skip
 
@@ -85,7 +87,7 @@ def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
                 await _within_budget(request, f"ip:{client}:read", settings.rate_read)
                 request.state.principal = None
                 return None
-            raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
+            raise _unauthorized()
         if not principal.allows(scope):
             msg = f"this key lacks the scope {scope!r} ({SCOPES[scope]}); it has {', '.join(principal.scopes)}"
             raise HTTPException(403, detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "forbidden"}])
@@ -122,29 +124,26 @@ def authorize_page(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
 def actor_of(request: Request) -> Actor | None:
     """The actor to record on the events a request causes: its key, or None for an open read."""
     principal: Principal | None = getattr(request.state, "principal", None)
-    return None if principal is None else Actor(id=principal.id, name=principal.name)
-
-
-async def _actor(request: Request) -> Actor:
-    actor = actor_of(request)
-    if actor is None:  # only on a route whose scope is not read: never without a key
-        raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
-    return actor
-
-
-#: The actor of a route that changes something (its router's scope has let a key through).
-ActorDep = Annotated[Actor, Depends(_actor)]
+    return None if principal is None else principal.actor()
 
 
 async def _principal(request: Request) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
-    if principal is None:
-        raise _unauthorized("an API key is required: Authorization: Bearer <key>", CHALLENGE)
+    if principal is None:  # only on a route whose scope is not read: never without a key
+        raise _unauthorized()
     return principal
 
 
 #: The key of a route whose scope is not `read` (so there always is one).
 PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+async def _actor(principal: PrincipalDep) -> Actor:
+    return principal.actor()
+
+
+#: The actor of a route that changes something.
+ActorDep = Annotated[Actor, Depends(_actor)]
 
 
 def scope(name: Scope) -> list[Any]:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from platograph.api.access import KeyIn
+from platograph.api.access import KeyIn, key_digest
 from platograph.settings import sqlalchemy_url
-from services.access.domain.keys import digest
 from services.access.service_layer import keys
 
 KEY_FILE = "admin.key"
@@ -30,7 +29,7 @@ def ensure_admin_key(directory: Path, database_url: str) -> str:
     try:
         if path.exists():
             kept = path.read_text().strip()
-            if keys.recognise(engine, digest(kept)) is not None:
+            if keys.recognise(engine, key_digest(kept)) is not None:
                 return kept
         made = keys.create(engine, KeyIn(name="admin", scopes=["admin"]))
     finally:

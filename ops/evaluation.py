@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from ops import loader
+from ops import credentials, loader
 
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
 # Models whose cosines sit in a narrow high band (e5) get a grid around their own default.
@@ -195,8 +195,7 @@ def negated_twins(data: Path) -> list[tuple[str, str]]:
 def run(gateway: str, data: Path, work: Path, links_only: bool = False, key: str | None = None) -> Report:
     """Load SciFact through the API, wait for the index, then measure everything (or only link recovery)."""
     report = Report()
-    auth = {"Authorization": f"Bearer {key}"} if key else {}
-    with httpx.Client(base_url=gateway, timeout=120, headers=auth) as client:
+    with httpx.Client(base_url=gateway, timeout=120, headers=credentials.headers(key)) as client:
         active = [m["key"] for m in client.get("/v1/models").json() if m["active"]]
         report.add("model", ", ".join(active))
         path = work / "scifact.ndjson"

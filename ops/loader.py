@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from ops import credentials
+
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 SEED_ENTITY = (
     "quote:neural-networks-trained-with-different-objectives-on-different-data-and-modalities-are-converging-"
@@ -70,8 +72,7 @@ def import_file(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    auth = {"Authorization": f"Bearer {key}"} if key else {}
-    client = httpx.Client(base_url=gateway, timeout=300, headers=auth)
+    client = httpx.Client(base_url=gateway, timeout=300, headers=credentials.headers(key))
     with client, Progress(*columns, disable=not show_progress) as bar:
         task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
         for body in _chunks(path):

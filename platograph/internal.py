@@ -37,10 +37,15 @@ class InternalSettings(BaseSettings):
     internal_token: str | None = Field(None, min_length=32)
 
 
-def actor_from(raw: str | None) -> Actor | None:
-    """The actor in an ACTOR_HEADER value; None without one (or with one that is not an actor)."""
+def actor_headers(actor: Actor) -> dict[str, str]:
+    """What the gateway sends a service on behalf of a key."""
+    return {ACTOR_HEADER: actor.model_dump_json()}
+
+
+def actor_label(raw: str | None) -> str | None:
+    """`name (key id)` of an ACTOR_HEADER value, for records that are not events; None without one."""
     try:
-        return None if not raw else Actor.model_validate_json(raw)
+        return None if not raw else Actor.model_validate_json(raw).label()
     except ValueError:
         return None
 

@@ -5,7 +5,6 @@ bounded table."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from gateway.adapters.upstream import call, raise_for_client_error
-from platograph.api.access import Principal
+from platograph.api.access import Principal, key_digest
 
 MAX_KEYS = 10_000
 
@@ -23,13 +22,9 @@ class PrincipalCache:
     ttl_s: float = 5.0
     _known: OrderedDict[str, tuple[float, Principal | None]] = field(default_factory=OrderedDict)
 
-    @staticmethod
-    def digest(key: str) -> str:
-        return digest(key)
-
     async def get(self, access: httpx.AsyncClient, key: str) -> Principal | None:
         """The key's principal; None for an unknown or revoked key."""
-        return await self.by_hash(access, digest(key))
+        return await self.by_hash(access, key_digest(key))
 
     async def by_hash(self, access: httpx.AsyncClient, key_hash: str) -> Principal | None:
         """The principal of the key with this SHA-256 (a page session keeps only that)."""
@@ -44,10 +39,6 @@ class PrincipalCache:
         while len(self._known) > MAX_KEYS:
             self._known.popitem(last=False)
         return found
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _principal(response: httpx.Response) -> Principal:

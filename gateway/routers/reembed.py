@@ -8,15 +8,8 @@ from gateway.adapters.upstream import call, relay
 from gateway.authorization import ActorDep, scope
 from gateway.deps import ServicesDep
 from platograph.api.similarity import Start
-from platograph.contracts import Actor
-from platograph.internal import ACTOR_HEADER
+from platograph.internal import actor_headers
 from platograph.urls import segment
-
-
-def _as(actor: Actor) -> dict[str, str]:
-    """Who asks, for the job's record (started_by, approved_by, cancelled_by)."""
-    return {ACTOR_HEADER: actor.model_dump_json()}
-
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"], dependencies=scope("admin"))
 
@@ -27,7 +20,7 @@ async def start(body: Start, services: ServicesDep, actor: ActorDep) -> Response
     model answers meanwhile, new and changed entities are written to both, and at the end the alias
     switches (or, with `review`, the job waits at `ready` with its candidate diff for `approve`)."""
     return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed", json=body.model_dump(),
-                            headers=_as(actor)))  # fmt: skip
+                            headers=actor_headers(actor)))  # fmt: skip
 
 
 @router.get("/current")
@@ -47,7 +40,7 @@ async def get(job: str, services: ServicesDep) -> Response:
 async def approve(job: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Switch to the new model after reviewing the diff."""
     path = f"/v1/reembed/{segment(job)}/approve"
-    return relay(await call(services.similarity, "similarity", "POST", path, headers=_as(actor)))
+    return relay(await call(services.similarity, "similarity", "POST", path, headers=actor_headers(actor)))
 
 
 @router.post("/rollback", responses={409: {}})
@@ -60,7 +53,7 @@ async def rollback(services: ServicesDep) -> Response:
 async def cancel(job: str, services: ServicesDep, actor: ActorDep) -> Response:
     """Stop a job before it switches; its collection is dropped."""
     path = f"/v1/reembed/{segment(job)}/cancel"
-    return relay(await call(services.similarity, "similarity", "POST", path, headers=_as(actor)))
+    return relay(await call(services.similarity, "similarity", "POST", path, headers=actor_headers(actor)))
 
 
 @router.delete("/previous", responses={409: {}})

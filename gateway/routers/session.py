@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from gateway.authorization import COOKIE, page_scope
 from gateway.deps import ServicesDep
 from gateway.templating import templates
+from platograph.api.access import key_digest
 
 router = APIRouter(include_in_schema=False)
 signed_in = APIRouter(include_in_schema=False, dependencies=page_scope("read"))
@@ -38,7 +39,7 @@ async def sign_in(request: Request, services: ServicesDep) -> Response:
         page = templates.TemplateResponse(request, "sign-in.html", {"next": target, "error": "unknown or revoked key"})
         page.status_code = 401
         return page
-    session_id, _ = await request.app.state.sessions.open(services.principals.digest(key))
+    session_id, _ = await request.app.state.sessions.open(key_digest(key))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, session_id, max_age=request.app.state.sessions.ttl_s, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https", path="/")  # fmt: skip

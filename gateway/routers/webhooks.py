@@ -14,8 +14,7 @@ from gateway.adapters.upstream import call, relay
 from gateway.authorization import PrincipalDep, scope
 from gateway.deps import ServicesDep
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
-from platograph.contracts import Actor
-from platograph.internal import ACTOR_HEADER, OWNER_HEADER
+from platograph.internal import OWNER_HEADER, actor_headers
 from platograph.urls import segment
 
 IdemKey = Annotated[
@@ -31,7 +30,7 @@ async def _forward(
 ) -> Response:
     """Forward to the webhooks service as the caller's owner: it sees only that owner's subscriptions (an
     admin's call carries no owner, and sees them all)."""
-    headers = {ACTOR_HEADER: Actor(id=caller.id, name=caller.name).model_dump_json()}
+    headers = actor_headers(caller.actor())
     if not caller.allows_all():
         headers[OWNER_HEADER] = caller.owner
     if "content" in kwargs:

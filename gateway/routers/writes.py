@@ -10,7 +10,7 @@ from gateway.adapters.upstream import call, relay
 from gateway.authorization import actor_of, scope
 from gateway.deps import ServicesDep
 from platograph.api.ingest import EdgeIn, EntityIn
-from platograph.internal import ACTOR_HEADER
+from platograph.internal import actor_headers
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=scope("write"))
 IdemKey = Annotated[
@@ -63,7 +63,7 @@ def _headers(request: Request, key: str | None) -> dict[str, str]:
     actor = actor_of(request)
     headers = {"content-type": request.headers.get("content-type", "application/json")}
     if actor is not None:
-        headers[ACTOR_HEADER] = actor.model_dump_json()
+        headers |= actor_headers(actor)
     if key is not None:
         headers["Idempotency-Key"] = key if actor is None else f"{actor.id}:{key}"
     return headers

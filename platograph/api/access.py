@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from platograph.contracts import Actor
 
 Scope = Literal["read", "write", "review", "webhooks", "admin"]
 #: A request budget in the `limits` notation: a count per second, minute, hour or day.
@@ -19,6 +22,12 @@ SCOPES: dict[str, str] = {
     "webhooks": "the caller's own webhook subscriptions",
     "admin": "re-embedding, dead letters, keys, every owner's subscriptions, the audit log",
 }
+
+
+def key_digest(key: str) -> str:
+    """What is stored of a key and what it is looked up by: its SHA-256 (a key has 256 random bits, so
+    there is nothing a slow hash would protect)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class KeyIn(BaseModel):
@@ -52,6 +61,10 @@ class Principal(BaseModel):
     def allows_all(self) -> bool:
         """An admin's key: every scope, every owner's subscriptions."""
         return "admin" in self.scopes
+
+    def actor(self) -> Actor:
+        """Who this key is, as events record it."""
+        return Actor(id=self.id, name=self.name)
 
 
 class KeyView(Principal):

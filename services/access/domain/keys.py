@@ -1,12 +1,8 @@
-"""API keys: made with 256 random bits behind a recognisable prefix, known afterwards only by a hash.
-
-A key has that much entropy, so one round of SHA-256 is enough to keep it (there is nothing to guess
-that a slow hash would protect), and a lookup by hash is one index probe on every request.
-"""
+"""API keys: made with 256 random bits behind a recognisable prefix, known afterwards only by their hash
+(`platograph.api.access.key_digest`, which the gateway computes too)."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 PREFIX = "plg_"
@@ -21,11 +17,6 @@ def new_key() -> str:
 def new_id() -> str:
     """A key's public id (safe to log and show)."""
     return ID_PREFIX + secrets.token_hex(8)
-
-
-def digest(key: str) -> str:
-    """What is stored of a key, and what it is looked up by."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def looks_like_a_key(value: str) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView, Principal
+from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView, Principal, key_digest
 from services.access.adapters import store
 from services.access.domain import keys
 
@@ -14,7 +14,7 @@ from services.access.domain import keys
 def create(engine: Engine, body: KeyIn) -> KeyMade:
     """Make a key; the reply is the only place the key itself ever appears."""
     key = keys.new_key()
-    row = {"id": keys.new_id(), "name": body.name, "owner": body.owner or body.name, "key_hash": keys.digest(key),
+    row = {"id": keys.new_id(), "name": body.name, "owner": body.owner or body.name, "key_hash": key_digest(key),
            "scopes": sorted(set(body.scopes)), "read_rate": body.read_rate, "write_rate": body.write_rate}  # fmt: skip
     with engine.begin() as conn:
         made = store.create(conn, row)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from platograph.api.similarity import Start
-from platograph.internal import ACTOR_HEADER, actor_from
+from platograph.internal import ACTOR_HEADER, actor_label
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.entrypoints.deps import SimDep
@@ -71,12 +71,6 @@ async def reembed_error(_: Request, exc: Exception) -> JSONResponse:
 ActorName = Annotated[str, Header(alias=ACTOR_HEADER, max_length=1000)]
 
 
-def _who(actor: str) -> str:
-    """`name (key id)` of the actor header, or "" without one."""
-    found = actor_from(actor)
-    return "" if found is None else found.label()
-
-
 def progress(sim: Similarity, job_id: str) -> dict[str, Any]:
     job = sim.store.job(job_id)
     if job is None:
@@ -91,7 +85,7 @@ def progress(sim: Similarity, job_id: str) -> dict[str, Any]:
 async def start(body: Start, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     """Start re-embedding every entity with another model, in the background (RQ workers). The current
     model keeps answering; new and changed entities go to both; at the end the alias switches."""
-    job_id = await run_in_threadpool(reembed.start, sim, body.model, body.review, _who(actor))
+    job_id = await run_in_threadpool(reembed.start, sim, body.model, body.review, actor_label(actor) or "")
     return progress(sim, job_id)
 
 
@@ -130,7 +124,7 @@ def approve(job: str, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     if found["status"] != "ready":
         raise HTTPException(409, detail=[{"loc": ["path", "job"], "msg": f"re-embed {job} is {found['status']}",
                                           "type": "reembed"}])  # fmt: skip
-    sim.store.note(job, "approved_by", _who(actor))
+    sim.store.note(job, "approved_by", actor_label(actor) or "")
     reembed.flip(sim, job)
     return progress(sim, job)
 
@@ -145,7 +139,7 @@ def drop_previous(sim: SimDep) -> dict[str, str | None]:
 def cancel(job: str, sim: SimDep, actor: ActorName = "") -> dict[str, Any]:
     """Stop a job before it switches; the new collection is dropped and the old model goes on answering."""
     reembed.cancel(sim, job)
-    sim.store.note(job, "cancelled_by", _who(actor))
+    sim.store.note(job, "cancelled_by", actor_label(actor) or "")
     return progress(sim, job)
 
 

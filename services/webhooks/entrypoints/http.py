@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
 from platograph.dead_letters import Owner, replay_router
-from platograph.internal import ACTOR_HEADER, OWNER_HEADER, actor_from, protect
+from platograph.internal import ACTOR_HEADER, OWNER_HEADER, actor_label, protect
 from platograph.observability import fastapi_telemetry, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -28,11 +28,6 @@ Caller = Annotated[str | None, Header(alias=OWNER_HEADER, max_length=200)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 # Who asks (the actor the gateway authenticated), recorded as created_by / changed_by.
 Who = Annotated[str | None, Header(alias=ACTOR_HEADER, max_length=1000)]
-
-
-def _by(who: str | None) -> str | None:
-    actor = actor_from(who)
-    return None if actor is None else actor.label()
 
 
 def get_wh(request: Request) -> Webhooks:
@@ -80,7 +75,7 @@ def create(
 ) -> dict[str, Any]:
     """Register an endpoint. The reply carries its signing `secret`: this is the only time it is shown."""
     try:
-        subscription_id, secret, replayed = subscriptions.create(wh, conn, body, owner, key, _by(who))
+        subscription_id, secret, replayed = subscriptions.create(wh, conn, body, owner, key, actor_label(who))
     except safety.UnsafeEndpoint as exc:
         raise _error(422, ["body", "url"], str(exc), "unsafe_url") from exc
     return _view(_existing(conn, subscription_id, owner)) | {"secret": secret, "replayed": replayed}
@@ -117,7 +112,7 @@ def update(
     if body.description is not None:
         values["description"] = body.description
     if values:
-        store.update_subscription(conn, id, values | {"changed_by": _by(who)})
+        store.update_subscription(conn, id, values | {"changed_by": actor_label(who)})
     return _view(_existing(conn, id, owner))
 
 
@@ -134,7 +129,7 @@ def pause(id: str, conn: ConnDep, owner: Caller = None, who: Who = None) -> dict
     """Stop sending; deliveries keep being recorded and go out on resume."""
     _existing(conn, id, owner)
     store.update_subscription(conn, id, {"state": "paused", "state_reason": "paused by a person",
-                                         "changed_by": _by(who)})  # fmt: skip
+                                         "changed_by": actor_label(who)})  # fmt: skip
     return _view(_existing(conn, id, owner))
 
 
@@ -144,7 +139,7 @@ def resume(id: str, wh: WhDep, owner: Caller = None, who: Who = None) -> dict[st
     with wh.engine.begin() as conn:
         _existing(conn, id, owner)
         store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None,
-                                             "changed_by": _by(who)})  # fmt: skip
+                                             "changed_by": actor_label(who)})  # fmt: skip
         pending = store.pending_of(conn, id)
     delivery.enqueue_again(wh, pending)
     with wh.engine.connect() as conn:
@@ -156,7 +151,7 @@ def rotate(
     id: str, wh: WhDep, conn: ConnDep, body: Rotation | None = None, owner: Caller = None, who: Who = None
 ) -> dict[str, Any]:
     """A new signing secret (shown once); the old one keeps signing too until the grace period ends."""
-    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s, owner, _by(who))
+    rotated = subscriptions.rotate(wh, conn, id, None if body is None else body.grace_s, owner, actor_label(who))
     if rotated is None:
         raise _error(404, ["path", "id"], f"no webhook {id!r}", "not_found")
     return rotated
