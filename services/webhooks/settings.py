@@ -23,6 +23,8 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
     webhook_key: str = Field(validation_alias=AliasChoices("PLATOGRAPH_WEBHOOK_KEY"))
     # Networks that endpoints may resolve to although they are private, loopback or link-local.
     webhook_allowlist: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    # Ports below 1024 (other than 80 and 443) that endpoints may use, e.g. 8 for a lab's odd receiver.
+    webhook_ports: Annotated[frozenset[int], NoDecode] = frozenset()
     # Seconds before each retry; the number of retries is its length.
     webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCHEDULE
     webhook_jitter: float = Field(0.2, ge=0, le=1)  # each delay is scaled by a factor in [1-j, 1+j]
@@ -45,6 +47,13 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
     def _cidrs(cls, value: object) -> object:
         if isinstance(value, str):
             return [ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_ports", mode="before")
+    @classmethod
+    def _ports(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.split(",") if part.strip())
         return value
 
     @field_validator("webhook_retry_schedule", mode="before")

@@ -20,15 +20,59 @@ from services.webhooks.settings import WebhookSettings
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["http://127.0.0.1/x", "http://localhost:8080/", "http://10.0.0.5/", "http://192.168.1.1/", "http://172.16.0.1/",
-     "http://169.254.169.254/latest", "http://[::1]/", "http://[fe80::1]/", "http://[::ffff:127.0.0.1]/",
-     "http://0.0.0.0/", "http://100.64.0.1/"],
-)  # fmt: skip
-def test_private_loopback_and_link_local_addresses_are_refused(url: str) -> None:
+REFUSED = [
+    # IPv4: loopback in every spelling, private, shared, link-local (cloud metadata), this-network, reserved
+    "http://127.0.0.1/x", "http://localhost:8080/", "http://0x7f000001/", "http://2130706433/", "http://127.1/",
+    "http://10.0.0.5/", "http://192.168.1.1/", "http://172.16.0.1/", "http://169.254.169.254/latest",
+    "http://0.0.0.0/", "http://100.64.0.1/", "http://192.0.0.1/", "http://198.18.0.1/", "http://240.0.0.1/",
+    "http://224.0.0.1/", "http://255.255.255.255/",
+    # IPv6: loopback, unspecified, link-local, site-local, unique-local, multicast, documentation
+    "http://[::1]/", "http://[::]/", "http://[fe80::1]/", "http://[fec0::1]/", "http://[fd00::1]/",
+    "http://[fc00::1]/", "http://[ff02::1]/", "http://[2001:db8::1]/",
+    # IPv4 inside IPv6: mapped, compatible, NAT64 (well-known and local-use), 6to4, Teredo
+    "http://[::ffff:127.0.0.1]/", "http://[::ffff:a9fe:a9fe]/", "http://[::127.0.0.1]:8002/",
+    "http://[::a00:1]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b::7f00:1]/", "http://[64:ff9b:1::808:808]/",
+    "http://[2002:7f00:1::]:8003/", "http://[2002:a9fe:a9fe::1]/", "http://[2002:c0a8:101::]/",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+]  # fmt: skip
+ACCEPTED = [
+    "https://93.184.215.14/", "http://93.184.215.14/", "http://8.8.8.8:8080/hook", "https://1.1.1.1:65535/",
+    "https://[2606:4700:4700::1111]/", "http://[::ffff:8.8.8.8]/", "http://[64:ff9b::808:808]/",
+    "http://[2002:808:808::1]/",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", REFUSED)
+def test_addresses_that_are_not_globally_routable_are_refused_in_every_form(url: str) -> None:
     with pytest.raises(safety.UnsafeEndpoint, match="PLATOGRAPH_WEBHOOK_ALLOWLIST"):
         safety.resolve(url, [])
+
+
+@pytest.mark.parametrize("url", ACCEPTED)
+def test_public_addresses_on_ordinary_ports_are_accepted_in_every_form(url: str) -> None:
+    assert safety.resolve(url, []).address is not None
+
+
+@pytest.mark.parametrize("port", [1, 22, 25, 53, 79, 81, 110, 444, 1023])
+def test_ports_below_1024_other_than_80_and_443_are_refused_unless_allowlisted(port: int) -> None:
+    with pytest.raises(safety.UnsafeEndpoint, match="PLATOGRAPH_WEBHOOK_PORTS"):
+        safety.resolve(f"http://93.184.215.14:{port}/", [])
+    assert safety.resolve(f"http://93.184.215.14:{port}/", [], ports={port}).port == port
+
+
+def test_port_zero_is_refused_even_when_allowlisted() -> None:
+    with pytest.raises(safety.UnsafeEndpoint, match="port 0"):
+        safety.resolve("http://93.184.215.14:0/", [], ports={0})
+
+
+def test_a_name_is_checked_for_what_it_resolves_to_now_not_when_it_was_registered() -> None:
+    answers = iter([["93.184.215.14"], ["93.184.215.14", "10.0.0.7"], ["fd12::7"]])
+    lookup = lambda host, port: next(answers)  # noqa: E731 - each call is a later lookup of the same name
+    assert str(safety.resolve("https://hooks.example.org/", [], lookup=lookup).address) == "93.184.215.14"
+    with pytest.raises(safety.UnsafeEndpoint, match="10.0.0.7"):  # one private answer among public ones
+        safety.resolve("https://hooks.example.org/", [], lookup=lookup)
+    with pytest.raises(safety.UnsafeEndpoint, match="fd12::7"):
+        safety.resolve("https://hooks.example.org/", [], lookup=lookup)
 
 
 def test_the_allowlist_lets_named_networks_through_and_nothing_else() -> None:
@@ -114,6 +158,8 @@ def test_settings_parse_lists_and_name_a_bad_key(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PLATOGRAPH_WEBHOOK_RETRY_SCHEDULE", "1,2.5")
     settings = WebhookSettings()
     assert [str(n) for n in settings.webhook_allowlist] == ["127.0.0.0/8", "10.1.0.0/16"]
+    monkeypatch.setenv("PLATOGRAPH_WEBHOOK_PORTS", "8, 25")
+    assert WebhookSettings().webhook_ports == {8, 25}
     assert settings.webhook_retry_schedule == (1.0, 2.5)
     monkeypatch.setenv("PLATOGRAPH_WEBHOOK_KEY", "not-a-key")
     with pytest.raises(ValidationError, match="PLATOGRAPH_WEBHOOK_KEY"):

@@ -116,7 +116,7 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     started = time.monotonic()
     endpoint = rows[0]  # one endpoint per batch: its address is checked and its secrets opened once
     try:
-        target: safety.Target | None = safety.resolve(endpoint["url"], s.webhook_allowlist)
+        target: safety.Target | None = safety.resolve(endpoint["url"], s.webhook_allowlist, ports=s.webhook_ports)
         refused = ""
     except safety.UnsafeEndpoint as exc:
         target, refused = None, f"refused: {exc}"

@@ -17,7 +17,7 @@ from services.webhooks.domain import messages, safety
 
 def check_url(wh: Webhooks, url: str) -> None:
     """Refuse an endpoint the network policy forbids (safety.UnsafeEndpoint)."""
-    safety.resolve(url, wh.settings.webhook_allowlist)
+    safety.resolve(url, wh.settings.webhook_allowlist, ports=wh.settings.webhook_ports)
 
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("9d7c2f5e-3b8a-4e61-a0f4-6c2d8e1b7a93")
