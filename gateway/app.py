@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import errors
+from gateway import openapi as document
 from gateway.adapters import clients
 from gateway.adapters.decision_log import DecisionLog
 from gateway.adapters.rate_limits import RateLimits
@@ -41,6 +42,7 @@ from gateway.routers import (
 from gateway.security import ContentTypes, SecurityHeaders
 from gateway.settings import GatewaySettings
 from gateway.templating import templates
+from platograph import ontology
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.runtime import tune_gc
 
@@ -107,6 +109,7 @@ def create_app(
         return templates.TemplateResponse(request, "docs.html", {})
 
     instrument(app, "gateway", metrics_dependencies=scope("admin"))
+    document.install(app, ontology.load(settings.ontology))
     app.add_middleware(ContentTypes)
     if settings.cors_origins:
         app.add_middleware(

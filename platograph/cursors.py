@@ -7,6 +7,9 @@ from typing import Any
 
 import orjson
 
+#: What every cursor looks like (base64url), declared where a cursor is taken so a malformed one is a 422.
+PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
+
 
 def encode_cursor(value: Any) -> str:
     """A cursor for the next page after `value` (any JSON value: a key, or a tuple of keys)."""

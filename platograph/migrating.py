@@ -7,9 +7,11 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, text
 
 from platograph.settings import DatabaseSettings, sqlalchemy_url
+
+LOCK = "platograph:migrations"
 
 
 def config(scripts: Path, database_url: str, version_table: str) -> Config:
@@ -39,5 +41,8 @@ def run_environment(metadata: MetaData) -> None:
             version_table=cfg.get_main_option("version_table") or "alembic_version",
         )
         with context.begin_transaction():
+            # Replicas that start together each migrate: they take turns, and each reads the version table
+            # only once it holds the lock, so the later ones find the work done. Released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": LOCK})
             context.run_migrations()
     engine.dispose()

@@ -10,6 +10,7 @@ from gateway.adapters.upstream import call, passthrough, relay
 from gateway.authorization import scope
 from gateway.deps import ServicesDep
 from platograph.dead_letters import OTHER_GROUP, RecordId
+from platograph.positions import POSITION_PATTERN
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["operations"], dependencies=scope("admin"))
 
@@ -18,7 +19,9 @@ router = APIRouter(prefix="/v1/dead-letters", tags=["operations"], dependencies=
 async def dead_letters(
     request: Request,
     services: ServicesDep,
-    cursor: str | None = Query(None, description="A page's `next_cursor`"),
+    cursor: str | None = Query(
+        None, pattern=POSITION_PATTERN, description="A page's `next_cursor` (a stream position)"
+    ),
     limit: int = Query(50, ge=1, le=500),
 ) -> Response:
     """Stream entries the consumer groups set aside, oldest first, with the reason and the raw entry or event

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from gateway.adapters.upstream import call, passthrough, relay
 from gateway.authorization import scope
 from gateway.deps import ServicesDep
+from gateway.routers.params import Cursor
 from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView
 from platograph.urls import segment
 
@@ -27,7 +28,7 @@ async def create_key(body: KeyIn, services: ServicesDep) -> Response:
 async def list_keys(
     request: Request,
     services: ServicesDep,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Keys in id order: name, owner, scopes, when made and revoked (never the key itself)."""

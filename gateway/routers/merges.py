@@ -19,7 +19,7 @@ from platograph.contracts import EntityMerged, EntityUnmerged, new_envelopes
 router = APIRouter(prefix="/v1/entities", tags=["review"], dependencies=scope("review"))
 
 
-@router.post("/{id:path}/merge", status_code=202, responses={404: {}, 409: {}, 422: {}})
+@router.post("/{id}/merge", status_code=202, responses={404: {}, 409: {}, 422: {}})
 async def merge(
     id: EntityId,
     body: Merge,
@@ -50,7 +50,7 @@ async def merge(
             "event_ids": [str(e.event_id) for e in envelopes]} | dict(preview.json())  # fmt: skip
 
 
-@router.post("/{id:path}/unmerge", status_code=202, responses={404: {}, 409: {}})
+@router.post("/{id}/unmerge", status_code=202, responses={404: {}, 409: {}})
 async def unmerge(
     id: EntityId,
     body: Unmerge,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from platograph import cursors
 from platograph.positions import POSITION_PATTERN
 
 After = Annotated[
@@ -16,3 +17,5 @@ After = Annotated[
 Position = Annotated[str, Query(description="A `position` token from a write", pattern=POSITION_PATTERN)]
 Types = Annotated[list[str] | None, Query(description="Only these entity types (repeatable)")]
 EntityId = Annotated[str, Path(min_length=3, max_length=512)]
+#: A page's `next_cursor`; an empty or malformed one is an error, not the first page.
+Cursor = Annotated[str | None, Query(min_length=1, pattern=cursors.PATTERN, description="A page's `next_cursor`")]

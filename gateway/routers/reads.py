@@ -11,7 +11,7 @@ from gateway import assembly
 from gateway.adapters.upstream import call, passthrough, raise_for_client_error, relay
 from gateway.authorization import scope
 from gateway.deps import ServicesDep, SettingsDep
-from gateway.routers.params import After, Position, Types
+from gateway.routers.params import After, Cursor, Position, Types
 from platograph.api.graph import CandidateQuery, EdgePage, EntityPage, EntityView, NeighborhoodView, ProjectionState
 from platograph.api.similarity import ComparePairs
 from platograph.urls import segment
@@ -28,7 +28,7 @@ async def list_entities(
     services: ServicesDep,
     type: str | None = None,
     q: str | None = Query(None, max_length=200),
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> Any:
     """Entities in id order; filter by `type` and by `q` in name or text; follow `next_cursor` for more."""
@@ -39,7 +39,7 @@ async def list_entities(
 
 
 @router.get(
-    "/entities/{id:path}/neighborhood",
+    "/entities/{id}/neighborhood",
     response_model=NeighborhoodView,
     responses=NOT_FOUND,  # type: ignore[arg-type]
 )
@@ -50,7 +50,7 @@ async def neighborhood(
     after: After = None,
     limit: int = Query(50, ge=1, le=500, description="Neighbors per group"),
     group: str | None = Query(None, description="Page through one group only"),
-    cursor: str | None = Query(None, description="A group's `next_cursor` (with `group`)"),
+    cursor: Cursor = None,
     min_score: float | None = Query(None, ge=-1, le=1, description="Similarity threshold (default: the model's)"),
 ) -> Response:
     """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity:
@@ -60,7 +60,7 @@ async def neighborhood(
                                        min_score=min_score)  # fmt: skip
 
 
-@router.get("/entities/{id:path}/similar", tags=["similarity"], responses=NOT_FOUND)  # type: ignore[arg-type]
+@router.get("/entities/{id}/similar", tags=["similarity"], responses=NOT_FOUND)  # type: ignore[arg-type]
 async def similar(
     id: str,
     request: Request,
@@ -75,7 +75,7 @@ async def similar(
     return await passthrough(services.similarity, "similarity", f"/v1/entities/{segment(id)}/similar", request)
 
 
-@router.get("/entities/{id:path}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
+@router.get("/entities/{id}", response_model=EntityView, responses=NOT_FOUND)  # type: ignore[arg-type]
 async def get_entity(id: str, services: ServicesDep, settings: SettingsDep, after: After = None) -> Any:
     """One entity with its attributes, version and times. A merged entity's id answers with a permanent
     redirect to the entity it was merged into."""
@@ -95,7 +95,7 @@ async def dangling_edges(
     dangling: bool = Query(
         True, description="Only edges waiting for an endpoint (the only list kept)", json_schema_extra={"enum": [True]}
     ),  # fmt: skip
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: int = Query(100, ge=1, le=500),
 ) -> Any:
     """Edges still waiting for an endpoint to exist (`dangling=true`)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.adapters.upstream import call, relay
 from gateway.authorization import ActorDep, scope
@@ -11,6 +14,24 @@ from platograph.api.similarity import Start
 from platograph.internal import actor_headers
 from platograph.urls import segment
 
+JOB_ID = "[0-9a-f]{12}"
+
+
+class JobId(Convertor[str]):
+    """A job id in a path: `/v1/reembed/rollback` and `/v1/reembed/previous` are not jobs, so `Allow`
+    names only the methods those paths really take."""
+
+    regex = JOB_ID
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("job", JobId())
+Job = Annotated[str, Path(pattern=f"^{JOB_ID}$", description="A job's id, as `POST /v1/reembed` answered it")]
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"], dependencies=scope("admin"))
 
 
@@ -29,15 +50,15 @@ async def current(services: ServicesDep) -> Response:
     return relay(await call(services.similarity, "similarity", "GET", "/v1/reembed/current"))
 
 
-@router.get("/{job}", responses={404: {}})
-async def get(job: str, services: ServicesDep) -> Response:
+@router.get("/{job:job}", responses={404: {}})
+async def get(job: Job, services: ServicesDep) -> Response:
     """`status` (running, ready, done, failed), `done`/`total`, `rate`, `eta_s`, failed batches, and the
     candidate diff (gained, lost, re-scored, by type pair, with samples) once computed."""
     return relay(await call(services.similarity, "similarity", "GET", f"/v1/reembed/{segment(job)}"))
 
 
-@router.post("/{job}/approve", responses={404: {}, 409: {}})
-async def approve(job: str, services: ServicesDep, actor: ActorDep) -> Response:
+@router.post("/{job:job}/approve", responses={404: {}, 409: {}})
+async def approve(job: Job, services: ServicesDep, actor: ActorDep) -> Response:
     """Switch to the new model after reviewing the diff."""
     path = f"/v1/reembed/{segment(job)}/approve"
     return relay(await call(services.similarity, "similarity", "POST", path, headers=actor_headers(actor)))
@@ -49,8 +70,8 @@ async def rollback(services: ServicesDep) -> Response:
     return relay(await call(services.similarity, "similarity", "POST", "/v1/reembed/rollback"))
 
 
-@router.post("/{job}/cancel", responses={404: {}, 409: {}})
-async def cancel(job: str, services: ServicesDep, actor: ActorDep) -> Response:
+@router.post("/{job:job}/cancel", responses={404: {}, 409: {}})
+async def cancel(job: Job, services: ServicesDep, actor: ActorDep) -> Response:
     """Stop a job before it switches; its collection is dropped."""
     path = f"/v1/reembed/{segment(job)}/cancel"
     return relay(await call(services.similarity, "similarity", "POST", path, headers=actor_headers(actor)))

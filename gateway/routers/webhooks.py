@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from gateway.adapters.upstream import call, relay
 from gateway.authorization import PrincipalDep, scope
 from gateway.deps import ServicesDep
+from gateway.routers.params import Cursor
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.internal import OWNER_HEADER, actor_headers
 from platograph.urls import segment
@@ -49,7 +50,7 @@ async def create(body: SubscriptionIn, services: ServicesDep, caller: PrincipalD
 
 @router.get("")
 async def list_all(
-    services: ServicesDep, caller: PrincipalDep, cursor: str | None = None, limit: int = Query(50, ge=1, le=500)
+    services: ServicesDep, caller: PrincipalDep, cursor: Cursor = None, limit: int = Query(50, ge=1, le=500)
 ) -> Response:
     """Your subscriptions in id order (an admin's key lists every owner's)."""
     params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
@@ -98,7 +99,7 @@ async def deliveries(
     services: ServicesDep,
     caller: PrincipalDep,
     status: Literal["pending", "delivered", "failed"] | None = None,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> Response:
     """The delivery log, newest first: every attempt with time, status, latency and the reply's first bytes."""

@@ -50,7 +50,7 @@ def _schema(model: type[EntityIn] | type[EdgeIn]) -> dict[str, object]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"oneOf": [schema, {"type": "array", "items": schema, "maxItems": 1000}]}
+                    "schema": {"oneOf": [schema, {"type": "array", "items": schema, "minItems": 1, "maxItems": 1000}]}
                 }
             },
         }

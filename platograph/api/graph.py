@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from platograph import cursors
 
 
 class View(BaseModel):
@@ -111,7 +113,7 @@ class CandidateQuery(BaseModel):
     max_score: float = Field(1.0, ge=-1, le=1)
     entity: str | None = None
     type_pair: str | None = Field(None, description="Two entity types joined by `|`, e.g. `claim|paper` (either order)")
-    cursor: str | None = None
+    cursor: str | None = Field(None, min_length=1, pattern=cursors.PATTERN, description="A page's `next_cursor`")
     limit: int = Field(50, ge=1, le=500)
 
 
@@ -120,9 +122,17 @@ class AuditQuery(BaseModel):
 
     actor: str | None = Field(None, max_length=200, description="A key's id or name")
     type: str | None = Field(None, max_length=100, description="An event type, e.g. `candidate.accepted`")
-    since: datetime | None = Field(None, description="Only events at or after this time")
-    cursor: str | None = None
+    since: datetime | None = Field(None, description="Only events at or after this time (ISO 8601)")
+    cursor: str | None = Field(None, min_length=1, pattern=cursors.PATTERN, description="A page's `next_cursor`")
     limit: int = Field(50, ge=1, le=500)
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso(cls, value: object) -> object:
+        # pydantic would also read a number as Unix seconds; the document says date-time, so only that.
+        if isinstance(value, str) and not value[:10].count("-") == 2:
+            raise ValueError("since must be an ISO 8601 date-time, e.g. 2026-12-01T00:00:00Z")
+        return value
 
 
 class AuditItem(View):

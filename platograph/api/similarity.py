@@ -21,5 +21,7 @@ class ComparePairs(BaseModel):
 class Start(BaseModel):
     """Start re-embedding the corpus with another model."""
 
+    model_config = ConfigDict(extra="forbid")
+
     model: str = Field(description="A registered model (see GET /v1/models)")
     review: bool = Field(False, description="Wait for POST /v1/reembed/{id}/approve before switching")

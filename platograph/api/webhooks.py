@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 # Events an integrator may subscribe to (the merge events come with the review loop).
 EVENT_TYPES = (
@@ -28,11 +28,15 @@ def _known_types(value: list[str] | None) -> list[str] | None:
 
 
 class Filter(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+
     entity_types: list[str] | None = Field(None, description="Only events where either entity has one of these types")
     min_score: float | None = Field(None, ge=-1, le=1, description="Only candidates scoring at least this")
 
 
 class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: HttpUrl
     event_types: list[str] = Field(["candidate.proposed"], min_length=1)
     filter: Filter = Field(default_factory=Filter)
@@ -42,6 +46,8 @@ class SubscriptionIn(BaseModel):
 
 
 class SubscriptionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: HttpUrl | None = None
     event_types: list[str] | None = Field(None, min_length=1)
     filter: Filter | None = None
@@ -51,9 +57,13 @@ class SubscriptionPatch(BaseModel):
 
 
 class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     grace_s: float | None = Field(None, ge=0, le=30 * 24 * 3600, description="How long the old secret still signs")
 
 
 class Replay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     since: datetime = Field(description="Re-send every delivery recorded at or after this time")
     only_failed: bool = False

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from ops import migrate
+from platograph.settings import sqlalchemy_url
 from services.access.adapters import migrations as access_migrations
 from services.graph.adapters import migrations as graph_migrations
 from services.webhooks.adapters import migrations as webhook_migrations
@@ -59,3 +63,19 @@ def test_a_database_whose_webhook_tables_came_from_the_graph_is_only_stamped(
     assert versions(engine)["alembic_version_webhooks"] == "0003"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM webhook_subscriptions")).scalars().all() == ["wh_old"]
+
+
+def test_three_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
+    """Several replicas starting at once each run `platograph migrate`: an advisory lock makes them take turns,
+    so none trips over another's CREATE TABLE."""
+    with servers.external() as fresh:
+        env = os.environ | {"DATABASE_URL": fresh.database_url, "REDIS_URL": fresh.redis_url}
+        runs = [subprocess.Popen([sys.executable, "-m", "ops.cli", "migrate"], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]  # fmt: skip
+        outputs = [(run.wait(120), run.communicate()[0]) for run in runs]
+        assert all(code == 0 for code, _ in outputs), outputs
+        engine = create_engine(sqlalchemy_url(fresh.database_url))
+        try:
+            assert versions(engine)["alembic_version"] == "0005"
+        finally:
+            engine.dispose()

@@ -30,6 +30,7 @@ from platograph.api.graph import (
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
+from platograph.ontology import OntologyError
 from platograph.positions import parse_entry_id
 from platograph.runtime import tune_gc
 from services.graph.adapters import candidate_queries, journal_queries, queries
@@ -228,6 +229,13 @@ def list_candidates(conn: ConnDep, graph: GraphDep, query: Annotated[CandidateQu
             msg = "type_pair must be two entity types joined by '|', e.g. claim|paper"
             raise HTTPException(422, detail=[{"loc": ["query", "type_pair"], "msg": msg, "type": "value_error"}])
         pair = (left, right)
+    if query.entity is not None:
+        try:
+            graph.ontology.type_of(query.entity, "entity")
+        except OntologyError as exc:
+            raise HTTPException(
+                422, detail=[{"loc": ["query", "entity"], "msg": exc.message, "type": "ontology"}]
+            ) from exc
     try:
         return candidate_queries.list_candidates(
             conn, status=query.status, kind=query.kind, min_score=query.min_score, max_score=query.max_score,
