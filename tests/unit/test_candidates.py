@@ -1,3 +1,5 @@
+import difflib
+
 import pytest
 
 from platograph import ontology
@@ -59,3 +61,18 @@ def test_papers_are_also_embedded_sentence_by_sentence() -> None:
     assert MINILM.parts_of(paper) == ["Title", "First finding here.", "Second finding (n=3).", "3 more."]
     assert MINILM.parts_of({"type": "paper", "name": "T", "text": "One sentence only."}) == []
     assert MINILM.parts_of({"type": "claim", "name": "T", "text": "A long claim. With two sentences."}) == []
+
+
+def test_long_texts_compare_word_order_without_the_quadratic_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    sentences = [f"Gene{i} inhibits protein{i} in the cell." for i in range(300)]
+    swapped = [f"Protein{i} inhibits gene{i} in the cell." for i in range(300)]  # who acts on whom, turned round
+    text = " ".join(sentences)
+    one_change = " ".join(swapped[:1] + sentences[1:])
+
+    def quadratic(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("difflib compared two long texts (quadratic on few distinct words)")
+
+    monkeypatch.setattr(difflib, "SequenceMatcher", quadratic)
+    assert same_wording(text, one_change)  # one sentence of 300 turned round: the same wording
+    assert not same_wording(text, " ".join(swapped))  # the same words, every sentence turned round
+    assert not same_wording(text, " ".join(reversed(text.split())))
