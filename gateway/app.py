@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -44,7 +43,9 @@ from gateway.settings import GatewaySettings
 from gateway.templating import templates
 from platograph import ontology
 from platograph.observability import fastapi_telemetry, instrument
+from platograph.redis_clients import async_redis
 from platograph.runtime import tune_gc
+from platograph.waiting import TooManyWaiters
 
 STATIC = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """
@@ -73,7 +74,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = clients.build(settings, transports)
-        app.state.redis = aioredis.Redis.from_url(settings.redis_url)
+        app.state.redis = async_redis(settings.redis_url)
         app.state.decisions = DecisionLog(app.state.redis, settings.stream)
         app.state.rate_limits = RateLimits(settings.redis_url, settings.stream, app.state.redis)
         app.state.sessions = Sessions(app.state.redis, settings.stream)
@@ -95,6 +96,7 @@ def create_app(
     app.add_exception_handler(Refused, errors.refused)
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     app.add_exception_handler(SignInFirst, errors.sign_in_first)
+    app.add_exception_handler(TooManyWaiters, errors.too_many_waiters)
     for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys, audit):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)

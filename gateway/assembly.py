@@ -27,13 +27,9 @@ async def wait_for(services: Services, settings: GatewaySettings, after: str | N
     """Block until the projection has reached `after`; 503 with Retry-After if it does not in time."""
     if after is None:
         return
-    response = await call(
-        services.graph,
-        "graph",
-        "GET",
-        "/v1/projection",
-        params={"position": after, "wait_ms": settings.read_your_writes_wait_ms},
-    )
+    with services.waiting.slot():
+        response = await call(services.graph_waits, "graph", "GET", "/v1/projection",
+                              params={"position": after, "wait_ms": settings.read_your_writes_wait_ms})  # fmt: skip
     if response.status_code == 422:  # not a token, or one no write was given: the graph says which
         found = response.json().get("detail") or [{}]
         msg, kind = found[0].get("msg", "not a position token"), found[0].get("type", "value_error")

@@ -47,6 +47,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+async def too_many_waiters(_request: Request, exc: Exception) -> JSONResponse:
+    """More requests of this gateway wait for the projection than it allows: retry shortly."""
+    detail = [{"loc": ["query", "after"], "msg": f"{exc}: retry later", "type": "too_many_waiters"}]
+    return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "1"})
+
+
 async def sign_in_first(_request: Request, exc: Exception) -> Response:
     """A page without a session: to the sign-in page, and back afterwards."""
     if not isinstance(exc, SignInFirst):

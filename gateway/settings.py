@@ -47,3 +47,6 @@ class GatewaySettings(CoreSettings):
     timeout_s: float = Field(30.0, gt=0)
     upstream_connections: int = Field(16, ge=1, le=1000)
     read_your_writes_wait_ms: int = Field(5000, ge=0, le=30_000)
+    # Requests of this gateway waiting for the projection at once (`after=`, `wait_ms`), each on a
+    # connection of a pool of their own so plain reads never queue behind them; more get 429.
+    projection_waiters: int = Field(256, ge=1, le=10_000)

@@ -10,6 +10,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from gateway.adapters.principals import PrincipalCache
 from gateway.adapters.thresholds import ThresholdCache
+from gateway.adapters.waits import WaitSlots
 from gateway.settings import GatewaySettings
 from platograph import internal
 
@@ -35,11 +36,13 @@ class Services:
     similarity: httpx.AsyncClient
     webhooks: httpx.AsyncClient
     access: httpx.AsyncClient
+    graph_waits: httpx.AsyncClient  # the graph again, for read-your-writes waits only
+    waiting: WaitSlots
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     thresholds: ThresholdCache = field(default_factory=ThresholdCache)
 
     async def aclose(self) -> None:
-        for client in (self.ingest, self.graph, self.similarity, self.webhooks, self.access):
+        for client in (self.ingest, self.graph, self.similarity, self.webhooks, self.access, self.graph_waits):
             await client.aclose()
 
 
@@ -50,12 +53,17 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         max_connections=settings.upstream_connections, max_keepalive_connections=settings.upstream_connections
     )
 
-    def client(name: str, url: str) -> httpx.AsyncClient:
+    def client(
+        name: str, url: str, pool: httpx.Limits = limits, timeout_s: float = settings.timeout_s
+    ) -> httpx.AsyncClient:
         # httpx's API over aiohttp's connection pool: httpcore polls every pooled socket on each request
         # and cost the gateway 1.0-1.3 ms of CPU per upstream call here; aiohttp's pool costs 0.45 ms.
-        transport = transports.get(name) or AiohttpTransport(limits=limits)
-        return ServiceClient(base_url=url, timeout=settings.timeout_s, limits=limits, transport=transport,
+        transport = transports.get(name) or AiohttpTransport(limits=pool)
+        return ServiceClient(base_url=url, timeout=timeout_s, limits=pool, transport=transport,
                              headers=internal.headers(settings.internal_token))  # fmt: skip
+
+    waiters = settings.projection_waiters
+    longest_wait_s = 30.0 + settings.timeout_s  # the longest `wait_ms`, and an answer after it
 
     return Services(
         ingest=client("ingest", settings.ingest_url),
@@ -63,5 +71,7 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         similarity=client("similarity", settings.similarity_url),
         webhooks=client("webhooks", settings.webhooks_url),
         access=client("access", settings.access_url),
+        graph_waits=client("graph", settings.graph_url, httpx.Limits(max_connections=waiters), longest_wait_s),
+        waiting=WaitSlots(waiters),
         principals=PrincipalCache(ttl_s=settings.key_cache_s),
     )

@@ -42,4 +42,5 @@ def raise_for_client_error(response: httpx.Response) -> None:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        raise HTTPException(response.status_code, detail=detail)
+        retry = response.headers.get("retry-after")
+        raise HTTPException(response.status_code, detail=detail, headers={"Retry-After": retry} if retry else None)

@@ -110,9 +110,9 @@ async def dangling_edges(
 @router.get("/projection", response_model=ProjectionState, tags=["operations"])
 async def projection(services: ServicesDep, position: Position, wait_ms: int = Query(0, ge=0, le=30_000)) -> Any:
     """Whether every write up to `position` is visible in reads (waits up to `wait_ms`)."""
-    response = await call(
-        services.graph, "graph", "GET", "/v1/projection", params={"position": position, "wait_ms": wait_ms}
-    )
+    with services.waiting.slot():
+        response = await call(services.graph_waits, "graph", "GET", "/v1/projection",
+                              params={"position": position, "wait_ms": wait_ms})  # fmt: skip
     raise_for_client_error(response)
     return response.json()
 

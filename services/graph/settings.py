@@ -15,6 +15,8 @@ class GraphSettings(CoreSettings, DatabaseSettings):
     consumer: str = Field(default_factory=lambda: f"projector-{socket.gethostname()}-{os.getpid()}")
     batch_size: int = 50  # entries per transaction; an entry holds up to events_per_entry events
     block_ms: int = 1000
+    # Requests of this process waiting for the projection (read-your-writes) at once; more get 429.
+    projection_waiters: int = Field(1000, ge=1, le=100_000)
     claim_idle_ms: int = 30_000
     # Trim stream entries every consumer group is done with (the journal keeps them); 0 = never.
     trim_every_s: float = 60.0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from platograph import ontology
+from platograph.redis_clients import async_redis
 from services.ingest.adapters.event_log import EventLog, RedisEventLog
 from services.ingest.settings import IngestSettings
 
@@ -22,5 +21,5 @@ def bootstrap(settings: IngestSettings | None = None, log: EventLog | None = Non
     """Real adapters unless fakes are passed in."""
     settings = settings or IngestSettings()
     if log is None:
-        log = RedisEventLog(aioredis.Redis.from_url(settings.redis_url), settings.stream)
+        log = RedisEventLog(async_redis(settings.redis_url), settings.stream)
     return Ingest(settings=settings, ontology=ontology.load(settings.ontology), log=log)

@@ -1,5 +1,8 @@
 """The graph service's own failure answers."""
 
+import asyncio
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,5 +24,43 @@ def test_database_down_is_503_with_retry_after(env: dict[str, str], monkeypatch:
                 assert response.status_code == 503 and response.headers["retry-after"] == "1", path
                 assert response.json()["detail"][0]["loc"] == ["server"]
                 assert "database unavailable" in response.json()["detail"][0]["msg"]
+    finally:
+        graph.close()
+
+
+def test_parked_read_your_writes_waits_hold_no_thread_and_past_the_cap_get_429(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 requests wait for a position the projector has not reached: a plain read still answers at once
+    (the waits are on the event loop, not on the thread pool the other reads use), the 201st wait is refused
+    with 429 and Retry-After, and once the position is reached every wait answers `reached`."""
+    monkeypatch.setenv("PLATOGRAPH_PROJECTION_WAITERS", "200")
+    graph = bootstrap(GraphSettings())
+    graph.consumer.ensure_group()
+    position = graph.consumer.client.xadd(graph.settings.stream, {"x": "1"}).decode()  # issued, never projected
+    app = create_app(graph)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://graph") as client:
+                wait = {"position": position, "wait_ms": 30_000}
+                parked = [asyncio.create_task(client.get("/v1/projection", params=wait)) for _ in range(200)]
+                while app.state.waits.waiting < 200:
+                    assert not any(task.done() for task in parked), [t.result().text for t in parked if t.done()][:1]
+                    await asyncio.sleep(0.01)
+                plain = await asyncio.wait_for(client.get("/v1/entities", params={"limit": 1}), timeout=10)
+                assert plain.status_code == 200
+                over = await client.get("/v1/projection", params=wait)
+                assert over.status_code == 429 and over.headers["retry-after"] == "1", over.text
+                assert over.json()["detail"][0]["type"] == "too_many_waiters"
+                stream, group = graph.settings.stream, graph.settings.group
+                graph.consumer.client.xreadgroup(group, "test", {stream: ">"}, count=1)
+                graph.consumer.client.xack(stream, group, position)
+                answers = await asyncio.wait_for(asyncio.gather(*parked), timeout=10)
+                assert {(a.status_code, a.json()["reached"]) for a in answers} == {(200, True)}
+
+    try:
+        asyncio.run(scenario())
     finally:
         graph.close()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from tests.integration.test_gateway import system
 
 pytestmark = pytest.mark.integration
-HOOK = {"url": "http://127.0.0.1:9/hook", "event_types": ["candidate.proposed"]}
+HOOK = {"url": "http://127.0.0.1:9999/hook", "event_types": ["candidate.proposed"]}
 
 
 @pytest.fixture

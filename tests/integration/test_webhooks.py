@@ -352,7 +352,7 @@ def test_filters_redirects_and_addresses(hooks: Hooks) -> None:
 
 
 def test_crud_pagination_and_secrets_at_rest(hooks: Hooks) -> None:
-    made = [hooks.register(f"http://127.0.0.1:9/{i}", description=f"n{i}") for i in range(3)]
+    made = [hooks.register(f"http://127.0.0.1:9999/{i}", description=f"n{i}") for i in range(3)]
     first = hooks.api.get("/v1/webhooks", params={"limit": 2}).json()
     second = hooks.api.get("/v1/webhooks", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert sorted(s["id"] for s in first["items"] + second["items"]) == sorted(m["id"] for m in made)

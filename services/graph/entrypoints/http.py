@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -13,7 +12,9 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -32,7 +33,9 @@ from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
 from platograph.ontology import OntologyError
 from platograph.positions import parse_entry_id
+from platograph.redis_clients import async_redis
 from platograph.runtime import tune_gc
+from platograph.waiting import ProjectionWait, TooManyWaiters
 from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import Related
 from services.graph.adapters.view_reader import ViewReader
@@ -55,7 +58,24 @@ def get_conn(graph: Annotated[Graph, Depends(get_graph)]) -> Iterator[Connection
         yield conn
 
 
+async def get_waits(request: Request) -> AsyncIterator[ProjectionWait]:
+    waits = getattr(request.app.state, "waits", None)
+    if waits is not None:
+        yield waits
+        return
+    # Served without its lifespan (an in-process client whose every request runs on a loop of its own):
+    # a client for this request only, since an asyncio client cannot move between loops.
+    graph: Graph = request.app.state.graph
+    client = async_redis(graph.settings.redis_url, connections=2)
+    try:
+        yield ProjectionWait(client, stream=graph.settings.stream, group=graph.settings.group,
+                             limit=graph.settings.projection_waiters)  # fmt: skip
+    finally:
+        await client.aclose()
+
+
 GraphDep = Annotated[Graph, Depends(get_graph)]
+WaitsDep = Annotated[ProjectionWait, Depends(get_waits)]
 ViewsDep = Annotated[ViewReader, Depends(get_views)]
 ConnDep = Annotated[Connection, Depends(get_conn)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -145,22 +165,23 @@ def dangling_edges(conn: ConnDep, dangling: bool = True, cursor: str | None = No
         raise _bad_cursor(exc) from exc
 
 
-@router.get("/projection", response_model=ProjectionState)
-def projection(graph: GraphDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> ProjectionState:
-    """Whether the projection has applied everything up to a write's position token (waits up to wait_ms)."""
+@router.get("/projection", response_model=ProjectionState, responses={429: {}})
+async def projection(waits: WaitsDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> ProjectionState:
+    """Whether the projection has applied everything up to a write's position token (waits up to wait_ms,
+    on the event loop: a wait holds no thread, and past the cap of waiters one is refused with 429)."""
     try:
         parse_entry_id(position)
     except ValueError as exc:
         raise _bad_cursor(exc, "position") from exc
-    if not graph.consumer.issued(position):
+    if not await waits.issued(position):
         msg = "no write has been given this position (yet): pass a `position` a write returned"
         raise HTTPException(422, detail=[{"loc": ["query", "position"], "msg": msg, "type": "not_issued"}])
-    deadline = time.monotonic() + wait_ms / 1000
-    while True:
-        reached = graph.consumer.reached(position)
-        if reached or time.monotonic() >= deadline:
-            return ProjectionState(position=position, reached=reached)
-        time.sleep(0.01)
+    try:
+        reached = await waits.wait(position, wait_ms / 1000)
+    except TooManyWaiters as exc:
+        detail = [{"loc": ["query", "wait_ms"], "msg": f"{exc}: retry later", "type": "too_many_waiters"}]
+        raise HTTPException(429, headers={"Retry-After": "1"}, detail=detail) from exc
+    return ProjectionState(position=position, reached=reached)
 
 
 @router.get("/journal")
@@ -298,10 +319,14 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     views = graph.view_reader()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await views.open()
+        client = async_redis(graph.settings.redis_url)
+        app.state.waits = ProjectionWait(client, stream=graph.settings.stream, group=graph.settings.group,
+                                         limit=graph.settings.projection_waiters)  # fmt: skip
         tune_gc()
         yield
+        await client.aclose()
         await views.close()
 
     app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
@@ -312,6 +337,12 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     )
     instrument(app, "graph")
     protect(app, "graph")
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _event_log_down(_: Request, exc: Exception) -> JSONResponse:
+        detail = [{"loc": ["server"], "msg": f"event log unavailable: {exc}", "type": "unavailable"}]
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(psycopg.OperationalError)  # the view's pool (a PoolTimeout is one too)
