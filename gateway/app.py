@@ -110,7 +110,8 @@ def create_app(
     async def docs(request: Request) -> Response:
         return templates.TemplateResponse(request, "docs.html", {})
 
-    instrument(app, "gateway", metrics_dependencies=scope("admin"))
+    # An import is streamed on to ingest, which checks its text: the gateway does not hold it too.
+    instrument(app, "gateway", scope("admin"), body_limits=settings.body_limits, relayed=("/v1/import",))
     document.install(app, ontology.load(settings.ontology))
     app.add_middleware(ContentTypes)
     if settings.cors_origins:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from platograph.body_limit import BodyLimit, BodyLimits
 from platograph.text_guard import TextGuard
 
 REQUESTS = Counter("platograph_http_requests_total", "HTTP requests", ["service", "route", "status"])
@@ -72,11 +73,19 @@ class MetricsMiddleware:
             REQUESTS.labels(self.service, template, str(status)).inc()
 
 
-def instrument(app: FastAPI, service: str, metrics_dependencies: Sequence[Any] = ()) -> None:
-    """Add /healthz, /metrics (behind `metrics_dependencies`), request metrics, and the guard against text
-    Postgres cannot store."""
-    app.add_middleware(TextGuard)
-    app.add_middleware(MetricsMiddleware, service=service)  # added last, so outermost: it counts the guard's 422s
+def instrument(
+    app: FastAPI,
+    service: str,
+    metrics_dependencies: Sequence[Any] = (),
+    body_limits: BodyLimits | None = None,
+    relayed: Collection[str] = (),
+) -> None:
+    """Add /healthz, /metrics (behind `metrics_dependencies`), request metrics, the body limit, and the guard
+    against text Postgres cannot store (not on `relayed` paths, whose body this service streams on to one
+    that checks it)."""
+    app.add_middleware(TextGuard, skip=frozenset(relayed))
+    app.add_middleware(BodyLimit, limits=body_limits or BodyLimits())  # before the guard, which buffers
+    app.add_middleware(MetricsMiddleware, service=service)  # added last, so outermost: it counts 413s and 422s
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

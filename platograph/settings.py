@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from platograph.body_limit import MIB, BodyLimits
 from platograph.ontology import DEFAULT_PATH
 
 
@@ -24,6 +25,10 @@ class CoreSettings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, le=1000)
     # What callers of the internal services send (platograph.internal); `platograph up` makes one.
     internal_token: str | None = Field(None, min_length=32)
+    # Request bodies over these are refused with 413 as they arrive (platograph.body_limit); an import is
+    # checked whole before any line is appended, so it is held in memory: split bigger files (the loader does).
+    max_body_bytes: int = Field(16 * MIB, ge=1024, le=1024 * MIB)
+    max_import_bytes: int = Field(32 * MIB, ge=1024, le=1024 * MIB)
 
     @field_validator("redis_url")
     @classmethod
@@ -31,6 +36,10 @@ class CoreSettings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return value
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.max_body_bytes, {"/v1/import": self.max_import_bytes})
 
     @property
     def dead_letter_stream(self) -> str:

@@ -115,15 +115,16 @@ def _in_document(raw: bytes, loc: Loc) -> Refusal | None:
 class TextGuard:
     """Plain ASGI: the URL is checked on every request (cheap); a JSON body is read once and handed on."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, skip: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.skip = skip  # paths whose body is streamed on to a service that checks it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         found = in_url(scope)
-        if found is None and scope["method"] in ("POST", "PUT", "PATCH"):
+        if found is None and scope["method"] in ("POST", "PUT", "PATCH") and scope["path"] not in self.skip:
             body, receive = await _buffered(receive)
             found = in_body(body)
         if found is None:
@@ -137,14 +138,21 @@ class TextGuard:
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body, and a `receive` that replays the messages read (then passes on what comes next)."""
-    messages: list[Message] = []
+    """The whole body (its size bounded by platograph.body_limit in front), and a `receive` that replays it
+    as one message (then passes on what comes next)."""
+    chunks: list[bytes] = []
+    tail: list[Message] = []  # a disconnect that came before the end of the body
     while True:
         message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body", False):
+        if message["type"] != "http.request":
+            tail = [message]
             break
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    del chunks  # one copy of the body from here on
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": bool(tail)}, *tail]
 
     async def replay() -> Message:
         return messages.pop(0) if messages else await receive()

@@ -99,7 +99,8 @@ async def post_import(
     request: Request, ingest: IngestDep, key: IdemKey = None, actor: ActorHeader = None
 ) -> dict[str, Any]:
     """Import NDJSON lines ``{"kind": "entity"|"edge", ...}``; all lines are checked before any is appended."""
-    body = await _read_body(request, ingest.settings.max_body_bytes * 16, ("application/x-ndjson", "application/json"))
+    media = ("application/x-ndjson", "application/json")
+    body = await _read_body(request, ingest.settings.max_import_bytes, media)
     payloads = validate_ndjson(body.splitlines(), ingest.ontology, ingest.settings.max_import_lines)
     return await _accept(ingest, payloads, key, body, actor, full=False)
 
@@ -141,7 +142,7 @@ def create_app(ingest: Ingest | None = None) -> FastAPI:
     app = FastAPI(title="Platograph ingest", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.ingest = wired
     app.include_router(router)
-    instrument(app, "ingest")
+    instrument(app, "ingest", body_limits=wired.settings.body_limits)
     protect(app, "ingest")
 
     @app.exception_handler(InvalidInput)
