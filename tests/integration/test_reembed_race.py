@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from rq import Queue
 
 from platograph.contracts import EntityUpserted
 from services.similarity.adapters.edge_index import EdgeIndex
@@ -19,6 +21,7 @@ from services.similarity.bootstrap import Served
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
 from services.similarity.domain.models import E5_SMALL, MINILM
 from services.similarity.entrypoints import http as similarity_http
+from services.similarity.entrypoints import reembed_jobs
 from services.similarity.service_layer import indexing, reembed
 from services.similarity.settings import SimilaritySettings
 from tests.integration.test_gateway import EMBEDDER
@@ -85,5 +88,55 @@ def test_a_batch_travels_as_binary_vectors_and_bad_ones_are_refused_naming_the_f
         got = np.array(stored[1])
         assert float(got @ vectors[1] / (np.linalg.norm(got) * np.linalg.norm(vectors[1]))) > 0.9999
         assert sim.store.job(job)["done"] == 2  # type: ignore[index]
+    finally:
+        sim.close()
+
+
+def open_job(sim: Any, tmp_path: Path, batches: int) -> str:
+    sim.target = Served(E5_SMALL, EMBEDDER, EdgeIndex(tmp_path, E5_SMALL.key, E5_SMALL.dimension))
+    plan = [{"after": f"claim:{n}", "last": f"claim:{n + 1}", "count": 1} for n in range(batches)]
+    return str(sim.store.create(E5_SMALL.name, MINILM.name, False, plan))
+
+
+def test_a_job_never_switches_to_an_incomplete_collection(env: dict[str, str], tmp_path: Path) -> None:
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER,
+                               graph=httpx.Client(base_url="http://127.0.0.1:9"))  # fmt: skip
+    try:
+        job = open_job(sim, tmp_path, batches=3)
+        item = Indexed(id="claim:1", type="claim", name="One", text="One.")
+        assert reembed.accept_batch(sim, job, 0, [item], EMBEDDER.embed([item.text]))
+        with pytest.raises(reembed.ReembedError, match="1 of 3 batches done and 0 failed"):
+            reembed.finish(sim, job)
+        sim.store.mark_failed(job, 1, "worker died three times")
+        assert reembed.accept_batch(sim, job, 2, [], EMBEDDER.embed(["x"])[:0])
+        with pytest.raises(reembed.ReembedError, match="2 of 3 batches done and 1 failed"):
+            reembed.finish(sim, job)
+        assert sim.store.alias().get("active") != E5_SMALL.name  # nothing switched
+        # The coordinator: nothing left to run and a batch failed for good, so the job fails, with the count.
+        settings = reembed_jobs.ReembedSettings()
+        queue = Queue(settings.reembed_queue, connection=sim.store.client)
+        assert reembed_jobs.tick(settings, sim.store, queue, httpx.Client(base_url="http://127.0.0.1:9")) == "failed"
+        ended = sim.store.job(job)
+        assert ended is not None and ended["status"] == "failed" and "1 of 3 batches failed" in ended["error"]
+        assert sim.store.current() is None
+    finally:
+        sim.close()
+
+
+def test_a_restart_after_the_switch_and_before_the_job_was_marked_done_completes_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER,
+                               graph=httpx.Client(base_url="http://127.0.0.1:9"))  # fmt: skip
+    try:
+        job = open_job(sim, tmp_path, batches=1)
+        # As flip leaves it when killed between setting the alias and marking the job done.
+        sim.store.set_alias(E5_SMALL.name, MINILM.name)
+        sim.target = None
+        reembed.resume(sim)  # the restarted process
+        ended = sim.store.job(job)
+        assert ended is not None and ended["status"] == "done" and sim.store.current() is None
+        assert sim.target is None  # the active collection is not reopened as a target to build again
+        assert sim.store.alias() == {"active": E5_SMALL.name, "previous": MINILM.name}  # the rollback stays
     finally:
         sim.close()

@@ -102,6 +102,13 @@ def tick(settings: ReembedSettings, store: ReembedStore, queue: Queue, similarit
     if job is None or job_id is None or job["status"] != "running":
         return None if job is None else str(job["status"])
     pending = store.pending_batches(job_id, job["batches"])
+    if not pending and job["failed_batches"]:  # retried by RQ and failed for good: never switch to a part
+        failed = job["failed_batches"]
+        which = ", ".join(sorted(failed, key=int))
+        error = f"{len(failed)} of {job['batches']} batches failed after their retries (batches {which})"
+        log.error("re-embed %s: %s", job_id, error)
+        store.finish(job_id, "failed", error=error)
+        return "failed"
     if not pending:
         response = similarity.post(f"/v1/reembed/{job_id}/finish", timeout=None)
         if response.status_code >= 400:

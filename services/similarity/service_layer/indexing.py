@@ -59,10 +59,10 @@ def index_entities(
         items = [Indexed(i.id, i.type, i.name, i.description, target.model.text_of(e.model_dump()))
                  for i, e in zip(active, live, strict=True)]  # fmt: skip
         new_vectors = target.embedder.embed([i.text for i in items]) if items else vectors[:0]
-        with sim.lock:
+        with sim.lock:  # written and marked under one lock: a batch checks the marks under it (reembed)
             target.index.upsert(items, new_vectors.astype(np.float32))
             target.index.delete(inactive)
-        mark_fresh(sim, [i.id for i in items] + inactive)
+            mark_fresh(sim, [i.id for i in items] + inactive)
     return [(item, vectors[i]) for i, item in enumerate(active)]
 
 
@@ -80,8 +80,7 @@ def delete_everywhere(sim: Similarity, entity_id: str) -> None:
         target = sim.target
         if target is not None:
             target.index.delete([entity_id])
-    if target is not None:
-        mark_fresh(sim, [entity_id])
+            mark_fresh(sim, [entity_id])
 
 
 def mark_fresh(sim: Similarity, entity_ids: list[str]) -> None:

@@ -86,9 +86,16 @@ def resume(sim: Similarity) -> None:
     follow.resume(sim)
     job_id = sim.store.current()
     job = sim.store.job(job_id) if job_id else None
-    if job and job["status"] in ("running", "ready") and REGISTRY.get(job["model"]):
-        with sim.lock:
-            sim.target = serve_model(sim, REGISTRY[job["model"]])
+    if job is None or job_id is None or job["status"] not in ("running", "ready") or not REGISTRY.get(job["model"]):
+        return
+    if sim.store.alias().get("active") == job["model"]:
+        # The crash came after the switch and before the job was marked done: the switch stands (the
+        # candidates follow it, as follow.resume saw to), only the record is missing.
+        sim.store.finish(job_id, "done", note="completed after a restart interrupted the switch")
+        log.info("re-embed %s: the switch to %s had happened; marked done", job_id, job["model"])
+        return
+    with sim.lock:
+        sim.target = serve_model(sim, REGISTRY[job["model"]])
 
 
 def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vectors: np.ndarray) -> bool:
@@ -104,11 +111,12 @@ def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vec
     if len(items) and vectors.shape[1] != target.model.dimension:
         msg = f"rows of {vectors.shape[1]} values, where {target.model.name} makes {target.model.dimension}"
         raise ReembedError(422, ["body", "vectors"], msg)
-    # An entity the consumer wrote meanwhile is newer than what this batch read: keep the consumer's.
-    fresh = sim.store.fresh(job_id, [i.id for i in items])
-    kept = [(i, v) for i, v in zip(items, vectors, strict=True) if i.id not in fresh]
-    if kept:
-        with sim.lock:
+    # An entity the consumer wrote meanwhile is newer than what this batch read: keep the consumer's. Read
+    # under the lock the consumer writes and marks under, so no change lands between the check and the write.
+    with sim.lock:
+        fresh = sim.store.fresh(job_id, [i.id for i in items])
+        kept = [(i, v) for i, v in zip(items, vectors, strict=True) if i.id not in fresh]
+        if kept:
             target.index.upsert([i for i, _ in kept], np.asarray([v for _, v in kept], dtype=np.float32))
     return sim.store.mark_done(job_id, n, len(items))
 
@@ -212,6 +220,11 @@ def finish(sim: Similarity, job_id: str) -> None:
     job = sim.store.job(job_id)
     if job is None or job["status"] != "running":
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running")
+    if job["failed_batches"] or job["done_batches"] != job["batches"]:
+        # Switching now would answer from an incomplete collection, and withdraw every candidate it misses.
+        msg = (f"re-embed {job_id} has {job['done_batches']} of {job['batches']} batches done and "
+               f"{len(job['failed_batches'])} failed: it cannot switch to an incomplete collection")  # fmt: skip
+        raise ReembedError(409, ["path", "job"], msg)
     with sim.lock:
         target = sim.target
     if target is None:
