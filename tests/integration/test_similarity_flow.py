@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from platograph.contracts import CandidateProposed, decode_entry
 from tests.helpers import FailingEmbedder, eventually
@@ -209,7 +210,7 @@ def test_accepting_a_candidate_makes_the_edge_and_a_second_decision_is_409(api: 
     assert api.post("/v1/candidates/claim:none/claim:nothing/reject", json={}).status_code == 404
 
 
-def test_concurrent_accept_and_reject_one_wins(api: TestClient) -> None:
+def test_concurrent_accept_and_reject_one_wins(api: TestClient, engine: Any) -> None:
     api.post("/v1/entities", json=[
         {"id": "claim:tea", "name": "Tea improves focus", "text": "Drinking green tea improves focus."},
         {"id": "finding:tea", "name": "Green tea raised focus", "text": "Green tea intake improved focus scores."},
@@ -223,6 +224,15 @@ def test_concurrent_accept_and_reject_one_wins(api: TestClient) -> None:
             lambda: api.post(f"{url}/reject", json={}),
         ]))  # fmt: skip
     assert sorted(r.status_code for r in results) == [202, 409]
+    winner, loser = sorted(results, key=lambda r: r.status_code)
+    decided = "accepted" if winner is results[0] else "rejected"
+    assert f"already {decided}" in loser.json()["detail"][0]["msg"]  # the loser is told what won
+    api.get("/v1/projection", params={"position": winner.json()["position"], "wait_ms": 5000})
+    with engine.connect() as conn:
+        journal = conn.execute(text(
+            "SELECT type FROM journal WHERE type IN ('candidate.accepted', 'candidate.rejected') "
+            "AND payload->>'a' = :a AND payload->>'b' = :b"), {"a": pair[0], "b": pair[1]}).scalars().all()  # fmt: skip
+    assert journal == [f"candidate.{decided}"]  # the winner's decision, once, and never the loser's
 
 
 def test_candidates_follow_the_model_after_a_crash_in_the_middle_of_a_switch(
