@@ -21,6 +21,10 @@ from platograph.urls import segment
 IdemKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=200, description="A retried create makes one subscription")
 ]
+ReplayKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="A repeated replay re-sends nothing a second time"),
+]
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=scope("webhooks"))
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"},
                                            422: {"description": "Invalid field: `detail[].loc` names it"}}  # fmt: skip
@@ -119,6 +123,6 @@ async def retry(id: str, delivery_id: uuid.UUID, services: ServicesDep, caller: 
 
 
 @router.post("/{id}/replay", status_code=202, responses=ERRORS)
-async def replay(id: str, body: Replay, services: ServicesDep, caller: PrincipalDep) -> Response:
+async def replay(id: str, body: Replay, services: ServicesDep, caller: PrincipalDep, key: ReplayKey = None) -> Response:
     """Re-send every delivery since a time (or only the failed ones)."""
-    return await _forward(services, caller, "POST", f"/{segment(id)}/replay", content=body.model_dump_json())
+    return await _forward(services, caller, "POST", f"/{segment(id)}/replay", content=body.model_dump_json(), key=key)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine
 from platograph import internal
 from platograph.background import LoopState
 from platograph.stream import StreamConsumer
+from services.webhooks.adapters.breaker import Breaker
 from services.webhooks.adapters.secrets import SecretBox
 from services.webhooks.settings import WebhookSettings
 
@@ -28,14 +29,13 @@ class Webhooks:
     box: SecretBox
     graph: httpx.Client
     consumer: StreamConsumer
-    http: httpx.Client  # sends deliveries: no redirects, no environment proxies
+    breaker: Breaker
     rng: random.Random = field(default_factory=random.Random)
     loop: LoopState = field(default_factory=lambda: LoopState("webhook-dispatcher"))
 
     def close(self) -> None:
         self.engine.dispose()
         self.graph.close()
-        self.http.close()
         self.redis.close()
 
 
@@ -53,7 +53,12 @@ def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | Non
         consumer=StreamConsumer.member(
             connection, settings, group=settings.webhook_group, consumer=settings.webhook_consumer
         ),
-        http=httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False),
+        breaker=Breaker(
+            connection,
+            settings.webhook_queue,
+            first_pause_s=settings.webhook_breaker_first_s,
+            longest_pause_s=settings.webhook_breaker_longest_s,
+        ),  # fmt: skip
     )
 
 

@@ -36,6 +36,10 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
     webhook_disable_after_s: float = Field(5 * 24 * 3600.0, gt=0)
     # Deliveries to one endpoint in flight at once, so a slow endpoint cannot hold every worker.
     webhook_endpoint_concurrency: int = Field(2, ge=1, le=100)
+    # An endpoint that refuses, times out or answers 5xx/429 is backed off as a whole: first pause, doubling
+    # with each failed probe up to the longest (adapters/breaker.py).
+    webhook_breaker_first_s: float = Field(5.0, gt=0, le=3600)
+    webhook_breaker_longest_s: float = Field(600.0, gt=0, le=24 * 3600)
     webhook_queue: str = "platograph-webhooks"
     webhook_group: str = "webhooks"
     webhook_consumer: str = Field(default_factory=lambda: f"webhooks-{socket.gethostname()}-{os.getpid()}")

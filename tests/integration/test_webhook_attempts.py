@@ -3,17 +3,24 @@ that keeps failing for days, and to one whose address stopped being allowed afte
 
 from __future__ import annotations
 
+import itertools
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
+from services.webhooks.entrypoints import http as webhooks_http
 from services.webhooks.service_layer import delivery
 from tests.receiver import receiver
 
@@ -71,3 +78,105 @@ def test_the_address_is_checked_again_before_each_attempt(wh: Webhooks) -> None:
     status, reason, endpoint_state, _ = state(wh, delivery_id)
     assert status == "pending" and reason.startswith("refused:") and "127.0.0.1" in reason
     assert endpoint_state == "active"  # retried later, in case the address changes back
+
+
+@contextmanager
+def tarpit(every_s: float) -> Iterator[str]:
+    """A receiver that reads the request, then answers one byte every `every_s` seconds, for ever."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                if stop.wait(every_s):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_receiver_that_trickles_its_answer_cannot_hold_a_worker_past_the_deadline(wh: Webhooks) -> None:
+    wh.settings.webhook_timeout_s = 1.0  # each byte comes well within the read timeout: only a deadline helps
+    with tarpit(every_s=0.2) as url:
+        delivery_id = subscribe(wh, url)
+        started = time.monotonic()
+        assert delivery.attempt_batch(wh, [delivery_id], 0).endswith("1 failed, 0 postponed")
+        assert time.monotonic() - started < 10  # not until the trickle ends (never)
+    status, reason, _, _ = state(wh, delivery_id)
+    assert status == "pending" and "no complete answer within 1 s" in reason  # retried later
+
+
+def test_a_replay_repeated_with_its_key_resends_nothing_a_second_time(wh: Webhooks) -> None:
+    with receiver() as endpoint:
+        delivery_id = subscribe(wh, endpoint.url)
+        assert delivery.attempt_batch(wh, [delivery_id], 0) == "1 delivered"
+        api = TestClient(webhooks_http.create_app(wh, dispatch=False))
+        since = {"since": "2000-01-01T00:00:00Z"}
+
+        def replay(key: str) -> int:
+            answer = api.post("/v1/webhooks/wh_test/replay", json=since, headers={"Idempotency-Key": key})
+            assert answer.status_code == 202, answer.text
+            return int(answer.json()["requeued"])
+
+        assert replay("r1") == 1
+        assert delivery.attempt_batch(wh, [delivery_id], delivery.ANY_ATTEMPT) == "1 delivered"
+        assert (replay("r1"), replay("r1")) == (0, 0)  # the same replay, retried: nothing reopened
+        assert delivery.attempt_batch(wh, [delivery_id], delivery.ANY_ATTEMPT) == "nothing to send"
+        assert len(endpoint.requests) == 2  # the first send and the replay's, once
+        assert replay("r2") == 1  # another replay request re-sends it again
+
+
+def add_deliveries(wh: Webhooks, n: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(n)]
+    with wh.engine.begin() as conn:
+        store.insert_deliveries(conn, [{"id": i, "subscription_id": "wh_test", "event_id": uuid.uuid4(),
+                                        "event_type": "candidate.proposed", "stream_id": f"{k + 2}-0", "body": "{}",
+                                        "status": "pending"} for k, i in enumerate(ids)])  # fmt: skip
+    return ids
+
+
+def test_an_endpoint_that_is_down_is_backed_off_as_a_whole_then_probed(wh: Webhooks) -> None:
+    def script(n: int) -> tuple[int, float]:
+        return (503, 0.0) if n <= 2 else (200, 0.0)  # down for two tries, then back
+
+    with receiver(script) as endpoint:
+        first = subscribe(wh, endpoint.url)
+        others = add_deliveries(wh, 4)
+        assert delivery.attempt_batch(wh, [first], 0, "wh_test").endswith("1 failed, 0 postponed")
+        until = wh.breaker.open_until("wh_test")
+        assert until is not None and until > time.time()  # open: the endpoint is down
+        for batch in ([others[0]], [others[1]], others[2:]):  # other batches wait, sending nothing
+            assert delivery.attempt_batch(wh, batch, 0, "wh_test").startswith("endpoint backed off")
+        assert len(endpoint.requests) == 1
+        with wh.engine.connect() as conn:  # and spend no attempt
+            attempts = conn.execute(text("SELECT sum(attempts) FROM webhook_deliveries WHERE id = ANY(:ids)"),
+                                    {"ids": others}).scalar_one()  # fmt: skip
+        assert attempts == 0
+        wh.redis.hset(f"{wh.settings.webhook_queue}:breaker:wh_test", "open_until", str(time.time() - 1))
+        assert delivery.attempt_batch(wh, [others[0]], 0, "wh_test").endswith("1 failed, 0 postponed")  # the probe
+        second = wh.breaker.open_until("wh_test")
+        assert second is not None and second - time.time() > until - time.time()  # still down: a longer pause
+        assert delivery.attempt_batch(wh, [others[1]], 0, "wh_test").startswith("endpoint backed off")
+        wh.redis.hset(f"{wh.settings.webhook_queue}:breaker:wh_test", "open_until", str(time.time() - 1))
+        assert delivery.attempt_batch(wh, others[2:], 0, "wh_test") == "2 delivered"  # the probe gets through
+        assert wh.breaker.open_until("wh_test") is None  # closed: the queue flows again
+        assert delivery.attempt_batch(wh, [others[1]], 0, "wh_test") == "1 delivered"
+        assert len(endpoint.requests) == 5

@@ -1,7 +1,10 @@
-"""One HTTP attempt: signed, to the address that was checked, no redirects, the reply read with a cap."""
+"""One HTTP attempt: signed, to the address that was checked, no redirects, the reply read with a cap, and
+the whole attempt (connect, send, read) within one deadline: httpx's timeouts apply per socket operation,
+so a receiver that trickles a byte every few seconds would otherwise hold the worker without end."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,27 +41,37 @@ def signature_headers(message_id: str, body: str, secrets: list[str], at: dateti
     }
 
 
-def send(
-    client: httpx.Client, url: str, target: Target, body: str, headers: dict[str, str], *, cap: int, excerpt: int
-) -> Outcome:
+def client(timeout_s: float) -> httpx.AsyncClient:
+    """The client a batch sends with: no redirects, no proxies from the environment."""
+    return httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False)
+
+
+async def send(
+    client: httpx.AsyncClient, url: str, target: Target, body: str, headers: dict[str, str], *, cap: int,
+    excerpt: int, deadline_s: float,
+) -> Outcome:  # fmt: skip
     parts = urlsplit(url)
     address = f"[{target.address}]" if target.address.version == 6 else str(target.address)
     pinned = urlunsplit((parts.scheme, f"{address}:{target.port}", parts.path or "/", parts.query, ""))
     host = parts.netloc.rpartition("@")[2]
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     started = time.perf_counter()
+    received = bytearray()
     try:
-        request = client.build_request("POST", pinned, content=body.encode(), headers=headers | {"host": host},
-                                       extensions=extensions)  # fmt: skip
-        response = client.send(request, stream=True, follow_redirects=False)
-        try:
-            received = bytearray()
-            for chunk in response.iter_raw():
-                received += chunk
-                if len(received) >= cap:
-                    break
-        finally:
-            response.close()
+        async with asyncio.timeout(deadline_s):
+            request = client.build_request("POST", pinned, content=body.encode(), headers=headers | {"host": host},
+                                           extensions=extensions)  # fmt: skip
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                async for chunk in response.aiter_raw():
+                    received += chunk
+                    if len(received) >= cap:
+                        break
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        latency = (time.perf_counter() - started) * 1000
+        return Outcome(None, latency, f"no complete answer within {deadline_s:g} s (the whole attempt)", "")
     except httpx.HTTPError as exc:
         latency = (time.perf_counter() - started) * 1000
         return Outcome(None, latency, f"{type(exc).__name__}: {exc}"[:500], "")

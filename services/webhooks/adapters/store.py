@@ -163,16 +163,21 @@ def _attempts(conn: Connection, delivery_ids: list[uuid.UUID]) -> dict[uuid.UUID
 
 
 def reopen(conn: Connection, subscription_id: str, *, delivery_id: uuid.UUID | None = None,
-           since: datetime | None = None, only_failed: bool = False) -> list[uuid.UUID]:  # fmt: skip
-    """Set deliveries back to pending with a fresh schedule (one by id, or all since a time)."""
+           since: datetime | None = None, only_failed: bool = False,
+           replay_id: str | None = None) -> list[uuid.UUID]:  # fmt: skip
+    """Set deliveries back to pending with a fresh schedule (one by id, or all since a time). A replay
+    reopens a delivery once: those this replay already reopened are left alone (a repeated request)."""
     sql = text("""UPDATE webhook_deliveries SET status = 'pending', status_reason = 'resent', attempts = 0,
-                         next_attempt_at = now(), updated_at = now()
+                         next_attempt_at = now(), updated_at = now(),
+                         replay_id = COALESCE(CAST(:replay AS text), replay_id)
                    WHERE subscription_id = :s
                      AND (CAST(:id AS uuid) IS NULL OR id = :id)
                      AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
                      AND (NOT :only_failed OR status = 'failed')
+                     AND (CAST(:replay AS text) IS NULL OR replay_id IS DISTINCT FROM CAST(:replay AS text))
                RETURNING id""")
-    params = {"s": subscription_id, "id": delivery_id, "since": since, "only_failed": only_failed}
+    params = {"s": subscription_id, "id": delivery_id, "since": since, "only_failed": only_failed,
+              "replay": replay_id}  # fmt: skip
     return [row.id for row in conn.execute(sql, params)]
 
 

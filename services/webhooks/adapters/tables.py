@@ -60,6 +60,7 @@ class Delivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    replay_id: str | None = Field(default=None, sa_column=Column(Text))  # the replay that last reopened it
 
 
 class Attempt(SQLModel, table=True):

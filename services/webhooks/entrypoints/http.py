@@ -141,7 +141,8 @@ def resume(id: str, wh: WhDep, owner: Caller = None, who: Who = None) -> dict[st
         store.update_subscription(conn, id, {"state": "active", "state_reason": "", "failing_since": None,
                                              "changed_by": actor_label(who)})  # fmt: skip
         pending = store.pending_of(conn, id)
-    delivery.enqueue_again(wh, pending)
+    wh.breaker.close(id)  # a person says it is back: try it now
+    delivery.enqueue_again(wh, id, pending)
     with wh.engine.connect() as conn:
         return _view(_existing(conn, id, owner)) | {"requeued": len(pending)}
 
@@ -191,18 +192,22 @@ def retry(id: str, delivery_id: uuid.UUID, wh: WhDep, owner: Caller = None) -> d
         reopened = store.reopen(conn, id, delivery_id=delivery_id)
     if not reopened:
         raise _error(404, ["path", "delivery_id"], f"no delivery {delivery_id} for webhook {id!r}", "not_found")
-    delivery.enqueue_again(wh, reopened)
+    wh.breaker.close(id)  # a person asks for it now: no pause from earlier failures
+    delivery.enqueue_again(wh, id, reopened)
     return {"requeued": 1}
 
 
 @router.post("/{id}/replay", status_code=202)
-def replay(id: str, body: Replay, wh: WhDep, owner: Caller = None) -> dict[str, Any]:
-    """Re-send everything since a time (same `webhook-id`s, so receivers can drop what they have)."""
+def replay(id: str, body: Replay, wh: WhDep, owner: Caller = None, key: IdemKey = None) -> dict[str, Any]:
+    """Re-send everything since a time (same `webhook-id`s, so receivers can drop what they have). A
+    request repeated with its Idempotency-Key re-sends nothing more: each delivery goes once per replay."""
+    replay_id = f"{id}:{key}" if key else uuid.uuid4().hex
     with wh.engine.begin() as conn:
         _existing(conn, id, owner)
-        reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed)
-    delivery.enqueue_again(wh, reopened)
-    return {"requeued": len(reopened)}
+        reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed, replay_id=replay_id)
+    wh.breaker.close(id)
+    delivery.enqueue_again(wh, id, reopened, tag=f"-replay-{uuid.uuid5(delivery.NAMESPACE, replay_id).hex[:12]}")
+    return {"requeued": len(reopened), "replay_id": replay_id}
 
 
 stats_router = APIRouter(prefix="/v1", tags=["webhooks"])

@@ -8,6 +8,7 @@ from services.webhooks.bootstrap import worker_context
 from services.webhooks.service_layer.delivery import attempt_batch
 
 
-def deliver(delivery_ids: list[str], attempt: int) -> str:
-    """RQ job: one attempt at each delivery of a batch (all to one endpoint)."""
-    return attempt_batch(worker_context(), [uuid.UUID(i) for i in delivery_ids], attempt)
+def deliver(delivery_ids: list[str], attempt: int, endpoint: str | None = None) -> str:
+    """RQ job: one attempt at each delivery of a batch (all to `endpoint`; jobs queued before the breaker
+    came carry none)."""
+    return attempt_batch(worker_context(), [uuid.UUID(i) for i in delivery_ids], attempt, endpoint)

@@ -10,6 +10,7 @@ a job whose worker died mid-batch or hit an error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -46,8 +47,9 @@ def job_id(delivery_ids: Sequence[uuid.UUID], attempt: int) -> str:
 
 
 def enqueue(
-    wh: Webhooks, delivery_ids: Sequence[uuid.UUID], attempt: int, *, delay: float = 0.0, tag: str = ""
-) -> None:
+    wh: Webhooks, delivery_ids: Sequence[uuid.UUID], attempt: int, endpoint: str, *, delay: float = 0.0,
+    tag: str = "",
+) -> None:  # fmt: skip
     """Queue one job for a batch of one endpoint's deliveries (after `delay` s, through RQ's scheduler)."""
     ids = [str(i) for i in delivery_ids]
     options: dict[str, Any] = {
@@ -61,9 +63,9 @@ def enqueue(
         "description": f"webhook deliveries ({len(ids)}) attempt {attempt + 1}",
     }
     if delay > 0:
-        wh.queue.enqueue_in(timedelta(seconds=delay), DELIVER, ids, attempt, **options)
+        wh.queue.enqueue_in(timedelta(seconds=delay), DELIVER, ids, attempt, endpoint, **options)
     else:
-        wh.queue.enqueue(DELIVER, ids, attempt, **options)
+        wh.queue.enqueue(DELIVER, ids, attempt, endpoint, **options)
 
 
 def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
@@ -73,23 +75,29 @@ def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
     for delivery_id, subscription_id in unsent:
         by_endpoint.setdefault(subscription_id, []).append(delivery_id)
     queued = 0
-    for ids in by_endpoint.values():
+    for endpoint, ids in by_endpoint.items():
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             if not Job.exists(job_id(batch, 0), connection=wh.redis):
-                enqueue(wh, batch, 0)
+                enqueue(wh, batch, 0, endpoint)
                 queued += 1
     return queued
 
 
-def enqueue_again(wh: Webhooks, delivery_ids: Sequence[uuid.UUID]) -> None:
-    """Send one endpoint's deliveries (set back to pending) again now, in batches."""
-    tag = f"-again-{uuid.uuid4().hex[:8]}"
+def enqueue_again(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID], tag: str = "") -> None:
+    """Send one endpoint's deliveries (set back to pending) again now, in batches (a replay passes its own
+    tag, so the same replay queues the same jobs)."""
+    tag = tag or f"-again-{uuid.uuid4().hex[:8]}"
     for start in range(0, len(delivery_ids), BATCH):
-        enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, tag=tag)
+        enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, endpoint, tag=tag)
 
 
-def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> str:
+def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, subscription: str | None = None) -> str:
+    if subscription is not None:
+        held = _held(wh, subscription)
+        if held is not None:  # backed off: wait without touching the rows (no attempt is spent)
+            enqueue(wh, delivery_ids, attempt, subscription, delay=held, tag=f"-held-{uuid.uuid4().hex[:8]}")
+            return f"endpoint backed off; again in {held:.0f} s"
     with wh.engine.begin() as conn:
         rows = [r for r in store.claim(conn, delivery_ids) if r["status"] == "pending" and r["attempts"] <= attempt]
         if not rows:
@@ -103,7 +111,8 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> 
             return "endpoint disabled"
         slot = str(uuid.uuid4())
         if not _acquire(wh, endpoint["subscription_id"], slot):
-            enqueue(wh, [r["id"] for r in rows], attempt, delay=wh.rng.uniform(0.5, 1.5), tag=f"-wait-{slot[:8]}")
+            enqueue(wh, [r["id"] for r in rows], attempt, endpoint["subscription_id"], delay=wh.rng.uniform(0.5, 1.5),
+                    tag=f"-wait-{slot[:8]}")  # fmt: skip
             return "endpoint busy; deferred"
         try:
             return _send_batch(wh, conn, rows)
@@ -121,38 +130,53 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     except safety.UnsafeEndpoint as exc:
         target, refused = None, f"refused: {exc}"
     secrets = _secrets(wh, endpoint, datetime.now(UTC))
-    sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
-    for row in rows:
-        now = datetime.now(UTC)
-        if target is None:
-            outcome = sender.Outcome(None, 0.0, refused, "")
-        else:
-            headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
-            outcome = sender.send(wh.http, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
-                                  excerpt=s.webhook_excerpt)  # fmt: skip
-        sent.append((row, outcome, now))
-        if not outcome.ok or time.monotonic() - started > s.webhook_timeout_s:
-            break
+    if target is None:
+        sent = [(rows[0], sender.Outcome(None, 0.0, refused, ""), datetime.now(UTC))]
+    else:
+        sent = asyncio.run(_attempts(wh, rows, target, secrets, started))
     store.record_attempts(conn, [
         {"delivery_id": row["id"], "attempted_at": at, "status_code": o.status_code, "latency_ms": o.latency_ms,
          "error": o.error, "response": o.response, "details": {"attempt": row["attempts"] + 1}}
         for row, o, at in sent
     ])  # fmt: skip
     delivered = [(row, at) for row, o, at in sent if o.ok]
-    if delivered:
-        store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
-        if rows[0]["failing_since"] is not None:
-            store.update_subscription(conn, rows[0]["subscription_id"], {"failing_since": None})
-    rest = [row["id"] for row in rows[len(sent) :]]
     last_row, last, at = sent[-1]
+    sub = endpoint["subscription_id"]
+    if delivered:
+        wh.breaker.close(sub)
+        store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
+        if endpoint["failing_since"] is not None:
+            store.update_subscription(conn, sub, {"failing_since": None})
+    if not last.ok and target is not None and _unreachable(last):
+        wh.breaker.trip(sub)  # down as a whole: its other batches wait instead of trying one each
+    rest = [row["id"] for row in rows[len(sent) :]]
     if last.ok:
         if rest:  # out of time: the rest go in a new job now
-            enqueue(wh, rest, max(r["attempts"] for r in rows), tag=f"-more-{uuid.uuid4().hex[:8]}")
+            enqueue(wh, rest, max(r["attempts"] for r in rows), sub, tag=f"-more-{uuid.uuid4().hex[:8]}")
         return f"{len(delivered)} delivered"
     pause = _failed(wh, conn, last_row, last, at)
     if rest:  # the endpoint is failing: the rest wait as long as the failed one
-        enqueue(wh, rest, max(r["attempts"] for r in rows), delay=pause or 0.0, tag=f"-rest-{uuid.uuid4().hex[:8]}")
+        enqueue(wh, rest, max(r["attempts"] for r in rows), sub, delay=pause or 0.0,
+                tag=f"-rest-{uuid.uuid4().hex[:8]}")  # fmt: skip
     return f"{len(delivered)} delivered, 1 failed, {len(rest)} postponed"
+
+
+async def _attempts(
+    wh: Webhooks, rows: list[dict[str, Any]], target: safety.Target, secrets: list[str], started: float
+) -> list[tuple[dict[str, Any], sender.Outcome, datetime]]:
+    """Send the batch in order over one connection until one fails or the batch's time is up."""
+    s = wh.settings
+    sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
+    async with sender.client(s.webhook_timeout_s) as client:
+        for row in rows:
+            now = datetime.now(UTC)
+            headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
+            outcome = await sender.send(client, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
+                                        excerpt=s.webhook_excerpt, deadline_s=s.webhook_timeout_s)  # fmt: skip
+            sent.append((row, outcome, now))
+            if not outcome.ok or time.monotonic() - started > s.webhook_timeout_s:
+                break
+    return sent
 
 
 def _secrets(wh: Webhooks, endpoint: dict[str, Any], now: datetime) -> list[str]:
@@ -190,10 +214,31 @@ def _failed(
         store.set_deliveries(conn, [delivery_id], {"status": "failed", "status_reason": reason, "attempts": attempts,
                                                    "next_attempt_at": None})  # fmt: skip
         return None
-    enqueue(wh, [delivery_id], attempts, delay=delay)
+    enqueue(wh, [delivery_id], attempts, subscription, delay=delay)
     store.set_deliveries(conn, [delivery_id], {"status_reason": why, "attempts": attempts,
                                                "next_attempt_at": now + timedelta(seconds=delay)})  # fmt: skip
     return delay
+
+
+def _unreachable(outcome: sender.Outcome) -> bool:
+    """Down rather than refusing this one delivery: no answer, a server error, or "slow down"."""
+    code = outcome.status_code
+    return code is None or code >= 500 or code == 429
+
+
+def _held(wh: Webhooks, endpoint: str) -> float | None:
+    """Seconds a batch for endpoint must wait while its breaker is open; None: send now (the breaker is
+    closed, or its pause is over and this job is the probe)."""
+    until = wh.breaker.open_until(endpoint)
+    if until is None:
+        return None
+    left = until - time.time()
+    if left > 0:  # spread the waiting batches over the next half pause, so they do not wake at once
+        return left + wh.rng.uniform(0.0, left / 2 + 1.0)
+    probe_deadline = 2 * wh.settings.webhook_timeout_s + 5
+    if wh.breaker.probe(endpoint, probe_deadline):
+        return None
+    return probe_deadline * wh.rng.uniform(1.0, 1.5)  # another job is probing: its answer decides
 
 
 def _busy_key(wh: Webhooks, subscription_id: str) -> str:
