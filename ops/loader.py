@@ -26,6 +26,7 @@ SEED_ENTITY = (
     "to-a-shared-statistical-model-of-reality-in-their-representation-spaces"
 )
 CHUNK_LINES = 50_000
+CHUNK_BYTES = 8 * 1024 * 1024  # well under the import limit (PLATOGRAPH_MAX_IMPORT_BYTES, 16 MiB by default)
 
 
 class LoadError(RuntimeError):
@@ -34,13 +35,15 @@ class LoadError(RuntimeError):
 
 def _chunks(path: Path) -> Iterator[bytes]:
     lines: list[bytes] = []
+    size = 0
     with path.open("rb") as f:
         for line in f:
             if line.strip():
                 lines.append(line if line.endswith(b"\n") else line + b"\n")
-            if len(lines) >= CHUNK_LINES:
+                size += len(lines[-1])
+            if len(lines) >= CHUNK_LINES or size >= CHUNK_BYTES:
                 yield b"".join(lines)
-                lines = []
+                lines, size = [], 0
     if lines:
         yield b"".join(lines)
 

@@ -71,13 +71,15 @@ class BodyLimit:
         except Exception as exc:
             # A reader that wraps what `receive` raised (an HTTP client streaming the body on) says so in
             # its cause.
-            if not started and _caused_by_limit(exc):
+            if not started and caused_by_limit(exc):
                 await _refuse(send, limit)
                 return
             raise
 
 
-def _caused_by_limit(exc: BaseException | None) -> bool:
+def caused_by_limit(exc: BaseException | None) -> bool:
+    """Whether exc is, or was raised because of, a body over the limit (say, in an HTTP client that was
+    streaming the body on)."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, BodyTooLarge):

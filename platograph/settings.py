@@ -28,7 +28,7 @@ class CoreSettings(BaseSettings):
     # Request bodies over these are refused with 413 as they arrive (platograph.body_limit); an import is
     # checked whole before any line is appended, so it is held in memory: split bigger files (the loader does).
     max_body_bytes: int = Field(16 * MIB, ge=1024, le=1024 * MIB)
-    max_import_bytes: int = Field(32 * MIB, ge=1024, le=1024 * MIB)
+    max_import_bytes: int = Field(16 * MIB, ge=1024, le=1024 * MIB)
 
     @field_validator("redis_url")
     @classmethod

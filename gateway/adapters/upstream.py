@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 from fastapi import HTTPException, Request, Response
 
+from platograph.body_limit import BodyTooLarge, caused_by_limit
+
 PASSED_HEADERS = ("retry-after", "content-type")
 
 
@@ -21,6 +23,8 @@ async def call(client: httpx.AsyncClient, service: str, method: str, url: str, *
     try:
         return await client.request(method, url, **kwargs)
     except httpx.TransportError as exc:
+        if caused_by_limit(exc):  # the body being streamed on passed the limit: a 413 (BodyLimit answers)
+            raise BodyTooLarge from exc
         raise UpstreamUnavailable(service, exc) from exc
 
 
