@@ -40,6 +40,9 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
     # with each failed probe up to the longest (adapters/breaker.py).
     webhook_breaker_first_s: float = Field(5.0, gt=0, le=3600)
     webhook_breaker_longest_s: float = Field(600.0, gt=0, le=24 * 3600)
+    # Pending deliveries overdue this long have lost their job; they are queued again (every sweep_every_s).
+    webhook_stuck_after_s: float = Field(900.0, ge=60)
+    webhook_sweep_every_s: float = Field(60.0, gt=0)
     webhook_queue: str = "platograph-webhooks"
     webhook_group: str = "webhooks"
     webhook_consumer: str = Field(default_factory=lambda: f"webhooks-{socket.gethostname()}-{os.getpid()}")

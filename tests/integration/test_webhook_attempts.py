@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from rq.job import Job
 from sqlalchemy import Engine, text
 
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
 from services.webhooks.entrypoints import http as webhooks_http
-from services.webhooks.service_layer import delivery
+from services.webhooks.service_layer import delivery, sweeping
 from tests.receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -180,3 +181,18 @@ def test_an_endpoint_that_is_down_is_backed_off_as_a_whole_then_probed(wh: Webho
         assert wh.breaker.open_until("wh_test") is None  # closed: the queue flows again
         assert delivery.attempt_batch(wh, [others[1]], 0, "wh_test") == "1 delivered"
         assert len(endpoint.requests) == 5
+
+
+def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: Webhooks) -> None:
+    lost = subscribe(wh, "http://127.0.0.1:9999/hook")  # recorded, but its job never ran (or vanished)
+    fresh = add_deliveries(wh, 1)[0]
+    with wh.engine.begin() as conn:
+        conn.execute(text("UPDATE webhook_deliveries SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+                     {"id": lost})  # fmt: skip
+    assert sweeping.sweep(wh) == 1  # the overdue one only
+    assert Job.exists(delivery.job_id([lost], delivery.ANY_ATTEMPT) + "-swept", connection=wh.redis)
+    assert not Job.exists(delivery.job_id([fresh], delivery.ANY_ATTEMPT) + "-swept", connection=wh.redis)
+    assert sweeping.sweep(wh) == 0  # its job is queued: not again
+    wh.redis.delete(Job.key_for(delivery.job_id([lost], delivery.ANY_ATTEMPT) + "-swept"))
+    wh.breaker.trip("wh_test")
+    assert sweeping.sweep(wh) == 0  # an endpoint held back on purpose is not swept

@@ -81,6 +81,17 @@ def unsent(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[tuple[uu
     return [(row.id, row.subscription_id) for row in conn.execute(sql, {"ids": list(delivery_ids)})]
 
 
+def stuck(conn: Connection, older_than_s: float, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """Pending deliveries of active endpoints overdue by `older_than_s`: their job was lost (a worker killed
+    past RQ's own retries, a queue emptied), so nothing would ever send them."""
+    sql = text("""SELECT d.id, d.subscription_id FROM webhook_deliveries d
+                    JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                   WHERE d.status = 'pending' AND s.state = 'active'
+                     AND COALESCE(d.next_attempt_at, d.updated_at) < now() - make_interval(secs => :age)
+                   ORDER BY COALESCE(d.next_attempt_at, d.updated_at) LIMIT :limit""")
+    return [(row.id, row.subscription_id) for row in conn.execute(sql, {"age": older_than_s, "limit": limit})]
+
+
 def pending_of(conn: Connection, subscription_id: str) -> list[uuid.UUID]:
     sql = text("""SELECT id FROM webhook_deliveries WHERE subscription_id = :s AND status = 'pending'
                   ORDER BY created_at""")

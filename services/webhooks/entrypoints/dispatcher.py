@@ -22,7 +22,7 @@ from platograph.graph_api import journal_entries
 from platograph.stream import Entry
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks
-from services.webhooks.service_layer import recording
+from services.webhooks.service_layer import recording, sweeping
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def replay(wh: Webhooks, entry_id: str, events: list[tuple[int, Any]]) -> dict[s
 
 
 def run(wh: Webhooks, stop: threading.Event) -> None:
-    """Consume until stopped; an unexpected error starts the loop again after a pause (keep_running)."""
+    """Consume until stopped; an unexpected error starts the loop again after a pause (keep_running). The
+    sweeper runs beside it."""
 
     def body(stop: threading.Event) -> None:
         consume(
@@ -77,4 +78,7 @@ def run(wh: Webhooks, stop: threading.Event) -> None:
             catch_up=lambda until, after: journal_entries(wh.graph, until, after),
         )
 
+    sweeper = threading.Thread(target=sweeping.run, args=(wh, stop), name="webhook-sweeper", daemon=True)
+    sweeper.start()
     keep_running(wh.loop, body, stop, wh.settings.restart_pause_s)
+    sweeper.join(5)
