@@ -1,10 +1,12 @@
 """The graph service's own failure answers."""
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from services.graph.bootstrap import bootstrap
 from services.graph.entrypoints.http import create_app
@@ -64,3 +66,20 @@ def test_parked_read_your_writes_waits_hold_no_thread_and_past_the_cap_get_429(
         asyncio.run(scenario())
     finally:
         graph.close()
+
+
+def test_name_search_reads_the_trigram_indexes_not_every_text(env: dict[str, str], engine: Any) -> None:
+    with engine.begin() as conn:  # 20,000 entities with texts, one of which mentions the term
+        conn.execute(
+            text("""
+            INSERT INTO entities (id, type, name, text, description, attributes, status, version, position,
+                                  status_position, updated_at)
+            SELECT 'claim:c' || n, 'claim', 'Claim ' || n, repeat('Networks converge on shared statistics. ', 20)
+                   || CASE WHEN n = 777 THEN 'superposition' ELSE '' END, '', '{}', 'active', 1, n, n, now()
+              FROM generate_series(1, 20000) AS n""")
+        )
+        conn.execute(text("ANALYZE entities"))
+        plan = "\n".join(conn.execute(text(
+            "EXPLAIN SELECT id FROM entities WHERE version > 0 AND id > '' AND (name ILIKE :q OR text ILIKE :q) "
+            "ORDER BY id LIMIT 51"), {"q": "%superposition%"}).scalars())  # fmt: skip
+    assert "ix_entities_name_trgm" in plan and "ix_entities_text_trgm" in plan, plan

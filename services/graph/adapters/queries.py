@@ -32,21 +32,15 @@ def list_entities(
 ) -> EntityPage:
     """Entities by id order, optionally of one type and matching q in name or text."""
     after = decode_cursor(cursor) or ""
-    pattern = None if not q else "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = (
-        conn.execute(
-            text(
-                f"""SELECT {ENTITY_COLUMNS} FROM entities
-                 WHERE version > 0 AND id > :after
-                   AND (CAST(:type AS text) IS NULL OR type = :type)
-                   AND (CAST(:q AS text) IS NULL OR name ILIKE :q OR text ILIKE :q)
-                 ORDER BY id LIMIT :limit"""
-            ),
-            {"after": after, "type": entity_type, "q": pattern, "limit": limit + 1},
-        )
-        .mappings()
-        .all()
-    )
+    params: dict[str, object] = {"after": after, "type": entity_type, "limit": limit + 1}
+    matching = ""
+    if q:  # its own statement: a plan made for "no q" would not use the trigram indexes (migration 0006)
+        params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        matching = "AND (name ILIKE :q OR text ILIKE :q)"
+    sql = f"""SELECT {ENTITY_COLUMNS} FROM entities
+               WHERE version > 0 AND id > :after AND (CAST(:type AS text) IS NULL OR type = :type) {matching}
+               ORDER BY id LIMIT :limit"""
+    rows = conn.execute(text(sql), params).mappings().all()
     items = [EntityView.model_validate(dict(r)) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
     return EntityPage(items=items, next_cursor=next_cursor)

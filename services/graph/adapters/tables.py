@@ -39,6 +39,9 @@ class Entity(SQLModel, table=True):
     __table_args__ = (
         Index("ix_entities_type_id", "type", "id"),
         Index("ix_entities_merged_into", "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
+        # Name search (`?q=`, ILIKE): trigram indexes (migration 0006).
+        Index("ix_entities_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        Index("ix_entities_text_trgm", "text", postgresql_using="gin", postgresql_ops={"text": "gin_trgm_ops"}),
     )
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
