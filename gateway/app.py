@@ -19,9 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import errors
 from gateway import openapi as document
 from gateway.adapters import clients
-from gateway.adapters.decision_log import DecisionLog
+from gateway.adapters.decision_log import DecisionLog, NotLoaded, ReviewState
 from gateway.adapters.rate_limits import RateLimits
 from gateway.adapters.sessions import Sessions
+from gateway.adapters.upstream import call, raise_for_client_error
 from gateway.authorization import SignInFirst, scope
 from gateway.domain.refusals import Refused
 from gateway.routers import (
@@ -65,6 +66,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def review_state(services: clients.Services) -> ReviewState:
+    """Pages of the graph's standing decisions and merges, which the decision log is rebuilt from."""
+
+    async def page(cursor: str | None) -> dict[str, Any]:
+        response = await call(services.graph, "graph", "GET", "/v1/review-state",
+                              params={"cursor": cursor} if cursor else {})  # fmt: skip
+        raise_for_client_error(response)
+        return dict(response.json())
+
+    return page
+
+
 def create_app(
     settings: GatewaySettings | None = None, transports: dict[str, httpx.AsyncBaseTransport] | None = None
 ) -> FastAPI:
@@ -75,7 +88,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = clients.build(settings, transports)
         app.state.redis = async_redis(settings.redis_url)
-        app.state.decisions = DecisionLog(app.state.redis, settings.stream)
+        app.state.decisions = DecisionLog(app.state.redis, settings.stream, source=review_state(app.state.services))
         app.state.rate_limits = RateLimits(settings.redis_url, settings.stream, app.state.redis)
         app.state.sessions = Sessions(app.state.redis, settings.stream)
         tune_gc()
@@ -97,6 +110,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     app.add_exception_handler(SignInFirst, errors.sign_in_first)
     app.add_exception_handler(TooManyWaiters, errors.too_many_waiters)
+    app.add_exception_handler(NotLoaded, errors.not_loaded)
     for api in (writes, merges, reads, review, webhooks, reembed, dead_letters, keys, audit):
         app.include_router(api.router, responses=ERRORS)
     app.include_router(home.router)

@@ -53,6 +53,12 @@ async def too_many_waiters(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "1"})
 
 
+async def not_loaded(_request: Request, exc: Exception) -> JSONResponse:
+    """The decision cache is being rebuilt from Postgres after Redis lost it: retry shortly."""
+    detail = [{"loc": ["server"], "msg": str(exc), "type": "unavailable"}]
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "2"})
+
+
 async def sign_in_first(_request: Request, exc: Exception) -> Response:
     """A page without a session: to the sign-in page, and back afterwards."""
     if not isinstance(exc, SignInFirst):

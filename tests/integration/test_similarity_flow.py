@@ -369,3 +369,36 @@ def test_an_entry_the_consumer_fails_on_every_time_is_dead_lettered_and_the_rest
         for name in ("before", "after"):
             assert api.get(f"/v1/entities/concept:{name}/similar").json()["indexed"] is True
         assert sim["consumer"]["failures"] == 2 and sim["pending"] == 0
+
+
+def test_decisions_and_merges_survive_losing_redis(api: TestClient, redis_client: redis.Redis, stream: str) -> None:
+    """Postgres, projected from the journal, is the truth of people's decisions: with Redis emptied, the
+    gateway rebuilds its cache from it before anyone decides again."""
+    api.post("/v1/entities", json=[
+        {"id": "claim:tea", "name": "Tea improves focus", "text": "Drinking green tea improves focus."},
+        {"id": "finding:tea", "name": "Green tea raised focus", "text": "Green tea intake improved focus scores."},
+        {"id": "claim:coffee", "name": "Coffee improves focus", "text": "Drinking coffee improves focus."},
+        {"id": "finding:coffee", "name": "Coffee raised focus", "text": "Coffee intake improved focus scores."},
+        {"id": "concept:a", "name": "A"}, {"id": "concept:b", "name": "B"}, {"id": "concept:c", "name": "C"},
+    ])  # fmt: skip
+    tea, coffee = ("claim:tea", "finding:tea"), ("claim:coffee", "finding:coffee")
+    eventually(lambda: {tea, coffee} <= set(candidates(api)))
+    assert (
+        api.post(
+            f"/v1/candidates/{tea[0]}/{tea[1]}/accept", json={"edge_type": "supports", "direction": "b_to_a"}
+        ).status_code
+        == 202
+    )
+    assert api.post(f"/v1/candidates/{coffee[0]}/{coffee[1]}/reject", json={}).status_code == 202
+    merged = api.post("/v1/entities/concept:a/merge", json={"into": "concept:b"})
+    assert merged.status_code == 202, merged.text
+    api.get("/v1/projection", params={"position": merged.json()["position"], "wait_ms": 10_000})
+    for key in redis_client.scan_iter(match=f"{stream}:*"):  # Redis loses everything of ours (Postgres kept)
+        if not key.endswith(b":catch-up:graph") and key != stream.encode():
+            redis_client.delete(key)
+    again = api.post(f"/v1/candidates/{tea[0]}/{tea[1]}/reject", json={})
+    assert again.status_code == 409 and "already accepted" in again.json()["detail"][0]["msg"], again.text
+    assert api.post(f"/v1/candidates/{coffee[0]}/{coffee[1]}/reject", json={}).status_code == 409
+    chained = api.post("/v1/entities/concept:b/merge", json={"into": "concept:c"})
+    assert chained.status_code == 409, chained.text  # B holds A: merges do not chain
+    assert api.post("/v1/entities/concept:a/unmerge", json={}).status_code == 202  # A is known to be merged

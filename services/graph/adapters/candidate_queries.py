@@ -151,3 +151,25 @@ def merge_preview(conn: Connection, entity_id: str, into: str) -> dict[str, Any]
         "dropped": sum(e["fate"] != "moved" for e in edges),
         "candidates_withdrawn": [{"a": r.a, "b": r.b} for r in withdrawn],
     }
+
+
+def review_state(conn: Connection, cursor: str | None, limit: int) -> dict[str, Any]:
+    """People's standing decisions and merges, as the gateway's decision log holds them, paged: what it
+    is rebuilt from when Redis lost it (Postgres, projected from the journal, is their source of truth).
+    The decisions come first (by pair), then the merges (by entity)."""
+    kind, after, after_b = decode_cursor(cursor) or ["decision", "", ""]
+    out: dict[str, Any] = {"decisions": [], "merges": [], "next_cursor": None}
+    if kind == "decision":  # keyset on the primary key (a, b)
+        rows = conn.execute(text("""SELECT a, b, decision, decided_by FROM candidates
+                                     WHERE (a, b) > (:a, :b) AND decision IS NOT NULL
+                                     ORDER BY a, b LIMIT :limit"""), {"a": after, "b": after_b, "limit": limit})
+        out["decisions"] = [[r.a, r.b, r.decision, r.decided_by or ""] for r in rows]
+        last = out["decisions"][-1] if len(out["decisions"]) == limit else None
+        out["next_cursor"] = encode_cursor(["decision", last[0], last[1]] if last else ["merge", "", ""])
+        return out
+    rows = conn.execute(text("""SELECT id, merged_into FROM entities WHERE merged_into IS NOT NULL AND id > :after
+                                 ORDER BY id LIMIT :limit"""), {"after": after, "limit": limit})  # fmt: skip
+    out["merges"] = [[r.id, r.merged_into] for r in rows]
+    if len(out["merges"]) == limit:
+        out["next_cursor"] = encode_cursor(["merge", out["merges"][-1][0], ""])
+    return out

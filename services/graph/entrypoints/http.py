@@ -266,6 +266,15 @@ def list_candidates(conn: ConnDep, graph: GraphDep, query: Annotated[CandidateQu
         raise _bad_cursor(ValueError("cursor is not valid")) from exc
 
 
+@router.get("/review-state")
+def review_state(conn: ConnDep, cursor: str | None = None, limit: Limit = 500) -> dict[str, Any]:
+    """Standing decisions and merges, paged (the gateway rebuilds its decision log from them)."""
+    try:
+        return candidate_queries.review_state(conn, cursor, limit)
+    except (ValueError, TypeError) as exc:
+        raise _bad_cursor(ValueError("cursor is not valid")) from exc
+
+
 @router.get("/candidates/pair")
 def candidate_pair(conn: ConnDep, a: str, b: str) -> dict[str, Any]:
     """One candidate by its pair (either order), whatever its status."""
