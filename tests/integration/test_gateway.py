@@ -16,6 +16,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -171,6 +172,25 @@ def test_loading_seeds_twice_changes_nothing(api: TestClient) -> None:
     assert again.json()["replayed"] is True
     # Even with another key (the stored reply expired, say), the derived event ids differ but content is equal.
     assert api.get(f"/v1/entities/{QUOTE}", params={"after": load_seeds(api)}).json() == first
+
+
+def test_a_retry_after_the_stored_reply_expired_changes_nothing(
+    api: TestClient, engine: Any, redis_client: redis.Redis, stream: str
+) -> None:
+    body, key = {"id": "concept:once", "name": "Once"}, {"Idempotency-Key": "write-once"}
+    first = api.post("/v1/entities", json=body, headers=key).json()
+    api.get("/v1/projection", params={"position": first["position"], "wait_ms": 5000})
+    entity = api.get("/v1/entities/concept:once").json()
+    with engine.connect() as conn:
+        journal = conn.execute(text("SELECT count(*) FROM journal")).scalar_one()
+    (reply,) = list(redis_client.scan_iter(match=f"{stream}:idem:*write-once"))
+    redis_client.delete(reply)  # expired (or lost with Redis)
+    again = api.post("/v1/entities", json=body, headers=key).json()
+    assert again["replayed"] is False and again["event_ids"] == first["event_ids"]  # appended again, same ids
+    api.get("/v1/projection", params={"position": again["position"], "wait_ms": 5000})
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM journal")).scalar_one() == journal  # skipped, not applied
+    assert api.get("/v1/entities/concept:once").json() == entity  # version and times unchanged
 
 
 def test_neighbors_are_ranked_by_edge_count_and_groups_paginate(api: TestClient) -> None:
