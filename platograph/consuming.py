@@ -95,10 +95,12 @@ def set_aside(
             keep.append((entry_id, fields))
             continue
         reason = f"delivered {delivered} times without an ack (PLATOGRAPH_MAX_DELIVERIES={max_deliveries})"
-        if last_error:
-            reason += f"; the last error in this process: {last_error}"
+        recorded = consumer.last_failure(entry_id)  # kept in Redis: also after the process that failed died
+        if recorded or last_error:
+            reason += f"; the last error: {recorded or last_error}"
         consumer.dead_letter(entry_id, fields, reason)
         consumer.ack([entry_id])
+        consumer.forget_failure(entry_id)
         log.error("group %s: dead-lettered entry %s: %s", consumer.group, entry_id, reason)
     return keep
 
@@ -136,10 +138,18 @@ def consume(
             return settle(entries), False
         return consumer.read_new(batch, block_ms), False
 
+    def handled(entries: list[Entry]) -> None:
+        try:
+            handle(entries)
+        except Exception as exc:
+            if len(entries) == 1 and not transient(exc):  # its dead letter will say why
+                consumer.note_failure(entries[0][0], f"{type(exc).__name__}: {exc}")
+            raise
+
     @retrying
     def run(entries: list[Entry]) -> None:
         try:
-            handle(entries)
+            handled(entries)
             return
         except Exception as exc:
             if transient(exc) or len(entries) == 1:
@@ -147,7 +157,7 @@ def consume(
             log.warning("group %s: a read of %d entries failed (%s: %s); handling them one at a time",
                         consumer.group, len(entries), type(exc).__name__, exc)  # fmt: skip
         for entry in entries:
-            handle([entry])  # the one that fails raises, and stays pending with those behind it
+            handled([entry])  # the one that fails raises, and stays pending with those behind it
 
     consumer.ensure_group()
     try:

@@ -170,6 +170,24 @@ class StreamConsumer:
         self.client.delete(self.catch_up_key)
         self.client.xgroup_setid(self.stream, self.group, "0", entries_read=0)
 
+    @property
+    def _failures_key(self) -> str:
+        return f"{self.stream}:failures:{self.group}"
+
+    def note_failure(self, entry_id: str, error: str) -> None:
+        """Keep why handling an entry failed, for its dead letter: the process may die before it is set aside."""
+        with self.client.pipeline() as pipe:
+            pipe.hset(self._failures_key, entry_id, error[:500])
+            pipe.expire(self._failures_key, 7 * 24 * 3600)
+            pipe.execute()
+
+    def last_failure(self, entry_id: str) -> str | None:
+        raw = self.client.hget(self._failures_key, entry_id)
+        return None if raw is None else reply_text(raw)
+
+    def forget_failure(self, entry_id: str) -> None:
+        self.client.hdel(self._failures_key, entry_id)
+
     def issued(self, entry_id: str) -> bool:
         """Whether the stream has given out this entry id (or a later one): a position no write was given
         can never be reached, so waiting for it would only hold a connection."""

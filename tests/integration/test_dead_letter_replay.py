@@ -3,6 +3,7 @@ again, at the entry's own stream position, and a record that fails again stays."
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +15,13 @@ import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
-from platograph.contracts import ENTRY_FIELD
+from platograph.contracts import ENTRY_FIELD, EntityUpserted, encode_entry, new_envelope
 from services.graph.adapters import projection_store
+from services.graph.bootstrap import bootstrap as graph_bootstrap
+from services.graph.entrypoints import projector
+from services.graph.settings import GraphSettings
 from tests.helpers import FailingEmbedder, eventually
 from tests.integration.test_gateway import EMBEDDER, system
 
@@ -106,3 +111,55 @@ def test_a_similarity_dead_letter_replays_with_the_entity_as_the_graph_has_it_no
     ]
     assert top["entity"]["id"] == "concept:p" and top["entity"]["name"] == "Protein folding by diffusion"
     assert top["score"] > 0.99
+
+
+def test_the_projectors_own_loop_dead_letters_an_entry_that_fails_every_time(
+    env: dict[str, str], engine: Any, redis_client: redis.Redis, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not Postgres refusing it (that is dead-lettered at once): a bug that fails on one entry every time.
+    The process exits and is started again (as `platograph up` does), and after PLATOGRAPH_MAX_DELIVERIES
+    deliveries the entry is set aside with the last error; the entry behind it is projected."""
+    monkeypatch.setenv("PLATOGRAPH_MAX_DELIVERIES", "3")
+    tries: list[int] = []
+
+    def fails_on_bad(engine: Any, events: Any, consumer: str, last: str) -> int:
+        if any(e.envelope.payload.get("name") == "Bad" for e in events):
+            tries.append(1)
+            raise RuntimeError("simulated bug in the projector")
+        return projection_store.project(engine, events, consumer, last)
+
+    for name in ("Bad", "Good"):
+        envelope = new_envelope(EntityUpserted(id=f"concept:{name.lower()}", type="concept", name=name), producer="t")
+        redis_client.xadd(stream, encode_entry([envelope]))  # type: ignore[arg-type]
+    graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50, claim_idle_ms=10))
+    graph.project = fails_on_bad
+    stop, crashes = threading.Event(), []
+    worker: threading.Thread | None = None
+
+    def process() -> None:  # one run of the projector process, until it crashes or is stopped
+        try:
+            projector.run(graph, stop)
+        except RuntimeError as exc:
+            crashes.append(exc)
+
+    try:
+        for _ in range(10):  # the supervisor starting it again after each crash
+            worker = threading.Thread(target=process, daemon=True)
+            worker.start()
+            worker.join(5)
+            if worker.is_alive():  # it no longer crashes: the bad entry was set aside
+                break
+        assert graph.consumer.dead_letters(None, 10), f"not dead-lettered after {len(crashes)} crashes"
+        (record,) = graph.consumer.dead_letters(None, 10)
+        assert "simulated bug in the projector" in record["reason"], record
+        # The first read's batch failed, then the entry alone: three deliveries crashed, the fourth set it aside.
+        assert (len(tries), len(crashes)) == (4, 3)
+        eventually(lambda: graph.consumer.reached(redis_client.xinfo_stream(stream)["last-generated-id"].decode()))
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT name FROM entities ORDER BY id")).scalars().all()
+        assert names == ["Good"]
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join(10)  # before its connections are closed under it
+        graph.close()
