@@ -21,6 +21,8 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from rq import Queue
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import Engine, text
 from standardwebhooks import Webhook
 
@@ -82,6 +84,15 @@ class Hooks:
 
     def deliveries(self, subscription: str, **params: Any) -> list[dict[str, Any]]:
         return list(self.api.get(f"/v1/webhooks/{subscription}/deliveries", params=params).json()["items"])
+
+    def settled(self, subscription: str) -> bool:
+        """The positive signal that nothing more will be sent: every delivery in its final state, and no
+        delivery job queued, scheduled or running."""
+        queue = Queue(self.env["PLATOGRAPH_WEBHOOK_QUEUE"], connection=self.redis)
+        idle = queue.count == 0 and not ScheduledJobRegistry(queue=queue).count
+        idle = idle and not StartedJobRegistry(queue=queue).count
+        final = all(d["status"] in ("delivered", "failed") for d in self.deliveries(subscription))
+        return idle and final
 
 
 @pytest.fixture
@@ -148,7 +159,7 @@ def test_failures_are_retried_until_exactly_one_delivery_is_accepted(hooks: Hook
         created = hooks.register(endpoint.url)
         events = [hooks.propose(), hooks.propose("claim:directions", "hypothesis:lrh", 0.9)]
         endpoint.wait(2, accepted=True)
-        time.sleep(1.0)  # any duplicate would arrive within the compressed schedule
+        eventually(lambda: hooks.settled(created["id"]))  # anything more would have been sent by now
         accepted = [r.headers["webhook-id"] for r in endpoint.accepted()]
         assert sorted(accepted) == sorted(str(e) for e in events)
         assert len(endpoint.requests) == 4  # two failures, then one success per event
@@ -240,7 +251,7 @@ def test_a_crash_between_recording_and_queueing_loses_nothing(hooks: Hooks) -> N
             dispatcher.handle(wh, wh.consumer.own_pending(100))  # the restarted dispatcher
             (arrived,) = endpoint.wait(1, accepted=True)
             assert arrived.headers["webhook-id"] == str(event)
-            time.sleep(0.5)
+            eventually(lambda: hooks.settled(created["id"]))
             assert len(endpoint.requests) == 1 and wh.consumer.backlog()["pending"] == 0
     finally:
         wh.close()
@@ -264,7 +275,7 @@ def test_the_dispatcher_survives_an_unexpected_error_and_delivers_once(hooks: Ho
         event = hooks.propose()
         (arrived,) = endpoint.wait(1, accepted=True)
         assert arrived.headers["webhook-id"] == str(event) and failed
-        time.sleep(0.5)
+        eventually(lambda: hooks.settled(created["id"]))
         assert len(endpoint.requests) == 1
         assert [d["status"] for d in hooks.deliveries(created["id"])] == ["delivered"]
     loop = hooks.api.get("/v1/status").json()["webhooks"]["dispatcher"]
