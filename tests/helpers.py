@@ -43,6 +43,7 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "entities": [tuple(r) for r in conn.execute(text("SELECT * FROM entities ORDER BY id"))],
             "edges": [tuple(r) for r in conn.execute(text("SELECT * FROM edges ORDER BY source, type, target"))],
+            "candidates": [tuple(r) for r in conn.execute(text("SELECT * FROM candidates ORDER BY a, b"))],
         }
 
 

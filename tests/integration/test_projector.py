@@ -12,6 +12,11 @@ from sqlalchemy import Engine
 from platograph.consuming import set_aside
 from platograph.contracts import (
     ENTRY_FIELD,
+    CandidateAccepted,
+    CandidateProposed,
+    CandidateRejected,
+    CandidateUnrejected,
+    CandidateWithdrawn,
     EdgeAdded,
     EdgeRemoved,
     EntityMerged,
@@ -29,24 +34,44 @@ pytestmark = pytest.mark.integration
 
 
 def sample_history(rng: random.Random, n: int = 300) -> list[Frozen]:
-    """A random mix of upserts, retractions, merges and unmerges, and edge adds/removes over a few ids."""
+    """A random mix of every event the graph projects over a few ids: upserts, retractions, merges and
+    unmerges, edge adds and removes, and candidates proposed, withdrawn, accepted, rejected and unrejected."""
     ids = [f"concept:c{i}" for i in range(15)]
     events: list[Frozen] = []
     for _ in range(n):
         roll = rng.random()
-        a, b = rng.sample(ids, 2)
-        if roll < 0.4:
+        a, b = sorted(rng.sample(ids, 2))
+        if roll < 0.3:
             events.append(EntityUpserted(id=a, type="concept", name=f"{a}-{rng.randint(0, 9)}"))
-        elif roll < 0.46:
+        elif roll < 0.35:
             events.append(EntityRetracted(id=a))
-        elif roll < 0.5:
+        elif roll < 0.4:
             merge = EntityMerged(id=a, into=b) if rng.random() < 0.6 else EntityUnmerged(id=a, into=b)
             events.append(merge)
-        elif roll < 0.85:
+        elif roll < 0.6:
             events.append(EdgeAdded(source=a, target=b, type="refines", description=str(rng.randint(0, 9))))
-        else:
+        elif roll < 0.68:
             events.append(EdgeRemoved(source=a, target=b, type="refines"))
-    return events
+        elif roll < 0.82:
+            events.append(
+                CandidateProposed(
+                    a=a,
+                    b=b,
+                    score=round(rng.uniform(0.5, 1), 3),
+                    model="m",
+                    kind=rng.choice(["link", "duplicate"]),
+                    reason=str(rng.randint(0, 9)),
+                )
+            )
+        elif roll < 0.87:
+            events.append(CandidateWithdrawn(a=a, b=b, reason=str(rng.randint(0, 9))))
+        elif roll < 0.92:
+            events.append(CandidateAccepted(a=a, b=b, edge_type="refines", source=a, target=b, by="ada"))
+        elif roll < 0.97:
+            events.append(CandidateRejected(a=a, b=b, by="bob", reason=str(rng.randint(0, 9))))
+        else:
+            events.append(CandidateUnrejected(a=a, b=b, by="bob"))
+    return events  # fmt: skip
 
 
 def push(redis_client: redis.Redis, stream: str, events: list[Frozen], per_entry: int = 7) -> None:
@@ -89,8 +114,11 @@ def test_redelivery_changes_nothing(engine: Engine, redis_client: redis.Redis, s
     assert count(engine, "SELECT count(*) FROM journal") == 60
 
 
-def test_several_consumers_in_any_order_equal_a_rebuild(engine: Engine, redis_client: redis.Redis, stream: str) -> None:
-    rng = random.Random(7)
+@pytest.mark.parametrize("seed", range(12))
+def test_several_consumers_in_any_order_equal_a_rebuild(
+    engine: Engine, redis_client: redis.Redis, stream: str, seed: int
+) -> None:
+    rng = random.Random(seed)
     push(redis_client, stream, sample_history(rng))
     consumers = [consumer(redis_client, stream, f"c{i}") for i in range(3)]
     batches = []
@@ -104,7 +132,7 @@ def test_several_consumers_in_any_order_equal_a_rebuild(engine: Engine, redis_cl
     for c, entries in batches:
         projecting.handle(entries, engine=engine, consumer=c)
     live = snapshot(engine)
-    assert live["entities"] and live["edges"]
+    assert live["entities"] and live["edges"] and live["candidates"]
     assert projection_store.rebuild(engine) == 300
     assert snapshot(engine) == live
 
