@@ -118,6 +118,15 @@ class CandidateUnrejected(Frozen):
     note: str = ""  # what the person wrote in `by` (free text, never trusted as who)
 
 
+class ModelSwitched(Frozen):
+    """The similarity service answers with another model now (a re-embed finished, or a rollback): the
+    journal keeps which, so losing Redis, where the alias lives, does not put the configured model back."""
+
+    active: str
+    previous: str | None = None
+    why: str = ""  # "re-embed <job>", "rollback", "previous dropped"
+
+
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
@@ -130,6 +139,7 @@ PAYLOADS: dict[str, type[Frozen]] = {
     "candidate.accepted": CandidateAccepted,
     "candidate.rejected": CandidateRejected,
     "candidate.unrejected": CandidateUnrejected,
+    "model.switched": ModelSwitched,
 }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
 import httpx
 import redis
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from platograph import internal, ontology
 from platograph.background import LoopState
@@ -18,6 +20,8 @@ from services.similarity.adapters.qdrant_client_index import QdrantClientIndex
 from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.settings import SimilaritySettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +86,29 @@ def open_index(settings: SimilaritySettings, model: ModelSpec) -> VectorIndex:
     return EdgeIndex(settings.index_dir, model.key, model.dimension, dense_storage=storage)
 
 
+def active_model(store: ReembedStore, graph: httpx.Client, configured: str) -> str:
+    """The model readers use: the alias a finished re-embed set (Redis); when Redis lost it, the journal's
+    last model.switched, put back into Redis; the configured model when no switch ever happened."""
+    alias = store.alias()
+    if "active" in alias:
+        return alias["active"]
+    try:
+        for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_fixed(0.1), reraise=True,
+                                retry=retry_if_exception_type(httpx.TransportError)):  # fmt: skip
+            with attempt:
+                response = graph.get("/v1/model-alias")
+    except httpx.TransportError as exc:
+        log.error("no model alias in Redis and the graph is away (%s): answering with the configured %s until "
+                  "a restart finds it", exc, configured)  # fmt: skip
+        return configured
+    if response.status_code != 200:  # 404: no switch was ever recorded
+        return configured
+    found = response.json()
+    store.set_alias(found["active"], found.get("previous"))
+    log.warning("model alias restored from the journal: %s (previous %s)", found["active"], found.get("previous"))
+    return str(found["active"])
+
+
 def bootstrap(
     settings: SimilaritySettings | None = None,
     index: VectorIndex | None = None,
@@ -92,8 +119,9 @@ def bootstrap(
     settings = settings or SimilaritySettings()
     client = redis.Redis.from_url(settings.redis_url)
     store = ReembedStore(client, settings.stream)
-    # A finished re-embed switched the alias: it wins over the configured model.
-    name = store.alias().get("active", settings.model)
+    graph = graph or httpx.Client(base_url=settings.graph_url, timeout=30,
+                                  headers=internal.headers(settings.internal_token))  # fmt: skip
+    name = active_model(store, graph, settings.model)
     model = REGISTRY.get(name)
     if model is None:
         raise ValueError(f"PLATOGRAPH_MODEL: unknown model {name!r}; known: {', '.join(REGISTRY)}")
@@ -106,8 +134,7 @@ def bootstrap(
         embedder=embedder or load_embedder(model.runtime, model.max_tokens),
         index=index or open_index(settings, model),
         consumer=consumer,
-        graph=graph
-        or httpx.Client(base_url=settings.graph_url, timeout=30, headers=internal.headers(settings.internal_token)),
+        graph=graph,
         ontology=ontology.load(settings.ontology),
         store=store,
     )

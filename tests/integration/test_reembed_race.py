@@ -15,6 +15,9 @@ from fastapi.testclient import TestClient
 from rq import Queue
 
 from platograph.contracts import EntityUpserted
+from services.graph.bootstrap import bootstrap as graph_bootstrap
+from services.graph.entrypoints import http as graph_http
+from services.graph.settings import GraphSettings
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served
@@ -24,6 +27,7 @@ from services.similarity.entrypoints import http as similarity_http
 from services.similarity.entrypoints import reembed_jobs
 from services.similarity.service_layer import indexing, reembed
 from services.similarity.settings import SimilaritySettings
+from tests.helpers import drain
 from tests.integration.test_gateway import EMBEDDER
 
 pytestmark = pytest.mark.integration
@@ -140,3 +144,28 @@ def test_a_restart_after_the_switch_and_before_the_job_was_marked_done_completes
         assert sim.store.alias() == {"active": E5_SMALL.name, "previous": MINILM.name}  # the rollback stays
     finally:
         sim.close()
+
+
+def test_a_service_that_lost_its_alias_takes_the_model_back_from_the_journal(
+    env: dict[str, str], engine: Any, tmp_path: Path, redis_client: Any, stream: str
+) -> None:
+    """A switch is recorded in the journal (model.switched); with Redis emptied, the similarity service
+    starts with the model the journal names, not the configured one, and puts the alias back."""
+    graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    graph_api = TestClient(graph_http.create_app(graph), base_url="http://graph")
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER, graph=graph_api)
+    try:
+        assert sim.model.name == MINILM.name  # configured, and no switch yet: the graph answers 404
+        reembed.set_alias(sim, E5_SMALL.name, MINILM.name, "re-embed test")
+        graph.consumer.ensure_group()
+        drain(graph.consumer, engine)  # the projector journals the event
+        redis_client.delete(f"{stream}:similarity:alias")  # Redis lost it
+        again = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER, graph=graph_api)
+        try:
+            assert again.model.name == E5_SMALL.name
+            assert again.store.alias() == {"active": E5_SMALL.name, "previous": MINILM.name}  # put back
+        finally:
+            again.close()
+    finally:
+        sim.close()
+        graph.close()

@@ -160,9 +160,12 @@ def review_state(conn: Connection, cursor: str | None, limit: int) -> dict[str, 
     kind, after, after_b = decode_cursor(cursor) or ["decision", "", ""]
     out: dict[str, Any] = {"decisions": [], "merges": [], "next_cursor": None}
     if kind == "decision":  # keyset on the primary key (a, b)
-        rows = conn.execute(text("""SELECT a, b, decision, decided_by FROM candidates
+        rows = conn.execute(
+            text("""SELECT a, b, decision, decided_by FROM candidates
                                      WHERE (a, b) > (:a, :b) AND decision IS NOT NULL
-                                     ORDER BY a, b LIMIT :limit"""), {"a": after, "b": after_b, "limit": limit})
+                                     ORDER BY a, b LIMIT :limit"""),
+            {"a": after, "b": after_b, "limit": limit},
+        )
         out["decisions"] = [[r.a, r.b, r.decision, r.decided_by or ""] for r in rows]
         last = out["decisions"][-1] if len(out["decisions"]) == limit else None
         out["next_cursor"] = encode_cursor(["decision", last[0], last[1]] if last else ["merge", "", ""])

@@ -67,3 +67,10 @@ def audit(
     ]  # fmt: skip
     more = len(rows) > limit
     return {"items": items, "next_cursor": encode_cursor(str(rows[limit - 1]["position"])) if more else None}
+
+
+def model_alias(conn: Connection) -> dict[str, Any] | None:
+    """The latest model.switched event's payload: which model the similarity service answers with."""
+    row = conn.execute(text("""SELECT payload FROM journal WHERE type = 'model.switched'
+                                ORDER BY position DESC LIMIT 1""")).first()  # fmt: skip
+    return None if row is None else dict(row.payload)

@@ -266,6 +266,16 @@ def list_candidates(conn: ConnDep, graph: GraphDep, query: Annotated[CandidateQu
         raise _bad_cursor(ValueError("cursor is not valid")) from exc
 
 
+@router.get("/model-alias")
+def model_alias(conn: ConnDep) -> dict[str, Any]:
+    """The model the similarity service last switched to (from the journal), for one that lost its alias."""
+    found = journal_queries.model_alias(conn)
+    if found is None:
+        raise HTTPException(404, detail=[{"loc": ["server"], "msg": "no model switch was ever recorded",
+                                          "type": "not_found"}])  # fmt: skip
+    return found
+
+
 @router.get("/review-state")
 def review_state(conn: ConnDep, cursor: str | None = None, limit: Limit = 500) -> dict[str, Any]:
     """Standing decisions and merges, paged (the gateway rebuilds its decision log from them)."""

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from platograph.contracts import ModelSwitched, new_envelopes
 from platograph.graph_api import entity_ids, pages
 from services.similarity.adapters import graph_reads
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity, open_index
-from services.similarity.domain.candidates import pair, threshold_for
+from services.similarity.domain.candidates import PRODUCER, pair, threshold_for
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.service_layer import candidates, follow
 
@@ -57,6 +58,14 @@ def plan(sim: Similarity, model: ModelSpec) -> list[dict[str, Any]]:
     return batches
 
 
+def set_alias(sim: Similarity, active: str, previous: str | None, why: str) -> None:
+    """Switch the alias readers use (Redis), and say so in the journal (model.switched), which outlives
+    Redis: a service that finds the alias gone takes it back from there (bootstrap.active_model)."""
+    sim.store.set_alias(active, previous)
+    candidates.publish(sim, new_envelopes([ModelSwitched(active=active, previous=previous, why=why)],
+                                          producer=PRODUCER))  # fmt: skip
+
+
 def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     model = REGISTRY.get(model_name)
     if model is None:
@@ -71,7 +80,7 @@ def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     stale = serve_model(sim, model)  # a build starts empty: drop what an earlier one left
     stale.index.drop()
     if sim.store.alias().get("previous") == model.name:  # that was the rollback's collection: no rollback now
-        sim.store.set_alias(sim.model.name, None)
+        set_alias(sim, sim.model.name, None, f"{model.name} rebuilt: no rollback to it")
     target = Served(model, stale.embedder, open_index(sim.settings, model))
     job_id = sim.store.create(model.name, sim.model.name, review, plan(sim, model), started_by=by)
     with sim.lock:
@@ -191,7 +200,7 @@ def flip(sim: Similarity, job_id: str) -> None:
         if sim.previous is not None and sim.previous.model.name != old.model.name:
             sim.previous.index.close()
         sim.previous, sim.target = old, None
-        sim.store.set_alias(target.model.name, old.model.name)
+        set_alias(sim, target.model.name, old.model.name, f"re-embed {job_id}")
     sim.store.finish(job_id, "done")
     follow.start(sim, job_id)
     log.info("re-embed %s: %s now answers (%s kept for a rollback)", job_id, target.model.name, old.model.name)
@@ -210,7 +219,7 @@ def rollback(sim: Similarity) -> dict[str, str]:
         back.index.activate()
         old = sim.switch(back)
         sim.previous = old
-        sim.store.set_alias(back.model.name, old.model.name)
+        set_alias(sim, back.model.name, old.model.name, "rollback")
     follow.start(sim, tag)
     return {"active": back.model.name, "previous": old.model.name}
 
@@ -259,5 +268,5 @@ def drop_previous(sim: Similarity) -> dict[str, str | None]:
         raise ReembedError(409, ["body"], "no previous collection is kept")
     serve_model(sim, REGISTRY[name]).index.drop()
     with sim.lock:
-        sim.store.set_alias(sim.model.name, None)
+        set_alias(sim, sim.model.name, None, f"{name} dropped")
     return {"active": sim.model.name, "dropped": name}
