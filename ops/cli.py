@@ -228,6 +228,17 @@ def migrate() -> None:
     console.print("database is at the newest schema")
 
 
+@app.command("secrets")
+def make_secrets(
+    directory: Annotated[Path, typer.Argument(help="Where to write them")] = Path("deploy/secrets"),
+) -> None:
+    """Make the secret files deploy/docker-compose.yml mounts (passwords, URLs, token, webhook key; 0600)."""
+    from ops.credentials import deploy_secrets
+
+    written = deploy_secrets(directory)
+    console.print(f"wrote {', '.join(written)} in {directory}" if written else f"{directory} already holds them all")
+
+
 @app.command(hidden=True)
 def projector() -> None:
     """Run one graph projector (a member of the stream's consumer group)."""

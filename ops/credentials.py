@@ -53,3 +53,33 @@ def cli_key(explicit: str | None) -> str | None:
 
 def headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def deploy_secrets(directory: Path) -> list[str]:
+    """The files deploy/docker-compose.yml mounts as Docker secrets, made with fresh random values (a file
+    that exists is kept, so running it again changes nothing). Returns the names written."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    current = {p.name: p.read_text().strip() for p in directory.iterdir() if p.is_file()}
+    valkey = current.get("valkey_password") or secrets.token_urlsafe(24)
+    postgres = current.get("postgres_password") or secrets.token_urlsafe(24)
+    values = {
+        "valkey_password": valkey,
+        "postgres_password": postgres,
+        "REDIS_URL": f"redis://:{valkey}@valkey:6379/0",
+        "DATABASE_URL": f"postgresql://platograph:{postgres}@postgres:5432/platograph",
+        "PLATOGRAPH_INTERNAL_TOKEN": secrets.token_urlsafe(32),
+        "PLATOGRAPH_WEBHOOK_KEY": Fernet.generate_key().decode(),
+    }
+    written = []
+    for name, value in values.items():
+        path = directory / name
+        if not path.exists():
+            path.write_text(value)
+            path.chmod(0o600)
+            written.append(name)
+    return written

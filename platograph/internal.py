@@ -14,10 +14,11 @@ import secrets
 import orjson
 from fastapi import FastAPI
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from platograph.contracts import Actor
+from platograph.settings import SecretFiles
 
 log = logging.getLogger(__name__)
 HEADER = "X-Platograph-Internal"
@@ -31,7 +32,7 @@ REFUSAL = orjson.dumps({"detail": [{"loc": ["header", HEADER], "msg": "an intern
                                     "is required", "type": "unauthorized"}]})  # fmt: skip
 
 
-class InternalSettings(BaseSettings):
+class InternalSettings(SecretFiles):
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
 
     internal_token: str | None = Field(None, min_length=32)

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from platograph.body_limit import MIB, BodyLimits
 from platograph.ontology import DEFAULT_PATH
 
 
-class CoreSettings(BaseSettings):
+class SecretFiles(BaseSettings):
+    """Settings from the environment, and where PLATOGRAPH_SECRETS_DIR names a directory (Docker's and
+    Kubernetes' /run/secrets), from the files in it named as the variables (`REDIS_URL`,
+    `PLATOGRAPH_INTERNAL_TOKEN`, …): a password need not sit in the environment. The environment wins."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        directory = os.environ.get("PLATOGRAPH_SECRETS_DIR")
+        files = (SecretsSettingsSource(settings_cls, secrets_dir=directory),) if directory else ()
+        return init_settings, env_settings, *files
+
+
+class CoreSettings(SecretFiles):
     """Where the event log and the database are; which ontology applies."""
 
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
@@ -46,7 +71,7 @@ class CoreSettings(BaseSettings):
         return f"{self.stream}:dead"
 
 
-class DatabaseSettings(BaseSettings):
+class DatabaseSettings(SecretFiles):
     """The Postgres database (URL in libpq or SQLAlchemy form)."""
 
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")

@@ -7,11 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
+from ops.credentials import deploy_secrets
 from ops.supervisor import UpSettings
+from platograph.internal import InternalSettings
 from services.access.settings import AccessSettings
 from services.graph.settings import GraphSettings
 from services.ingest.settings import IngestSettings
@@ -80,14 +83,40 @@ def test_app_services_run_real_entry_points() -> None:
     assert services["coordinator"]["command"] == ["platograph", "coordinator"]
 
 
-def test_app_environment_points_at_the_compose_servers() -> None:
-    services = compose()["services"]
+def test_app_environment_points_at_the_compose_servers_and_takes_its_credentials_from_secrets() -> None:
+    spec = compose()
+    services, declared = spec["services"], spec["secrets"]
     for name in APP_SERVICES:
         env = services[name]["environment"]
-        assert env["REDIS_URL"].startswith("redis://:${VALKEY_PASSWORD:?") and "@valkey:6379/" in env["REDIS_URL"]
-        assert env["DATABASE_URL"].startswith("postgresql://platograph:${POSTGRES_PASSWORD:?")  # from a secret
-        assert env["DATABASE_URL"].endswith("@postgres:5432/platograph")
+        assert env["PLATOGRAPH_SECRETS_DIR"] == "/run/secrets"
+        assert not {"REDIS_URL", "DATABASE_URL", "PLATOGRAPH_INTERNAL_TOKEN", "PLATOGRAPH_WEBHOOK_KEY"} & set(env)
+        assert set(services[name]["secrets"]) == {"REDIS_URL", "DATABASE_URL", "PLATOGRAPH_INTERNAL_TOKEN",
+                                                  "PLATOGRAPH_WEBHOOK_KEY"}  # fmt: skip
         assert set(env) <= documented(), set(env) - documented()
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "/run/secrets/valkey_password" in services["valkey"]["command"][-1]
+    assert all(set(source) == {"file"} for source in declared.values())  # files, not values in this file
+    assert "PASSWORD:" not in (DEPLOY / "docker-compose.yml").read_text().replace("PASSWORD_FILE:", "")
+
+
+def test_the_secret_files_the_compose_file_mounts_are_made_once_and_read_as_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = deploy_secrets(tmp_path / "secrets")
+    assert set(made) == set(compose()["secrets"])
+    assert deploy_secrets(tmp_path / "secrets") == []  # kept: running it again changes nothing
+    assert oct((tmp_path / "secrets" / "REDIS_URL").stat().st_mode & 0o777) == "0o600"
+    for name in ("REDIS_URL", "DATABASE_URL", "PLATOGRAPH_INTERNAL_TOKEN", "PLATOGRAPH_WEBHOOK_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PLATOGRAPH_SECRETS_DIR", str(tmp_path / "secrets"))
+    settings = WebhookSettings()
+    password = (tmp_path / "secrets" / "valkey_password").read_text()
+    assert settings.redis_url == f"redis://:{password}@valkey:6379/0"
+    assert settings.internal_token == (tmp_path / "secrets" / "PLATOGRAPH_INTERNAL_TOKEN").read_text()
+    assert settings.webhook_key == (tmp_path / "secrets" / "PLATOGRAPH_WEBHOOK_KEY").read_text()
+    assert InternalSettings().internal_token == settings.internal_token  # what the services check callers with
+    monkeypatch.setenv("PLATOGRAPH_INTERNAL_TOKEN", "x" * 40)
+    assert WebhookSettings().internal_token == "x" * 40  # the environment wins over a file
 
 
 def test_every_setting_is_documented() -> None:
