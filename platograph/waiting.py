@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from platograph.positions import parse_entry_id
 from platograph.stream import reply_text
 
 FIRST_POLL_S, LAST_POLL_S = 0.005, 0.05  # polls back off: a position is usually reached within milliseconds
@@ -22,11 +23,6 @@ FIRST_POLL_S, LAST_POLL_S = 0.005, 0.05  # polls back off: a position is usually
 
 class TooManyWaiters(Exception):
     """More requests wait for the projection than this process allows."""
-
-
-def _ordered(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class ProjectionWait:
@@ -43,7 +39,7 @@ class ProjectionWait:
             info: dict[Any, Any] = await self.client.xinfo_stream(self.stream)
         except ResponseError:  # no stream yet: nothing was ever written
             return False
-        return _ordered(entry_id) <= _ordered(reply_text(info["last-generated-id"]))
+        return parse_entry_id(entry_id) <= parse_entry_id(reply_text(info["last-generated-id"]))
 
     async def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by the group."""
@@ -52,7 +48,7 @@ class ProjectionWait:
         except ResponseError:
             return False
         group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
-        if group is None or _ordered(reply_text(group["last-delivered-id"])) < _ordered(entry_id):
+        if group is None or parse_entry_id(reply_text(group["last-delivered-id"])) < parse_entry_id(entry_id):
             return False
         return not await self.client.xpending_range(self.stream, self.group, min="-", max=entry_id, count=1)
 

@@ -56,18 +56,11 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
             return [ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("webhook_ports", mode="before")
+    @field_validator("webhook_ports", "webhook_retry_schedule", mode="before")
     @classmethod
-    def _ports(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(int(part) for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("webhook_retry_schedule", mode="before")
-    @classmethod
-    def _schedule(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(float(part) for part in value.split(",") if part.strip())
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):  # pydantic turns each part into the field's item type
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("webhook_key")
