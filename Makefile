@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench eval install clean
+.PHONY: run test lint bench chaos eval install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -31,6 +31,9 @@ bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/similarity.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/reembed.py
+
+chaos: $(VENV)/.installed  ## kill -9 every process and embedded server in turn under load; print what was lost
+	$(PY) bench/chaos.py
 
 eval: $(VENV)/.installed  ## similarity quality on ../shared/eval, against a running `make run`
 	$(VENV)/bin/platograph eval

@@ -196,3 +196,14 @@ def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: 
     wh.redis.delete(Job.key_for(delivery.job_id([lost], delivery.ANY_ATTEMPT) + "-swept"))
     wh.breaker.trip("wh_test")
     assert sweeping.sweep(wh) == 0  # an endpoint held back on purpose is not swept
+
+
+def test_a_batch_cut_short_after_sending_is_not_sent_again(wh: Webhooks) -> None:
+    with receiver() as endpoint:
+        sent_before = subscribe(wh, endpoint.url)
+        rest = add_deliveries(wh, 1)[0]
+        # A worker sent the first one and was killed before recording it: only the Redis mark says so.
+        wh.redis.set(f"{wh.settings.webhook_queue}:sent:{sent_before}", "1")
+        assert delivery.attempt_batch(wh, [sent_before, rest], 0, "wh_test") == "1 delivered"
+        assert len(endpoint.requests) == 1  # the second only
+    assert state(wh, sent_before)[0] == "delivered" and state(wh, rest)[0] == "delivered"

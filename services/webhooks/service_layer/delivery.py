@@ -5,7 +5,9 @@ batch after the same pause (the endpoint is failing), so one job costs RQ's over
 Each job locks its delivery rows, so two jobs never send one delivery at once; a row whose attempts went
 past the job's is left alone (a newer job owns it). Next attempts are queued before the rows are updated,
 so a crash in between repeats an attempt instead of losing one. RQ's own retry (a few quick tries) covers
-a job whose worker died mid-batch or hit an error.
+a job whose worker died mid-batch or hit an error. Each successful send is marked in Redis at once, so a
+batch cut short before its rows were recorded (a killed worker, the database away) is not sent again:
+the next job records the marked ones as delivered and sends only the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages, safety
 
 BATCH = 50
+SENT_MARK_S = 7 * 24 * 3600  # how long a send is remembered (Redis) for a batch cut short before recording it
 #: The RQ job that sends a batch, named (the entry point imports this module, not the other way round).
 DELIVER = "services.webhooks.entrypoints.jobs.deliver"
 ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
@@ -88,6 +91,8 @@ def enqueue_again(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID]
     """Send one endpoint's deliveries (set back to pending) again now, in batches (a replay passes its own
     tag, so the same replay queues the same jobs)."""
     tag = tag or f"-again-{uuid.uuid4().hex[:8]}"
+    if delivery_ids:  # a person asked for them again: the marks of earlier sends must not hold them back
+        wh.redis.delete(*[_sent_key(wh, i) for i in delivery_ids])
     for start in range(0, len(delivery_ids), BATCH):
         enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, endpoint, tag=tag)
 
@@ -124,6 +129,13 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     s = wh.settings
     started = time.monotonic()
     endpoint = rows[0]  # one endpoint per batch: its address is checked and its secrets opened once
+    marks = wh.redis.mget([_sent_key(wh, r["id"]) for r in rows])
+    before = [r for r, mark in zip(rows, marks, strict=True) if mark is not None]
+    if before:  # sent by a job that died before it could record them (a worker killed, the database away)
+        store.mark_delivered(conn, [(r["id"], r["attempts"], datetime.now(UTC)) for r in before])
+        rows = [r for r, mark in zip(rows, marks, strict=True) if mark is None]
+        if not rows:
+            return f"{len(before)} already delivered"
     try:
         target: safety.Target | None = safety.resolve(endpoint["url"], s.webhook_allowlist, ports=s.webhook_ports)
         refused = ""
@@ -174,6 +186,8 @@ async def _attempts(
             outcome = await sender.send(client, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
                                         excerpt=s.webhook_excerpt, deadline_s=s.webhook_timeout_s)  # fmt: skip
             sent.append((row, outcome, now))
+            if outcome.ok:  # before the row is marked: a crash from here on must not send it again
+                wh.redis.set(_sent_key(wh, row["id"]), "1", ex=SENT_MARK_S)
             if not outcome.ok or time.monotonic() - started > s.webhook_timeout_s:
                 break
     return sent
@@ -218,6 +232,10 @@ def _failed(
     store.set_deliveries(conn, [delivery_id], {"status_reason": why, "attempts": attempts,
                                                "next_attempt_at": now + timedelta(seconds=delay)})  # fmt: skip
     return delay
+
+
+def _sent_key(wh: Webhooks, delivery_id: uuid.UUID) -> str:
+    return f"{wh.settings.webhook_queue}:sent:{delivery_id}"
 
 
 def _unreachable(outcome: sender.Outcome) -> bool:

@@ -1,0 +1,231 @@
+"""Chaos run (`make chaos`): a steady mixed load on `platograph up` while its processes and its embedded
+servers are killed with SIGKILL one at a time, and nobody restarts anything by hand.
+
+The load: entity writes with an Idempotency-Key (retried with the same key until acknowledged), reads,
+and a webhook receiver subscribed to candidate.proposed. Killed in turn: the gateway, ingest, the projector,
+the similarity process, a webhook worker, Valkey and PostgreSQL; after each kill the run waits until the
+system answers again and goes on loading it.
+
+Then it checks and prints: every acknowledged write is in the graph, none applied twice; the similarity
+index holds exactly the active entities; each candidate.proposed event reached the endpoint (none lost,
+how many twice); 5xx answers only inside outage windows, each with Retry-After. The last line is the
+figures. Not checked: the candidates against ones computed from scratch.
+
+Usage: python bench/chaos.py [--pause S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ops.supervisor import System, UpSettings  # noqa: E402
+
+VICTIMS = ("gateway", "ingest", "projector-1", "similarity", "webhook-worker-1", "valkey", "postgres")
+TOPICS = ("green tea", "coffee", "sleep", "exercise", "sunlight", "reading", "music", "fasting")
+
+
+class Record:
+    """What the load saw: acknowledged writes, answers by time, receipts by webhook-id."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.acknowledged: set[str] = set()
+        self.answers: list[tuple[float, int, bool]] = []  # (time, status, had Retry-After)
+        self.receipts: dict[str, int] = {}
+        self.outages: list[tuple[float, float, str]] = []
+
+    def answer(self, response: httpx.Response) -> None:
+        with self.lock:
+            self.answers.append((time.time(), response.status_code, "retry-after" in response.headers))
+
+
+def receiver(record: Record) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            with record.lock:
+                key = self.headers.get("webhook-id", "")
+                record.receipts[key] = record.receipts.get(key, 0) + 1
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+def writer(client: httpx.Client, record: Record, stop: threading.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        topic = TOPICS[n % len(TOPICS)]
+        body = {"id": f"claim:chaos-{n}", "name": f"{topic} {n}",
+                "text": f"Daily {topic} improves attention in adults (cohort {n % 5})."}  # fmt: skip
+        while not stop.is_set():  # the same key until acknowledged: a retry may not apply twice
+            try:
+                answer = client.post("/v1/entities", json=body, headers={"Idempotency-Key": f"chaos-{n}"})
+                record.answer(answer)
+                if answer.status_code == 202:
+                    with record.lock:
+                        record.acknowledged.add(body["id"])
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        n += 1
+        time.sleep(0.05)
+
+
+def reader(client: httpx.Client, record: Record, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            record.answer(client.get("/v1/entities", params={"limit": 5}))
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+def healthy(client: httpx.Client) -> bool:
+    try:
+        status = client.get("/v1/status", timeout=5).json()
+        written = client.post("/v1/entities", json={"id": "concept:probe", "name": "Probe"}, timeout=5)
+        read = client.get("/v1/entities/concept:probe", params={"after": written.json()["position"]}, timeout=10)
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    services_ok = all(v == "ok" for v in status.get("services", {}).values())
+    return written.status_code == 202 and read.status_code == 200 and services_ok  # the database answers too
+
+
+def victim_pid(system: System, name: str) -> int:
+    if name == "valkey":
+        assert system.redis is not None
+        return int(system.redis._server._process.pid)
+    if name == "postgres":
+        pgdata = system.settings.data_dir.resolve() / "pg"
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    child = next(c for c in system.children if c.name == name)
+    assert child.process is not None
+    return int(child.process.pid)
+
+
+def until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def pages(client: httpx.Client, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.get(path, params=params | ({"cursor": cursor} if cursor else {}), timeout=60).json()
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pause", type=float, default=10.0, help="seconds of load between recovery and next kill")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="platograph-chaos-"))
+    for variable in ("REDIS_URL", "DATABASE_URL"):  # embedded servers: they are among the victims
+        os.environ.pop(variable, None)
+    os.environ.update({"PLATOGRAPH_DATA_DIR": str(work / "data"), "PLATOGRAPH_WEBHOOK_ALLOWLIST": "127.0.0.0/8",
+                       "PLATOGRAPH_RATE_READ": "1000000/minute",
+                       # Retries and the sweep of deliveries whose job died with a worker, within the run.
+                       "PLATOGRAPH_WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,20",
+                       "PLATOGRAPH_WEBHOOK_STUCK_AFTER_S": "60", "PLATOGRAPH_WEBHOOK_SWEEP_EVERY_S": "5",
+                       "PLATOGRAPH_RATE_WRITE": "1000000/minute"})  # fmt: skip
+    record, stop = Record(), threading.Event()
+    system = System(UpSettings())
+    stopping = threading.Event()
+    server, hook = receiver(record)
+    try:
+        system.start_infrastructure()
+        system.plan()
+        system.start_children(timeout=180)
+        threading.Thread(target=system.supervise, args=(stopping.is_set,), daemon=True).start()
+        client = httpx.Client(base_url=system.gateway_url, timeout=30, headers=system.api_headers())
+        made = client.post("/v1/webhooks", json={"url": hook, "event_types": ["candidate.proposed"]})
+        subscription = made.raise_for_status().json()["id"]
+        load = [threading.Thread(target=writer, args=(client, record, stop), daemon=True),
+                threading.Thread(target=reader, args=(client, record, stop), daemon=True)]  # fmt: skip
+        for thread in load:
+            thread.start()
+        time.sleep(args.pause)
+        for name in VICTIMS:
+            pid = victim_pid(system, name)
+            killed = time.time()
+            os.kill(pid, signal.SIGKILL)
+            back = until(lambda: healthy(client), 180)
+            record.outages.append((killed, time.time() + 2.0, name))  # answers in flight settle within 2 s
+            print(f"killed {name} (pid {pid}): {'back' if back else 'NOT BACK'} after {time.time() - killed:.1f} s",
+                  flush=True)  # fmt: skip
+            time.sleep(args.pause)
+        stop.set()
+        for thread in load:
+            thread.join(30)
+        # Settle: everything written is projected and indexed, and every delivery went out.
+        last = client.post("/v1/entities", json={"id": "concept:last", "name": "Last"}).json()["position"]
+        client.get("/v1/projection", params={"position": last, "wait_ms": 30_000})
+        time.sleep(20)
+        claims = {e["id"]: e for e in pages(client, "/v1/entities", {"type": "claim", "limit": 500})}
+        lost = sorted(record.acknowledged - set(claims))
+        twice = sorted(i for i in record.acknowledged if claims.get(i, {}).get("version", 1) > 1)
+        status = client.get("/v1/status").json()
+        active = status["graph"]["active_entities"]
+        indexed = status["similarity"]["indexed"]
+        proposed = {e["event_id"] for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
+        until(lambda: proposed <= set(record.receipts), 150)  # a job lost with a worker is swept after 60 s
+        by_status = client.get(f"/v1/webhooks/{subscription}").json()["deliveries"]
+        received = set(record.receipts) & proposed
+        duplicated = sum(n - 1 for key, n in record.receipts.items() if key in proposed and n > 1)
+        outside = [(t, s) for t, s, _ in record.answers if s >= 500
+                   and not any(a <= t <= b for a, b, _ in record.outages)]  # fmt: skip
+        bare = [(t, s) for t, s, retry in record.answers if s >= 500 and not retry]
+        same = "equal" if indexed == active else "DIFFER"
+        print(f"index holds {indexed} entities, the graph {active} active: {same}")
+        print(f"delivery log: {by_status}")
+        print(f"5xx answers: {sum(1 for _, s, _ in record.answers if s >= 500)} of {len(record.answers)}, "
+              f"{len(outside)} outside outage windows, {len(bare)} without Retry-After")  # fmt: skip
+        print(
+            f"writes acknowledged {len(record.acknowledged)} / lost {len(lost)} / duplicated {len(twice)}; "
+            f"deliveries expected {len(proposed)} / received {len(received)} / duplicated {duplicated}"
+        )
+    finally:
+        stop.set()
+        stopping.set()
+        server.shutdown()
+        system.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
