@@ -62,6 +62,10 @@ class Down(httpx.AsyncBaseTransport):
 EMBEDDER = MiniLMOnnx()  # loaded once for the module's tests
 
 
+def _webhooks_away(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("the webhooks service does not run in this test", request=request)
+
+
 def system(
     index_dir: Path,
     similarity: httpx.AsyncBaseTransport | None = None,
@@ -108,6 +112,8 @@ def system(
     }
     if hooks is not None:
         transports["webhooks"] = httpx.ASGITransport(app=webhooks_http.create_app(hooks, dispatch=False))
+    else:  # away, whatever listens on the default port of this machine (a `make chaos`, say)
+        transports["webhooks"] = httpx.MockTransport(_webhooks_away)
     try:
         gateway = create_app(GatewaySettings(allowed_hosts=["testserver"]), transports)
         gateway.state.wired = SimpleNamespace(graph=graph, similarity=sim, webhooks=hooks)
