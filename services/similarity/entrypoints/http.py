@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from platograph.api.similarity import ComparePairs
 from platograph.background import thread_lifespan
+from platograph.body_limit import MIB, BodyLimits
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, instrument
@@ -20,6 +21,8 @@ from services.similarity.domain.models import REGISTRY
 from services.similarity.entrypoints import consumer, reembed_http
 from services.similarity.entrypoints.deps import SimDep
 from services.similarity.service_layer import queries, reembed
+
+BATCH_BODY_BYTES = 64 * MIB
 
 router = APIRouter(prefix="/v1", tags=["similarity"])
 
@@ -142,6 +145,8 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app.include_router(reembed_http.router)
     app.include_router(replay_router(Owner(wired.consumer, partial(consumer.replay, wired))))
     app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
-    instrument(app, "similarity")
+    # A re-embed batch carries its entities' texts (up to 50,000 characters each) with their vectors:
+    # internal and token-only, so a larger limit than the public one.
+    instrument(app, "similarity", body_limits=BodyLimits(BATCH_BODY_BYTES))
     protect(app, "similarity")
     return app
