@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.webhooks import Log, receiver  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
 
 VICTIMS = ("gateway", "ingest", "projector-1", "similarity", "webhook-worker-1", "valkey", "postgres")
@@ -41,40 +42,17 @@ TOPICS = ("green tea", "coffee", "sleep", "exercise", "sunlight", "reading", "mu
 
 
 class Record:
-    """What the load saw: acknowledged writes, answers by time, receipts by webhook-id."""
+    """What the load saw: acknowledged writes, answers by time, outage windows."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.acknowledged: set[str] = set()
         self.answers: list[tuple[float, int, bool]] = []  # (time, status, had Retry-After)
-        self.receipts: dict[str, int] = {}
         self.outages: list[tuple[float, float, str]] = []
 
     def answer(self, response: httpx.Response) -> None:
         with self.lock:
             self.answers.append((time.time(), response.status_code, "retry-after" in response.headers))
-
-
-def receiver(record: Record) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            with record.lock:
-                key = self.headers.get("webhook-id", "")
-                record.receipts[key] = record.receipts.get(key, 0) + 1
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
 
 
 def writer(client: httpx.Client, record: Record, stop: threading.Event) -> None:
@@ -168,7 +146,8 @@ def main() -> None:
     failed: object = True  # until the checks say otherwise
     system = System(UpSettings())
     stopping = threading.Event()
-    server, hook = receiver(record)
+    log, servers = Log(), ExitStack()
+    hook = servers.enter_context(receiver(log)) + "/hook"
     try:
         system.start_infrastructure()
         system.plan()
@@ -205,10 +184,16 @@ def main() -> None:
         active = status["graph"]["active_entities"]
         indexed = status["similarity"]["indexed"]
         proposed = {e["event_id"] for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
-        until(lambda: proposed <= set(record.receipts), 150)  # a job lost with a worker is swept after 60 s
+
+        def arrived() -> dict[str, int]:
+            with log.lock:
+                return dict(log.receipts)
+
+        until(lambda: proposed <= set(arrived()), 150)  # a job lost with a worker is swept after 60 s
         by_status = client.get(f"/v1/webhooks/{subscription}").json()["deliveries"]
-        received = set(record.receipts) & proposed
-        duplicated = sum(n - 1 for key, n in record.receipts.items() if key in proposed and n > 1)
+        receipts = arrived()
+        received = set(receipts) & proposed
+        duplicated = sum(n - 1 for key, n in receipts.items() if key in proposed and n > 1)
         outside = [(t, s) for t, s, _ in record.answers if s >= 500
                    and not any(a <= t <= b for a, b, _ in record.outages)]  # fmt: skip
         bare = [(t, s) for t, s, retry in record.answers if s >= 500 and not retry]
@@ -226,7 +211,7 @@ def main() -> None:
     finally:
         stop.set()
         stopping.set()
-        server.shutdown()
+        servers.close()
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failed else 0)

@@ -41,11 +41,12 @@ ENDPOINTS = 4
 
 
 class Log:
-    """When each (endpoint, webhook-id) first arrived."""
+    """When each (endpoint, webhook-id) first arrived, and how many times each webhook-id arrived."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.received: dict[tuple[str, str], float] = {}
+        self.receipts: dict[str, int] = {}
 
     def count(self) -> int:
         with self.lock:
@@ -60,8 +61,10 @@ def receiver(log: Log) -> Iterator[str]:
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("content-length", 0)))
             at = time.time()
+            key = self.headers.get("webhook-id", "")
             with log.lock:
-                log.received.setdefault((self.path, self.headers.get("webhook-id", "")), at)
+                log.received.setdefault((self.path, key), at)
+                log.receipts[key] = log.receipts.get(key, 0) + 1
             self.send_response(204)
             self.send_header("content-length", "0")
             self.end_headers()

@@ -207,3 +207,4 @@ def test_a_batch_cut_short_after_sending_is_not_sent_again(wh: Webhooks) -> None
         assert delivery.attempt_batch(wh, [sent_before, rest], 0, "wh_test") == "1 delivered"
         assert len(endpoint.requests) == 1  # the second only
     assert state(wh, sent_before)[0] == "delivered" and state(wh, rest)[0] == "delivered"
+    assert not wh.redis.exists(f"{wh.settings.webhook_queue}:sent:{sent_before}")  # recorded: the mark is gone

@@ -28,7 +28,7 @@ from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages, safety
 
 BATCH = 50
-SENT_MARK_S = 7 * 24 * 3600  # how long a send is remembered (Redis) for a batch cut short before recording it
+SENT_MARK_S = 24 * 3600  # a mark outlives a batch cut short before recording it only until the next job
 #: The RQ job that sends a batch, named (the entry point imports this module, not the other way round).
 DELIVER = "services.webhooks.entrypoints.jobs.deliver"
 ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
@@ -120,9 +120,13 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
                     tag=f"-wait-{slot[:8]}")  # fmt: skip
             return "endpoint busy; deferred"
         try:
-            return _send_batch(wh, conn, rows)
+            result = _send_batch(wh, conn, rows)
         finally:
             wh.redis.zrem(_busy_key(wh, endpoint["subscription_id"]), slot)
+    # Committed: the rows say what was delivered, so the marks that stood in for them can go (one call a
+    # batch; left to expire, they would pile up in Redis at the delivery rate).
+    wh.redis.delete(*[_sent_key(wh, r["id"]) for r in rows])
+    return result
 
 
 def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> str:
