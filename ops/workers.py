@@ -19,7 +19,23 @@ def queue(connection: redis.Redis) -> Queue:
     return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
 
-class DeliveryWorker(SimpleWorker):
+class QuickStop:
+    """RQ's pubsub thread (commands such as kill-horse) waits up to 60 s for a message, and redis-py 8's
+    `stop()` joins it without a limit: a worker asked to stop could take a minute. One second instead."""
+
+    def subscribe(self: Any) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class GeneralWorker(QuickStop, Worker):
+    """RQ's forking worker, stopping promptly."""
+
+
+class DeliveryWorker(QuickStop, SimpleWorker):
     """A worker that runs jobs in its own process. Nothing refreshes a job's heartbeat while it runs here,
     so its started entry lives for the job's timeout plus a margin; RQ's default margin (60 s) would let
     a job whose worker was killed wait a minute before its retry, this one lets it wait 10 s."""
@@ -32,7 +48,7 @@ def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 
     """Run an RQ worker on one queue until stopped. A simple worker runs jobs in
     its own process instead of forking one per job: cheap jobs (webhook deliveries) keep their pools."""
     connection = redis.Redis.from_url(CoreSettings().redis_url)
-    worker_class = DeliveryWorker if simple else Worker
+    worker_class = DeliveryWorker if simple else GeneralWorker
     worker = worker_class(
         [Queue(queue_name, connection=connection, serializer=JSONSerializer)],
         connection=connection,

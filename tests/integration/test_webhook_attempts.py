@@ -22,7 +22,7 @@ from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
 from services.webhooks.entrypoints import http as webhooks_http
-from services.webhooks.service_layer import delivery, sweeping
+from services.webhooks.service_layer import delivery, sweeping, waking
 from tests.receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -154,33 +154,68 @@ def add_deliveries(wh: Webhooks, n: int) -> list[uuid.UUID]:
     return ids
 
 
+def wake_jobs(wh: Webhooks) -> list[Job]:
+    """The wake jobs scheduled for the test's endpoint."""
+    jobs = [Job.fetch(i, connection=wh.redis, serializer=wh.queue.serializer)
+            for i in wh.queue.scheduled_job_registry.get_job_ids()]  # fmt: skip
+    return [j for j in jobs if j.func_name == delivery.WAKE]
+
+
+def queued_batches(wh: Webhooks) -> list[list[str]]:
+    return [j.args[0] for j in wh.queue.get_jobs() if j.func_name == delivery.DELIVER]
+
+
+def open_now(wh: Webhooks) -> None:
+    """The breaker's pause is over (instead of waiting for it)."""
+    wh.redis.hset(f"{wh.settings.webhook_queue}:breaker:wh_test", "open_until", str(time.time() - 1))
+
+
 def test_an_endpoint_that_is_down_is_backed_off_as_a_whole_then_probed(wh: Webhooks) -> None:
     def script(n: int) -> tuple[int, float]:
         return (503, 0.0) if n <= 2 else (200, 0.0)  # down for two tries, then back
 
     with receiver(script) as endpoint:
         first = subscribe(wh, endpoint.url)
-        others = add_deliveries(wh, 4)
+        others = add_deliveries(wh, 5)
         assert delivery.attempt_batch(wh, [first], 0, "wh_test").endswith("1 failed, 0 postponed")
         until = wh.breaker.open_until("wh_test")
         assert until is not None and until > time.time()  # open: the endpoint is down
-        for batch in ([others[0]], [others[1]], others[2:]):  # other batches wait, sending nothing
-            assert delivery.attempt_batch(wh, batch, 0, "wh_test").startswith("endpoint backed off")
-        assert len(endpoint.requests) == 1
+        for batch in ([others[0]], [others[1]], others[2:]):  # other batches are parked, sending nothing
+            assert delivery.attempt_batch(wh, batch, 0, "wh_test").startswith("endpoint backed off; parked")
+        assert len(endpoint.requests) == 1 and wh.breaker.parked("wh_test") == 3
+        assert queued_batches(wh) == []  # parked batches are no jobs: one wake job for the pause stands for them
+        assert [j.args for j in wake_jobs(wh)] == [["wh_test"]]
         with wh.engine.connect() as conn:  # and spend no attempt
             attempts = conn.execute(text("SELECT sum(attempts) FROM webhook_deliveries WHERE id = ANY(:ids)"),
                                     {"ids": others}).scalar_one()  # fmt: skip
         assert attempts == 0
-        wh.redis.hset(f"{wh.settings.webhook_queue}:breaker:wh_test", "open_until", str(time.time() - 1))
-        assert delivery.attempt_batch(wh, [others[0]], 0, "wh_test").endswith("1 failed, 0 postponed")  # the probe
+        assert waking.wake(wh, "wh_test") == "not due yet"  # woken early: nothing sent
+        open_now(wh)
+        assert waking.wake(wh, "wh_test").endswith("1 failed, 0 postponed; still backed off")  # the probe
         second = wh.breaker.open_until("wh_test")
         assert second is not None and second - time.time() > until - time.time()  # still down: a longer pause
-        assert delivery.attempt_batch(wh, [others[1]], 0, "wh_test").startswith("endpoint backed off")
-        wh.redis.hset(f"{wh.settings.webhook_queue}:breaker:wh_test", "open_until", str(time.time() - 1))
-        assert delivery.attempt_batch(wh, others[2:], 0, "wh_test") == "2 delivered"  # the probe gets through
-        assert wh.breaker.open_until("wh_test") is None  # closed: the queue flows again
-        assert delivery.attempt_batch(wh, [others[1]], 0, "wh_test") == "1 delivered"
-        assert len(endpoint.requests) == 5
+        assert wh.breaker.parked("wh_test") == 2 and len(wake_jobs(wh)) == 2  # the longer pause's wake is due
+        open_now(wh)
+        result = waking.wake(wh, "wh_test")  # the probe gets through, and the queue flows again
+        assert result == "1 delivered; released 1 parked batches", result
+        assert wh.breaker.open_until("wh_test") is None and wh.breaker.parked("wh_test") == 0
+        assert sorted(queued_batches(wh)) == sorted([[str(i) for i in others[2:]]])
+        assert delivery.attempt_batch(wh, others[2:], 0, "wh_test") == "3 delivered"
+        assert len(endpoint.requests) == 6  # the first delivery and the first probe's retries are their own jobs
+
+
+def test_a_retry_that_gets_through_releases_what_was_parked(wh: Webhooks) -> None:
+    with receiver(lambda n: (200, 0.0)) as endpoint:
+        retried = subscribe(wh, endpoint.url)
+        parked = add_deliveries(wh, 2)
+        wh.breaker.trip("wh_test")
+        assert delivery.attempt_batch(wh, parked, 0, "wh_test").startswith("endpoint backed off; parked")
+        open_now(wh)
+        assert delivery.attempt_batch(wh, [retried], 0, "wh_test") == "1 delivered"  # a retry's job probed
+        due = [j for j in wake_jobs(wh) if int(j.id.rsplit("-", 1)[1]) <= time.time()]
+        assert len(due) == 1  # a wake due now, beside the one for the end of the pause
+        assert waking.wake(wh, "wh_test") == "released 1 parked batches"
+        assert queued_batches(wh) == [[str(i) for i in parked]]
 
 
 def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: Webhooks) -> None:

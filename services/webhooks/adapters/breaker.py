@@ -3,12 +3,18 @@
 An endpoint that refuses connections, times out or answers 5xx/429 is backed off as a whole: its breaker
 opens for a pause that doubles with each failed probe (up to a cap), its batches wait without sending,
 and once the pause is over one job probes it. A success closes the breaker and the queue flows again.
-Waiting batches cost one Redis call and one scheduled job each per pause, not an attempt each.
+
+While it is open, a batch that comes due is parked: pushed onto the endpoint's list and its job ends. One
+wake job per pause probes with a parked batch and, once the endpoint answers, releases the list. So a dead
+endpoint with 50,000 deliveries waiting costs one job per pause, not one per batch. The list is a cache of
+what Postgres knows: rows stay `pending`, so if it is lost (Redis emptied) the stuck sweep queues them.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 
 import redis
 
@@ -31,6 +37,9 @@ class Breaker:
     def _keys(self, endpoint: str) -> tuple[str, str]:
         return f"{self.prefix}:breaker:{endpoint}", f"{self.prefix}:probe:{endpoint}"
 
+    def _parked_key(self, endpoint: str) -> str:
+        return f"{self.prefix}:parked:{endpoint}"
+
     def open_until(self, endpoint: str) -> float | None:
         """When the endpoint may be tried again; None while its breaker is closed."""
         raw = self.client.hget(self._keys(endpoint)[0], "open_until")
@@ -49,3 +58,21 @@ class Breaker:
     def close(self, endpoint: str) -> None:
         """The endpoint answered: its batches flow again."""
         self.client.delete(*self._keys(endpoint))
+
+    def park(self, endpoint: str, delivery_ids: list[uuid.UUID], attempt: int) -> int:
+        """Hold a batch until the endpoint answers again. Returns the batches parked for it."""
+        key = self._parked_key(endpoint)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps([[str(i) for i in delivery_ids], attempt]))
+        # Outlives the longest pause; lost or expired, the rows are still pending for the sweep.
+        pipe.expire(key, int(2 * self.longest_pause_s) + 3600)
+        return int(pipe.execute()[0])
+
+    def unpark(self, endpoint: str, count: int) -> list[tuple[list[uuid.UUID], int]]:
+        """Take up to `count` parked batches, oldest first."""
+        raw: list[bytes] = self.client.lpop(self._parked_key(endpoint), count) or []  # type: ignore[assignment]
+        batches = [json.loads(item) for item in raw]
+        return [([uuid.UUID(i) for i in ids], int(attempt)) for ids, attempt in batches]
+
+    def parked(self, endpoint: str) -> int:
+        return int(self.client.llen(self._parked_key(endpoint)))

@@ -29,8 +29,10 @@ from services.webhooks.domain import messages, safety
 
 BATCH = 50
 SENT_MARK_S = 24 * 3600  # a mark outlives a batch cut short before recording it only until the next job
-#: The RQ job that sends a batch, named (the entry point imports this module, not the other way round).
+#: The RQ jobs that send a batch and that wake a backed-off endpoint, named (the entry point imports this
+#: module, not the other way round).
 DELIVER = "services.webhooks.entrypoints.jobs.deliver"
+WAKE = "services.webhooks.entrypoints.jobs.wake"
 ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
 NAMESPACE = uuid.UUID("0c8f1d8e-4a4b-4f5e-9d7e-3f1c2b6a9e21")
 ACQUIRE = """
@@ -101,8 +103,8 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
     if subscription is not None:
         held = _held(wh, subscription)
         if held is not None:  # backed off: wait without touching the rows (no attempt is spent)
-            enqueue(wh, delivery_ids, attempt, subscription, delay=held, tag=f"-held-{uuid.uuid4().hex[:8]}")
-            return f"endpoint backed off; again in {held:.0f} s"
+            parked = park(wh, subscription, delivery_ids, attempt)
+            return f"endpoint backed off; parked ({parked} batches wait)"
     with wh.engine.begin() as conn:
         rows = [r for r in store.claim(conn, delivery_ids) if r["status"] == "pending" and r["attempts"] <= attempt]
         if not rows:
@@ -127,6 +129,25 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
     # batch; left to expire, they would pile up in Redis at the delivery rate).
     wh.redis.delete(*[_sent_key(wh, r["id"]) for r in rows])
     return result
+
+
+def park(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID], attempt: int) -> int:
+    """Hold a batch while the endpoint's breaker is open (service_layer/waking.py releases it). Returns
+    the batches parked."""
+    parked = wh.breaker.park(endpoint, list(delivery_ids), attempt)
+    schedule_wake(wh, endpoint)
+    return parked
+
+
+def schedule_wake(wh: Webhooks, endpoint: str) -> None:
+    """One wake job when the endpoint's pause ends (now if its breaker is closed): its id is the pause's
+    end, so the batches parked during one pause share it."""
+    until = wh.breaker.open_until(endpoint) or time.time()
+    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, endpoint)}-{int(until)}"
+    if not Job.exists(wake_id, connection=wh.redis):
+        when = datetime.fromtimestamp(until + wh.rng.uniform(0.0, 1.0), UTC)
+        wh.queue.enqueue_at(when, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
+                            description=f"wake backed-off endpoint {endpoint}")  # fmt: skip
 
 
 def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> str:
@@ -160,6 +181,8 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     sub = endpoint["subscription_id"]
     if delivered:
         wh.breaker.close(sub)
+        if wh.breaker.parked(sub):  # this was the probe that got through: the parked batches go now
+            schedule_wake(wh, sub)
         store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
         if endpoint["failing_since"] is not None:
             store.update_subscription(conn, sub, {"failing_since": None})
@@ -171,7 +194,9 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
             enqueue(wh, rest, max(r["attempts"] for r in rows), sub, tag=f"-more-{uuid.uuid4().hex[:8]}")
         return f"{len(delivered)} delivered"
     pause = _failed(wh, conn, last_row, last, at)
-    if rest:  # the endpoint is failing: the rest wait as long as the failed one
+    if rest and wh.breaker.open_until(sub) is not None:  # down as a whole: the rest wait for its wake
+        park(wh, sub, rest, max(r["attempts"] for r in rows))
+    elif rest:  # the endpoint refused this one: the rest wait as long as the failed one
         enqueue(wh, rest, max(r["attempts"] for r in rows), sub, delay=pause or 0.0,
                 tag=f"-rest-{uuid.uuid4().hex[:8]}")  # fmt: skip
     return f"{len(delivered)} delivered, 1 failed, {len(rest)} postponed"

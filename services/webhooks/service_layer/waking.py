@@ -1,0 +1,40 @@
+"""Waking a backed-off endpoint (the wake job that delivery.park schedules): once its breaker's pause is
+over, one parked batch probes it; if the endpoint answers, every parked batch is queued again (the
+endpoint's concurrency limit paces them); if not, the breaker's longer pause gets its own wake job."""
+
+from __future__ import annotations
+
+import time
+
+from services.webhooks.bootstrap import Webhooks
+from services.webhooks.service_layer.delivery import attempt_batch, enqueue, schedule_wake
+
+RELEASE_CHUNK = 500  # parked batches taken from Redis per call
+
+
+def wake(wh: Webhooks, endpoint: str) -> str:
+    until = wh.breaker.open_until(endpoint)
+    result = ""
+    if until is not None:
+        if until > time.time():  # woken early: a failed probe made the pause longer meanwhile
+            schedule_wake(wh, endpoint)
+            return "not due yet"
+        probe = wh.breaker.unpark(endpoint, 1)
+        if not probe:
+            return "nothing parked"
+        ids, attempt = probe[0]
+        result = attempt_batch(wh, ids, attempt, endpoint) + "; "
+        if wh.breaker.open_until(endpoint) is not None:  # still down (or another job is probing)
+            schedule_wake(wh, endpoint)
+            return f"{result}still backed off"
+    return f"{result}released {release(wh, endpoint)} parked batches"
+
+
+def release(wh: Webhooks, endpoint: str) -> int:
+    """Queue every parked batch of an endpoint that answers again."""
+    released, tag = 0, f"-woken-{int(time.time())}"
+    while batches := wh.breaker.unpark(endpoint, RELEASE_CHUNK):
+        for ids, attempt in batches:
+            enqueue(wh, ids, attempt, endpoint, tag=tag)
+        released += len(batches)
+    return released
