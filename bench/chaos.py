@@ -8,8 +8,9 @@ system answers again and goes on loading it.
 
 Then it checks and prints: every acknowledged write is in the graph, none applied twice; the similarity
 index holds exactly the active entities; each candidate.proposed event reached the endpoint (none lost,
-how many twice); 5xx answers only inside outage windows, each with Retry-After. The last line is the
-figures. Not checked: the candidates against ones computed from scratch.
+how many twice); the proposed candidates are exactly the pairs of claims above the threshold, computed
+from scratch with the same model; 5xx answers only inside outage windows, each with Retry-After. The last
+line is the figures.
 
 Usage: python bench/chaos.py [--pause S]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import sys
@@ -30,15 +32,31 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.webhooks import Log, receiver  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
+from services.similarity.adapters.embedder import MiniLMOnnx  # noqa: E402
+from services.similarity.domain.models import MINILM  # noqa: E402
 
 VICTIMS = ("gateway", "ingest", "projector-1", "similarity", "webhook-worker-1", "valkey", "postgres")
 TOPICS = ("green tea", "coffee", "sleep", "exercise", "sunlight", "reading", "music", "fasting")
+EFFECTS = ("improves", "impairs", "predicts", "does not change", "delays", "speeds")
+OUTCOMES = ("attention", "long-term recall", "blood pressure", "mood", "reaction time", "sleep quality", "weight",
+            "creativity")  # fmt: skip
+GROUPS = ("adults", "children", "mice", "older people", "athletes", "students", "night-shift workers", "twins")
+# High enough that no claim has more neighbours than the per-entity cap (at most ~25 among 3,000 claims),
+# so the candidates do not depend on the order entities arrived in and can be computed from scratch.
+THRESHOLD = 0.9
+TIE = 1e-4  # the index and numpy round float32 sums differently: a pair this close may land either side
+
+
+def claim(n: int) -> str:
+    pick = random.Random(n).choice
+    return f"Daily {pick(TOPICS)} {pick(EFFECTS)} {pick(OUTCOMES)} in {pick(GROUPS)} (cohort {n})."
 
 
 class Record:
@@ -58,9 +76,7 @@ class Record:
 def writer(client: httpx.Client, record: Record, stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
-        topic = TOPICS[n % len(TOPICS)]
-        body = {"id": f"claim:chaos-{n}", "name": f"{topic} {n}",
-                "text": f"Daily {topic} improves attention in adults (cohort {n % 5})."}  # fmt: skip
+        body = {"id": f"claim:chaos-{n}", "name": claim(n)}
         while not stop.is_set():  # the same key until acknowledged: a retry may not apply twice
             try:
                 answer = client.post("/v1/entities", json=body, headers={"Idempotency-Key": f"chaos-{n}"})
@@ -128,6 +144,24 @@ def pages(client: httpx.Client, path: str, params: dict[str, Any]) -> list[dict[
             return items
 
 
+def from_scratch(claims: list[dict[str, Any]]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The pairs of claims at or above the threshold, and those too close to it to call."""
+    ids = [c["id"] for c in claims]
+    vectors = MiniLMOnnx().embed([MINILM.text_of(c) for c in claims])
+    scores = vectors @ vectors.T
+    upper = np.triu_indices(len(ids), 1)
+    pairs = [(i, j, float(scores[i, j])) for i, j in zip(*upper, strict=True) if scores[i, j] >= THRESHOLD - TIE]
+    above = {(min(ids[i], ids[j]), max(ids[i], ids[j])) for i, j, score in pairs if score >= THRESHOLD}
+    ties = {(min(ids[i], ids[j]), max(ids[i], ids[j])) for i, j, score in pairs if abs(score - THRESHOLD) < TIE}
+    return above, ties
+
+
+def proposed_claim_pairs(client: httpx.Client) -> set[tuple[str, str]]:
+    found = pages(client, "/v1/candidates", {"status": "proposed", "limit": 500})
+    pairs = {(min(c["a"]["id"], c["b"]["id"]), max(c["a"]["id"], c["b"]["id"])) for c in found}
+    return {p for p in pairs if p[0].startswith("claim:") and p[1].startswith("claim:")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pause", type=float, default=10.0, help="seconds of load between recovery and next kill")
@@ -141,7 +175,10 @@ def main() -> None:
                        # Retries and the sweep of deliveries whose job died with a worker, within the run.
                        "PLATOGRAPH_WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,20",
                        "PLATOGRAPH_WEBHOOK_STUCK_AFTER_S": "60", "PLATOGRAPH_WEBHOOK_SWEEP_EVERY_S": "5",
-                       "PLATOGRAPH_RATE_WRITE": "1000000/minute"})  # fmt: skip
+                       "PLATOGRAPH_RATE_WRITE": "1000000/minute",
+                       # Candidates that can be checked against numpy: float32 vectors, no cap reached.
+                       "PLATOGRAPH_SIMILARITY_THRESHOLD": str(THRESHOLD), "PLATOGRAPH_INDEX_STORAGE": "float32",
+                       "PLATOGRAPH_CANDIDATES_PER_ENTITY": "200"})  # fmt: skip
     record, stop = Record(), threading.Event()
     failed: object = True  # until the checks say otherwise
     system = System(UpSettings())
@@ -183,12 +220,16 @@ def main() -> None:
         status = client.get("/v1/status").json()
         active = status["graph"]["active_entities"]
         indexed = status["similarity"]["indexed"]
-        proposed = {e["event_id"] for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
 
         def arrived() -> dict[str, int]:
             with log.lock:
                 return dict(log.receipts)
 
+        expected, ties = from_scratch(list(claims.values()))
+        until(lambda: proposed_claim_pairs(client) - ties == expected - ties, 60)
+        got = proposed_claim_pairs(client)
+        missing, extra = (expected - ties) - got, (got - ties) - expected
+        proposed = {e["event_id"] for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
         until(lambda: proposed <= set(arrived()), 150)  # a job lost with a worker is swept after 60 s
         by_status = client.get(f"/v1/webhooks/{subscription}").json()["deliveries"]
         receipts = arrived()
@@ -199,6 +240,10 @@ def main() -> None:
         bare = [(t, s) for t, s, retry in record.answers if s >= 500 and not retry]
         same = "equal" if indexed == active else "DIFFER"
         print(f"index holds {indexed} entities, the graph {active} active: {same}")
+        print(
+            f"candidates: {len(expected)} pairs of claims from scratch, {len(got)} proposed; "
+            f"{len(missing)} missing, {len(extra)} extra ({len(ties)} within {TIE} of the threshold not judged)"
+        )
         print(f"delivery log: {by_status}")
         print(f"5xx answers: {sum(1 for _, s, _ in record.answers if s >= 500)} of {len(record.answers)}, "
               f"{len(outside)} outside outage windows, {len(bare)} without Retry-After")  # fmt: skip
@@ -207,7 +252,7 @@ def main() -> None:
             f"deliveries expected {len(proposed)} / received {len(received)} / duplicated {duplicated}"
         )
         # Sends in flight when a worker dies may arrive twice (delivery is at least once): not a failure.
-        failed = lost or twice or indexed != active or received != proposed or outside or bare
+        failed = lost or twice or indexed != active or received != proposed or outside or bare or missing or extra
     finally:
         stop.set()
         stopping.set()

@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from rq.job import Job
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
@@ -243,3 +243,24 @@ def test_a_batch_cut_short_after_sending_is_not_sent_again(wh: Webhooks) -> None
         assert len(endpoint.requests) == 1  # the second only
     assert state(wh, sent_before)[0] == "delivered" and state(wh, rest)[0] == "delivered"
     assert not wh.redis.exists(f"{wh.settings.webhook_queue}:sent:{sent_before}")  # recorded: the mark is gone
+
+
+def test_delivery_counts_are_maintained_and_agree_with_counting(wh: Webhooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    def counted(conn: Connection) -> dict[str, int]:
+        rows = conn.execute(text("SELECT status, count(*) FROM webhook_deliveries GROUP BY status")).all()
+        return {str(status): int(n) for status, n in rows}
+
+    first = subscribe(wh, "http://127.0.0.1:9999/hook")
+    ids = add_deliveries(wh, 30)
+    monkeypatch.setattr(store, "FOLD_AFTER", 3)  # fold on every read below
+    with wh.engine.begin() as conn:
+        store.mark_delivered(conn, [(i, 1, datetime.now(UTC)) for i in ids[:10]])
+        store.set_deliveries(conn, ids[10:15], {"status": "failed", "status_reason": "gave up"})
+        conn.execute(text("DELETE FROM webhook_deliveries WHERE id = ANY(:ids)"), {"ids": [first, *ids[28:]]})
+        assert store.stats(conn)["deliveries"] == counted(conn) == {"delivered": 10, "failed": 5, "pending": 13}
+    with wh.engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_delivery_counts")).scalar_one() == 3  # folded
+        store.set_deliveries(conn, ids[15:20], {"status": "delivered"})
+        assert store.delivery_counts(conn, "wh_test") == counted(conn) == {"delivered": 15, "failed": 5, "pending": 8}
+        store.delete_subscription(conn, "wh_test")
+        assert store.delivery_counts(conn, "wh_test") == {} and store.stats(conn)["deliveries"] == {}
