@@ -3,9 +3,11 @@ deliveries waiting, beside a healthy one.
 
 Prints, from one run on one machine: the webhook workers' CPU (per-process accounting, % of one core)
 while the dead endpoint's backlog waits behind its circuit breaker, measured over a window after the
-breaker has opened a few times; and the healthy endpoint's latency from append to receipt meanwhile.
+breaker has opened a few times; the same with the healthy endpoint alone, measured first in the same run
+(the difference is what the dead endpoint costs); and the healthy endpoint's latency from append to
+receipt meanwhile.
 
-Usage: python bench/dead_endpoint.py [--events N] [--window S]
+Usage: python bench/dead_endpoint.py [--events N] [--window S] [--warmup S]
 """
 
 from __future__ import annotations
@@ -70,6 +72,26 @@ def main() -> None:
         client = redis.Redis.from_url(system.env["REDIS_URL"])
         stream = os.environ.get("PLATOGRAPH_STREAM", "platograph:events")
         with receiver(log) as base:
+
+            def window(first: int) -> tuple[float, float, dict[str, float]]:
+                """Events every 0.5 s for args.window s: the workers' CPU used, the time, what was appended."""
+                cpu, started = workers_cpu(system), time.monotonic()
+                appended: dict[str, float] = {}
+                with console.status(f"measuring {args.window:g} s"):
+                    while time.monotonic() - started < args.window:
+                        event_id, at = append(client, stream, first + len(appended))
+                        appended[event_id] = at
+                        time.sleep(0.5)
+                    used, elapsed = workers_cpu(system) - cpu, time.monotonic() - started
+                return used, elapsed, appended
+
+            # The baseline, in the same run: the healthy endpoint alone at the same rate.
+            alone = gateway.post("/v1/webhooks", json={"url": f"{base}/alone"}).raise_for_status().json()["id"]
+            time.sleep(2)
+            base_used, base_elapsed, base_appended = window(10 * args.events)
+            wait_for(log, len(base_appended), 60)
+            gateway.delete(f"/v1/webhooks/{alone}").raise_for_status()
+
             gateway.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{closed_port()}/dead"}).raise_for_status()
             with console.status(f"{args.events:,} events for the dead endpoint"):
                 pipe = client.pipeline(transaction=False)
@@ -79,25 +101,19 @@ def main() -> None:
             time.sleep(args.warmup)  # recorded, first attempts failed, the breaker open and doubling
             gateway.post("/v1/webhooks", json={"url": f"{base}/healthy"}).raise_for_status()
             time.sleep(2)
-            cpu, started = workers_cpu(system), time.monotonic()
-            appended: dict[str, float] = {}
-            with console.status(f"measuring {args.window:g} s"):
-                while time.monotonic() - started < args.window:
-                    event_id, at = append(client, stream, args.events + len(appended))
-                    appended[event_id] = at
-                    time.sleep(0.5)
-                used = workers_cpu(system) - cpu
-                elapsed = time.monotonic() - started
-                wait_for(log, len(appended), 60)
+            used, elapsed, appended = window(args.events)
+            wait_for(log, len(base_appended) + len(appended), 60)
         latencies = sorted((t - appended[i]) * 1000 for (_, i), t in log.received.items() if i in appended)
         counts = gateway.get("/v1/status").json()["webhooks"]
         console.print(f"deliveries: {counts.get('deliveries')}")
         console.print(f"healthy endpoint beside it: {len(latencies)} of {len(appended)} received, append → "
                       f"received p50 {statistics.median(latencies):.0f} ms")  # fmt: skip
-        console.print(
-            f"webhook workers' CPU with {args.events:,} deliveries waiting on a dead endpoint: "
-            f"{100 * used / elapsed:.1f}% of a core (over {elapsed:.0f} s, after {args.warmup:g} s)"
-        )
+        base_share, share = 100 * base_used / base_elapsed, 100 * used / elapsed
+        console.print(f"webhook workers' CPU, the healthy endpoint alone: {base_share:.1f}% of a core "
+                      f"(over {base_elapsed:.0f} s)")  # fmt: skip
+        console.print(f"with {args.events:,} deliveries waiting on a dead endpoint beside it: {share:.1f}% "
+                      f"(over {elapsed:.0f} s, after {args.warmup:g} s)")  # fmt: skip
+        console.print(f"the dead endpoint's cost: {share - base_share:.1f}% of a core")
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -127,6 +127,25 @@ class ModelSwitched(Frozen):
     why: str = ""  # "re-embed <job>", "rollback", "previous dropped"
 
 
+class ReembedChanged(Frozen):
+    """A re-embed job started or changed status: the journal keeps each job's record, so losing Redis, where
+    its progress lives, neither forgets the job nor leaves it looking as if it still ran."""
+
+    id: str
+    model: str
+    from_model: str
+    status: str  # running, ready (waiting for review), done, failed, cancelled
+    review: bool = False
+    total: int = 0  # entities planned
+    batches: int = 0
+    done: int = 0  # entities embedded when the status changed
+    started_by: str = ""
+    created_at: float = 0.0
+    finished_at: float | None = None
+    error: str = ""
+    note: str = ""
+
+
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
@@ -140,6 +159,7 @@ PAYLOADS: dict[str, type[Frozen]] = {
     "candidate.rejected": CandidateRejected,
     "candidate.unrejected": CandidateUnrejected,
     "model.switched": ModelSwitched,
+    "reembed.changed": ReembedChanged,
 }
 
 

@@ -169,3 +169,43 @@ def test_a_service_that_lost_its_alias_takes_the_model_back_from_the_journal(
     finally:
         sim.close()
         graph.close()
+
+
+def test_re_embed_records_survive_losing_redis_and_an_interrupted_job_ends_failed(
+    env: dict[str, str], engine: Any, tmp_path: Path, redis_client: Any, stream: str
+) -> None:
+    """Each change of a job's status is journaled (reembed.changed); with Redis emptied, the similarity
+    service puts the records back, and a job that was running ends failed, saying why, instead of being
+    forgotten or left looking as if it ran."""
+    graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    graph_api = TestClient(graph_http.create_app(graph), base_url="http://graph")
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER, graph=graph_api)
+    try:
+        plan = [{"after": "", "last": "claim:x", "count": 1}]
+        finished = sim.store.create(E5_SMALL.name, MINILM.name, False, plan, started_by="ops")
+        sim.store.mark_done(finished, 0, 1)
+        sim.store.finish(finished, "done")
+        running = sim.store.create(E5_SMALL.name, MINILM.name, True, plan + plan, started_by="ops")
+        graph.consumer.ensure_group()
+        drain(graph.consumer, engine)  # the projector journals the events
+        records = {j["id"]: j for j in graph_api.get("/v1/reembed-jobs").json()["items"]}
+        assert (records[finished]["status"], records[finished]["done"]) == ("done", 1)
+        assert (records[running]["status"], records[running]["batches"], records[running]["review"]) == (
+            "running", 2, True)  # fmt: skip
+        assert reembed.restore(sim) == 0  # Redis has them: nothing to do
+
+        for key in redis_client.scan_iter(f"{stream}:reembed*"):  # Redis lost them (the stream was projected)
+            redis_client.delete(key)
+        assert sim.store.job(finished) is None and sim.store.current() is None
+        assert reembed.restore(sim) == 2
+        done, interrupted = sim.store.job(finished), sim.store.job(running)
+        assert done is not None and (done["status"], done["done"], done["started_by"]) == ("done", 1, "ops")
+        assert interrupted is not None and interrupted["status"] == "failed" and "lost" in interrupted["error"]
+        assert sim.store.current() is None  # a new job may start
+        assert reembed.restore(sim) == 0  # once
+        drain(graph.consumer, engine)
+        records = {j["id"]: j for j in graph_api.get("/v1/reembed-jobs").json()["items"]}
+        assert records[running]["status"] == "failed" and "lost" in records[running]["error"]  # journaled too
+    finally:
+        sim.close()
+        graph.close()

@@ -209,13 +209,15 @@ def test_a_retry_that_gets_through_releases_what_was_parked(wh: Webhooks) -> Non
         retried = subscribe(wh, endpoint.url)
         parked = add_deliveries(wh, 2)
         wh.breaker.trip("wh_test")
-        assert delivery.attempt_batch(wh, parked, 0, "wh_test").startswith("endpoint backed off; parked")
+        assert delivery.attempt_batch(wh, parked[:1], 0, "wh_test").startswith("endpoint backed off; parked")
+        assert delivery.enqueue_first(wh, [(parked[1], "wh_test")]) == 0  # recorded while down: parked, no job
+        assert wh.breaker.parked("wh_test") == 2 and queued_batches(wh) == []
         open_now(wh)
         assert delivery.attempt_batch(wh, [retried], 0, "wh_test") == "1 delivered"  # a retry's job probed
         due = [j for j in wake_jobs(wh) if int(j.id.rsplit("-", 1)[1]) <= time.time()]
         assert len(due) == 1  # a wake due now, beside the one for the end of the pause
-        assert waking.wake(wh, "wh_test") == "released 1 parked batches"
-        assert queued_batches(wh) == [[str(i) for i in parked]]
+        assert waking.wake(wh, "wh_test") == "released 2 parked batches"
+        assert sorted(queued_batches(wh)) == sorted([[str(parked[0])], [str(parked[1])]])
 
 
 def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: Webhooks) -> None:

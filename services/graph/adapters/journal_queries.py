@@ -74,3 +74,10 @@ def model_alias(conn: Connection) -> dict[str, Any] | None:
     row = conn.execute(text("""SELECT payload FROM journal WHERE type = 'model.switched'
                                 ORDER BY position DESC LIMIT 1""")).first()  # fmt: skip
     return None if row is None else dict(row.payload)
+
+
+def reembed_jobs(conn: Connection) -> list[dict[str, Any]]:
+    """Every re-embed job's last recorded state (its latest reembed.changed event), newest job first."""
+    rows = conn.execute(text("""SELECT DISTINCT ON (payload->>'id') payload FROM journal
+                                 WHERE type = 'reembed.changed' ORDER BY payload->>'id', position DESC""")).all()
+    return sorted((dict(r.payload) for r in rows), key=lambda job: -float(job.get("created_at") or 0))

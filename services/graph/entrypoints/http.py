@@ -276,6 +276,13 @@ def model_alias(conn: ConnDep) -> dict[str, Any]:
     return found
 
 
+@router.get("/reembed-jobs")
+def reembed_jobs(conn: ConnDep) -> dict[str, Any]:
+    """Every re-embed job's record as the journal keeps it (the similarity service restores a Redis that
+    lost them from here)."""
+    return {"items": journal_queries.reembed_jobs(conn)}
+
+
 @router.get("/review-state")
 def review_state(conn: ConnDep, cursor: str | None = None, limit: Limit = 500) -> dict[str, Any]:
     """Standing decisions and merges, paged (the gateway rebuilds its decision log from them)."""

@@ -1,5 +1,9 @@
 """Re-embedding jobs, their batches and the model alias, kept in Redis (durable with AOF) so that any
-worker, the coordinator and the similarity service can pick a job up after a crash."""
+worker, the coordinator and the similarity service can pick a job up after a crash.
+
+Each change of a job's status is also appended to the event stream (`reembed.changed`, in the same
+transaction as the change), so the journal in Postgres keeps every job's record: a Redis that lost its
+data gets the records back from there (service_layer/reembed.restore)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ from typing import Any
 import orjson
 import redis
 
+from platograph.contracts import ReembedChanged, encode_entry, new_envelopes
+from services.similarity.domain.candidates import PRODUCER
+
 TERMINAL = ("done", "failed", "cancelled", "rolled_back")
 
 
 class ReembedStore:
     def __init__(self, client: redis.Redis, stream: str) -> None:
-        self.client = client
+        self.client, self.stream = client, stream
         self.prefix = f"{stream}:reembed"
         self.alias_key = f"{stream}:similarity:alias"
 
@@ -47,6 +54,7 @@ class ReembedStore:
                "started_by": started_by}  # fmt: skip
         with self.client.pipeline() as pipe:
             pipe.hset(self._job_key(job_id), mapping={k: str(v) for k, v in job.items()})
+            self._journal(pipe, job | {"done": 0})
             if batches:
                 pipe.hset(
                     f"{self._job_key(job_id)}:plan", mapping={str(i): orjson.dumps(b) for i, b in enumerate(batches)}
@@ -58,6 +66,9 @@ class ReembedStore:
     def note(self, job_id: str, field: str, value: str) -> None:
         """Record something about a job (who approved or cancelled it)."""
         self.client.hset(self._job_key(job_id), field, value)
+
+    def has(self, job_id: str) -> bool:
+        return bool(self.client.exists(self._job_key(job_id)))
 
     def current(self) -> str | None:
         value = self.client.get(f"{self.prefix}:current")
@@ -142,8 +153,28 @@ class ReembedStore:
                 pass  # a later switch set its own mark: that pass clears it
 
     def update(self, job_id: str, **fields: Any) -> None:
+        """Change a job's fields; a change of status is journaled with it."""
         values = {k: orjson.dumps(v).decode() if k == "diff" else str(v) for k, v in fields.items()}
-        self.client.hset(self._job_key(job_id), mapping=values)  # type: ignore[arg-type]
+        job = self.job(job_id) if "status" in fields else None
+        with self.client.pipeline() as pipe:
+            pipe.hset(self._job_key(job_id), mapping=values)  # type: ignore[arg-type]
+            if job is not None:
+                self._journal(pipe, job | fields)
+            pipe.execute()
+
+    def _journal(self, pipe: redis.client.Pipeline, job: dict[str, Any]) -> None:
+        fields = set(ReembedChanged.model_fields)
+        known = {k: v for k, v in job.items() if k in fields and v is not None}
+        payload = ReembedChanged.model_validate(known | {"review": bool(int(job.get("review", 0)))})
+        pipe.xadd(self.stream, encode_entry(new_envelopes([payload], producer=PRODUCER)))  # type: ignore[arg-type]
+
+    def restore(self, record: dict[str, Any]) -> None:
+        """Put back a job's record (from the journal) into a Redis that lost it; not journaled again."""
+        values = {k: str(int(v) if isinstance(v, bool) else v) for k, v in record.items() if v is not None}
+        with self.client.pipeline() as pipe:
+            pipe.hset(self._job_key(record["id"]), mapping=values)  # type: ignore[arg-type]
+            pipe.set(f"{self._job_key(record['id'])}:entities", int(record.get("done", 0)))
+            pipe.execute()
 
     def finish(self, job_id: str, status: str, **fields: Any) -> None:
         self.update(job_id, status=status, finished_at=time.time(), **fields)

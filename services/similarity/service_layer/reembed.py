@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
 import numpy as np
 
 from platograph.contracts import ModelSwitched, new_envelopes
@@ -89,9 +90,35 @@ def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     return job_id
 
 
+def restore(sim: Similarity) -> int:
+    """Put the journal's re-embed records back into a Redis that lost them (they are appended with each
+    change of status). A job the journal says was running or waiting for review cannot go on, since its
+    batches' progress went with Redis: it ends failed, saying why, and can be started again. Returns the
+    records put back."""
+    try:
+        response = sim.graph.get("/v1/reembed-jobs")
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("re-embed records not checked against the journal (the graph did not answer: %s)", exc)
+        return 0
+    restored = 0
+    for record in response.json()["items"]:
+        if sim.store.has(record["id"]):
+            continue
+        sim.store.restore(record)
+        restored += 1
+        if record["status"] in ("running", "ready"):
+            sim.store.finish(record["id"], "failed", error="its progress was lost with Redis's data (the journal "
+                                                            "kept this record); start it again")  # fmt: skip
+    if restored:
+        log.warning("%d re-embed records restored from the journal", restored)
+    return restored
+
+
 def resume(sim: Similarity) -> None:
-    """After a restart: keep writing to the target of an unfinished job, and let the candidates follow a
-    switch that a crash interrupted."""
+    """After a restart: put back job records Redis lost, keep writing to the target of an unfinished job,
+    and let the candidates follow a switch that a crash interrupted."""
+    restore(sim)
     follow.resume(sim)
     job_id = sim.store.current()
     job = sim.store.job(job_id) if job_id else None

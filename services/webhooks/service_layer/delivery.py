@@ -81,9 +81,12 @@ def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
         by_endpoint.setdefault(subscription_id, []).append(delivery_id)
     queued = 0
     for endpoint, ids in by_endpoint.items():
+        held = wh.breaker.open_until(endpoint) is not None  # backed off: parked at once, no job to wake
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
-            if not Job.exists(job_id(batch, 0), connection=wh.redis):
+            if held:
+                park(wh, endpoint, batch, 0)
+            elif not Job.exists(job_id(batch, 0), connection=wh.redis):
                 enqueue(wh, batch, 0, endpoint)
                 queued += 1
     return queued
