@@ -78,6 +78,8 @@ def model_alias(conn: Connection) -> dict[str, Any] | None:
 
 def reembed_jobs(conn: Connection) -> list[dict[str, Any]]:
     """Every re-embed job's last recorded state (its latest reembed.changed event), newest job first."""
-    rows = conn.execute(text("""SELECT DISTINCT ON (payload->>'id') payload FROM journal
-                                 WHERE type = 'reembed.changed' ORDER BY payload->>'id', position DESC""")).all()
+    rows = conn.execute(
+        text("""SELECT DISTINCT ON (payload->>'id') payload FROM journal
+                                 WHERE type = 'reembed.changed' ORDER BY payload->>'id', position DESC""")
+    ).all()
     return sorted((dict(r.payload) for r in rows), key=lambda job: -float(job.get("created_at") or 0))
