@@ -5,6 +5,10 @@ graph needed)."""
 from __future__ import annotations
 
 import base64
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from tests.helpers import drain
 from tests.integration.test_gateway import EMBEDDER
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_batch_read_before_a_change_does_not_overwrite_it(env: dict[str, str], tmp_path: Path) -> None:
@@ -206,6 +211,42 @@ def test_re_embed_records_survive_losing_redis_and_an_interrupted_job_ends_faile
         drain(graph.consumer, engine)
         records = {j["id"]: j for j in graph_api.get("/v1/reembed-jobs").json()["items"]}
         assert records[running]["status"] == "failed" and "lost" in records[running]["error"]  # journaled too
+    finally:
+        sim.close()
+        graph.close()
+
+
+@pytest.mark.parametrize("step", ["before-alias", "before-finish", "before-follow"])
+def test_a_kill_9_at_each_step_of_the_switch_leaves_a_state_a_restart_completes(
+    env: dict[str, str], engine: Any, tmp_path: Path, step: str
+) -> None:
+    """A real SIGKILL of the process switching (tests/crash_switch.py), at each step: the restarted service
+    ends with the job done, the new model answering, the old one kept for a rollback, and the candidates
+    followed; killed before the alias, the job is still running, and finishing it again completes it."""
+    child = subprocess.run([sys.executable, "-m", "tests.crash_switch", step, str(tmp_path)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
+    job = child.stdout.split()[0]
+    graph = graph_bootstrap(GraphSettings(consumer="it-projector", block_ms=50))
+    graph_api = TestClient(graph_http.create_app(graph), base_url="http://graph")
+    sim = similarity_bootstrap(SimilaritySettings(index_dir=tmp_path), embedder=EMBEDDER, graph=graph_api)
+    try:
+        reembed.resume(sim)  # what the restarted process does first
+        if step == "before-alias":
+            running = sim.store.job(job)
+            assert running is not None and running["status"] == "running" and sim.model.name == MINILM.name
+            assert sim.target is not None and sim.target.model.name == E5_SMALL.name  # still building it
+            reembed.flip(sim, job)  # the coordinator asks to finish again
+        ended = sim.store.job(job)
+        assert ended is not None and ended["status"] == "done" and sim.store.current() is None
+        assert sim.model.name == E5_SMALL.name and sim.target is None
+        assert sim.store.alias() == {"active": E5_SMALL.name, "previous": MINILM.name}
+        found = sim.served().index.lookup("claim:1")  # the collection that answers is the one built
+        assert found is not None and found[0].text == "One entity, re-embedded."
+        deadline = time.monotonic() + 30
+        while sim.store.candidates_to_follow() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the candidates follow the switch (a pass the crash interrupted is redone)
+        assert sim.store.candidates_to_follow() is None
     finally:
         sim.close()
         graph.close()
