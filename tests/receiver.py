@@ -15,6 +15,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int  # what the receiver answered
+    at: float = field(default_factory=time.time)  # when it arrived
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -342,6 +343,28 @@ def test_a_slow_endpoint_does_not_delay_the_others(hooks: Hooks) -> None:
         fast.wait(6, timeout=30)
         assert time.monotonic() - started < 8  # the slow one needs 12 s for its six (one at a time)
         assert len(slow.requests) < 6
+
+
+def test_a_dead_endpoint_is_backed_off_as_a_whole_beside_a_healthy_one(hooks: Hooks) -> None:
+    """An endpoint that refuses connections gets a probe per breaker pause, not an attempt per delivery,
+    while a healthy endpoint beside it gets every event within a second."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once it is closed: connections are refused
+    with receiver() as healthy:
+        dead = hooks.register(f"http://127.0.0.1:{closed}/dead")
+        hooks.register(healthy.url)
+        sent: dict[str, float] = {}
+        for i in range(60):
+            sent[str(hooks.propose(score=0.5 + i / 1000))] = time.time()
+            time.sleep(0.1)
+        arrived = healthy.wait(60, timeout=60, accepted=True)
+        latencies = sorted(r.at - sent[r.headers["webhook-id"]] for r in arrived)
+        assert latencies[len(latencies) // 2] < 1.0, latencies
+        time.sleep(1)
+        attempts = sum(d["attempts"] for d in hooks.deliveries(dead["id"], limit=500))
+        assert len(hooks.deliveries(dead["id"], limit=500)) == 60
+        assert attempts < 40, attempts  # ~one probe per pause (0.2-0.4 s here), not one per delivery
 
 
 def test_filters_redirects_and_addresses(hooks: Hooks) -> None:
