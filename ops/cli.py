@@ -185,11 +185,10 @@ def rebuild(
     from services.graph.entrypoints import jobs
 
     if background:
-        import redis
-
+        from platograph.redis_clients import sync_redis
         from platograph.settings import CoreSettings
 
-        connection = redis.Redis.from_url(CoreSettings().redis_url)
+        connection = sync_redis(CoreSettings().rq_url)
         job = workers.queue(connection).enqueue(jobs.rebuild_read_model)
         console.print(f"enqueued {job.id}")
         return

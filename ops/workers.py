@@ -10,6 +10,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from platograph.redis_clients import sync_redis
 from platograph.settings import CoreSettings
 
 QUEUE = "platograph"
@@ -47,7 +48,7 @@ class DeliveryWorker(QuickStop, SimpleWorker):
 def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 600) -> None:
     """Run an RQ worker on one queue until stopped. A simple worker runs jobs in
     its own process instead of forking one per job: cheap jobs (webhook deliveries) keep their pools."""
-    connection = redis.Redis.from_url(CoreSettings().redis_url)
+    connection = sync_redis(CoreSettings().rq_url)
     worker_class = DeliveryWorker if simple else GeneralWorker
     worker = worker_class(
         [Queue(queue_name, connection=connection, serializer=JSONSerializer)],
@@ -65,6 +66,6 @@ def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 
 
 def schedule(queue_names: list[str]) -> None:
     """Run RQ's scheduler (delayed jobs and retries) for these queues in this process until stopped."""
-    connection = redis.Redis.from_url(CoreSettings().redis_url)
+    connection = sync_redis(CoreSettings().rq_url)
     scheduler = RQScheduler(queue_names, connection=connection, serializer=JSONSerializer, logging_level="WARNING")
     scheduler.work()  # type: ignore[no-untyped-call]

@@ -27,7 +27,7 @@ import httpx
 from redis.exceptions import ConnectionError as RedisConnectionError
 from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
 
-from platograph.stream import Entry, StreamConsumer
+from platograph.stream import Entry, StreamConsumer, previous_id
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -67,6 +67,36 @@ def read_back(consumer: StreamConsumer, handle: Callable[[list[Entry]], int], ca
         read += len(page)
     consumer.caught_up()
     log.info("group %s read %d entries back from the journal", consumer.group, read)
+
+
+def read_back_trimmed(consumer: StreamConsumer, handle: Callable[[list[Entry]], int], catch_up: CatchUp) -> str | None:
+    """Hand a group that fell behind the stream's cap (platograph.trimming) what the trim took from it, from
+    the journal: its pending entries found deleted, then the entries trimmed after the last one it was
+    given; then move the group past them. Returns that last entry, for `trimmed_meanwhile`."""
+    while consumer.deleted_pending:
+        entry_id = consumer.deleted_pending[0]
+        for page in catch_up(entry_id, previous_id(entry_id)):
+            handle(page)
+        consumer.ack([entry_id])  # off the pending list even if the journal has nothing under it
+        consumer.deleted_pending.pop(0)
+    since = consumer.delivered()
+    gap = consumer.trimmed_unread(since)
+    if gap is None:
+        return since
+    after, until = gap
+    log.warning("group %s fell behind the stream's cap: reading entries after %s up to %s back from the journal",
+                consumer.group, after, until)  # fmt: skip
+    for page in catch_up(until, after):
+        handle(page)
+    consumer.skip_to(until)
+    return until
+
+
+def trimmed_meanwhile(consumer: StreamConsumer, since: str | None, catch_up: CatchUp) -> list[Entry]:
+    """What a trim that ran between `read_back_trimmed` and the next read took after `since`, from the
+    journal (a read after such a trim would skip it): handled before the entries that read returned."""
+    gap = consumer.trimmed_unread(since)
+    return [] if gap is None else [entry for page in catch_up(gap[1], gap[0]) for entry in page]
 
 
 def backoff(
@@ -136,7 +166,12 @@ def consume(
             return settle(entries), True
         if entries := consumer.reclaim(claim_idle_ms, count):
             return settle(entries), False
-        return consumer.read_new(batch, block_ms), False
+        if catch_up is None:
+            return consumer.read_new(batch, block_ms), False
+        since = read_back_trimmed(consumer, handle, catch_up)  # before a read could move the group past it
+        if entries := consumer.read_new(batch, block_ms):
+            entries = trimmed_meanwhile(consumer, since, catch_up) + entries
+        return entries, False
 
     def handled(entries: list[Entry]) -> None:
         try:

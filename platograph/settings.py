@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +16,9 @@ from pydantic_settings import (
 
 from platograph.body_limit import MIB, BodyLimits
 from platograph.ontology import DEFAULT_PATH
+from platograph.redis_clients import is_cluster
+
+HASH_TAG = re.compile(r"\{[^{}]+\}")
 
 
 class SecretFiles(BaseSettings):
@@ -42,6 +46,9 @@ class CoreSettings(SecretFiles):
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
 
     redis_url: str = Field(validation_alias=AliasChoices("REDIS_URL", "PLATOGRAPH_REDIS_URL"))
+    # RQ's queues (webhook deliveries, re-embed batches, background jobs): a standalone server, since RQ
+    # takes no cluster client. Unset: REDIS_URL's server.
+    rq_redis_url: str | None = Field(None, validation_alias=AliasChoices("RQ_REDIS_URL", "PLATOGRAPH_RQ_REDIS_URL"))
     stream: str = "platograph:events"
     ontology: Path = DEFAULT_PATH
     # Seconds a background loop (a consumer thread) waits before starting again after an unexpected error.
@@ -58,9 +65,34 @@ class CoreSettings(SecretFiles):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://, or for a Redis Cluster "
+                             "redis+cluster:// or rediss+cluster://")  # fmt: skip
         return value
+
+    @field_validator("rq_redis_url")
+    @classmethod
+    def _rq_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("RQ_REDIS_URL must name a standalone server (redis://, rediss:// or unix://): "
+                             "RQ does not support Redis Cluster")  # fmt: skip
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_needs(self) -> CoreSettings:
+        if is_cluster(self.redis_url):
+            if not HASH_TAG.search(self.stream):
+                raise ValueError(f"PLATOGRAPH_STREAM {self.stream!r} needs a hash tag on a Redis Cluster, e.g. "
+                                 f"'{{platograph}}:events': every key derived from it must share one slot")  # fmt: skip
+            if self.rq_redis_url is None:
+                raise ValueError("REDIS_URL names a Redis Cluster: set RQ_REDIS_URL to a standalone server for "
+                                 "RQ's queues (RQ does not support Redis Cluster)")  # fmt: skip
+        return self
+
+    @property
+    def rq_url(self) -> str:
+        """Where RQ's queues live."""
+        return self.rq_redis_url or self.redis_url
 
     @property
     def body_limits(self) -> BodyLimits:

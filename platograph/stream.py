@@ -20,12 +20,16 @@ from platograph.settings import CoreSettings
 Entry = tuple[str, dict[bytes, bytes]]
 
 
-def _decoded(entries: Any) -> list[Entry]:
+def _decoded(entries: Any, deleted: list[str] | None = None) -> list[Entry]:
+    """Entries as (id, fields); those deleted while pending (a capped stream trimmed them) go to `deleted`."""
     out: list[Entry] = []
-    for entry_id, fields in entries or []:
-        if fields is None:  # deleted while pending
+    for raw_id, fields in entries or []:
+        entry_id = reply_text(raw_id)
+        if not fields:  # nil, or an empty map as redis-py parses it: deleted while pending
+            if deleted is not None and entry_id not in deleted:
+                deleted.append(entry_id)
             continue
-        out.append((entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields))
+        out.append((entry_id, fields))
     return out
 
 
@@ -38,6 +42,9 @@ class StreamConsumer:
         self.group = group
         self.consumer = consumer
         self.dead_letter_stream = dead_letter_stream
+        # Pending entries found deleted (the stream's cap trimmed them before this group acked them): the
+        # consuming loop reads them back from the journal (platograph.consuming.read_back_trimmed).
+        self.deleted_pending: list[str] = []
 
     @classmethod
     def member(cls, client: redis.Redis, settings: CoreSettings, *, group: str, consumer: str) -> StreamConsumer:
@@ -88,12 +95,12 @@ class StreamConsumer:
             return None  # nothing was trimmed
         if int(info["length"]) == 0:
             return reply_text(info["last-generated-id"])
-        ms, seq = _id_tuple(reply_text(info["first-entry"][0]))
-        return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-9999999"  # the last id before the first one left
+        return previous_id(reply_text(info["first-entry"][0]))  # the last id before the first one left
 
     def own_pending(self, count: int) -> list[Entry]:
         """Entries delivered to this consumer name before and never acked (after a restart)."""
-        return _decoded(_entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)))
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)
+        return _decoded(_entries(reply), self.deleted_pending)
 
     def read_new(self, count: int, block_ms: int) -> list[Entry]:
         reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
@@ -102,7 +109,11 @@ class StreamConsumer:
     def reclaim(self, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries other consumers left pending for longer than min_idle_ms."""
         reply = self.client.xautoclaim(self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count)
-        return _decoded(reply[1])
+        # Redis takes deleted entries off the pending list as it claims and names them third.
+        for raw_id in reply[2] if len(reply) > 2 else []:
+            if (entry_id := reply_text(raw_id)) not in self.deleted_pending:
+                self.deleted_pending.append(entry_id)
+        return _decoded(reply[1], self.deleted_pending)
 
     def deliveries(self, entry_ids: list[str]) -> dict[str, int]:
         """How many times each pending entry has been delivered."""
@@ -158,6 +169,41 @@ class StreamConsumer:
             return None
         return next((g for g in groups if reply_text(g["name"]) == self.group), None)
 
+    def delivered(self) -> str | None:
+        """The last entry this group was given (for a new group that read back a trim, the last one read
+        back); None when the group does not exist or is new and has not decided its catch-up yet."""
+        group = self._group_info()
+        if group is None:
+            return None
+        delivered = reply_text(group["last-delivered-id"])
+        if delivered == "0-0":  # a new group: what it missed before it read is `missed`'s, up to its `until`
+            state = {reply_text(k): reply_text(v) for k, v in self.client.hgetall(self.catch_up_key).items()}
+            return (state.get("until") or "0-0") if state.get("done") else None
+        return delivered
+
+    def trimmed_unread(self, since: str | None) -> tuple[str, str] | None:
+        """(since, the last id before the first entry left) when a capped stream may have trimmed entries
+        after `since` (the last one this group was given) that it had not read; None when it cannot have.
+        XTRIM records no "max deleted" id, so this goes by ids: right after an ordinary trim it can also
+        answer for a gap that held no entry (the journal then returns nothing)."""
+        if since is None:
+            return None
+        try:
+            info = self.client.xinfo_stream(self.stream)
+        except ResponseError:
+            return None
+        if int(info["entries-added"]) == int(info["length"]):
+            return None  # nothing was ever trimmed
+        first = info.get("first-entry")
+        boundary = previous_id(reply_text(first[0])) if first else reply_text(info["last-generated-id"])
+        return (since, boundary) if _id_tuple(boundary) > _id_tuple(since) else None
+
+    def skip_to(self, entry_id: str) -> None:
+        """Move the group past entries it read back from the journal instead (never backwards)."""
+        group = self._group_info()
+        if group is not None and _id_tuple(reply_text(group["last-delivered-id"])) < _id_tuple(entry_id):
+            self.client.xgroup_setid(self.stream, self.group, entry_id)
+
     def has_read(self) -> bool:
         """Whether this group has been delivered any entry."""
         group = self._group_info()
@@ -205,35 +251,6 @@ class StreamConsumer:
         return not self.client.xpending_range(self.stream, self.group, min="-", max=entry_id, count=1)
 
 
-def safe_trim_point(client: redis.Redis, stream: str) -> str | None:
-    """The oldest entry some consumer group may still need (its oldest pending entry, or what follows
-    its last delivered one); None when the stream has no group yet. Everything before it can go: the
-    graph journal keeps every event."""
-    try:
-        groups = client.xinfo_groups(stream)
-    except ResponseError:
-        return None
-    points: list[tuple[int, int]] = []
-    for group in groups:
-        name = reply_text(group["name"])
-        summary = client.xpending(stream, name)
-        if summary["pending"]:
-            points.append(_id_tuple(reply_text(summary["min"])))
-        else:
-            ms, seq = _id_tuple(reply_text(group["last-delivered-id"]))
-            points.append((ms, seq + 1))
-    if not points:
-        return None
-    ms, seq = min(points)
-    return f"{ms}-{seq}"
-
-
-def trim(client: redis.Redis, stream: str) -> int:
-    """Drop entries every group is done with; returns how many were removed."""
-    point = safe_trim_point(client, stream)
-    return 0 if point is None else int(client.xtrim(stream, minid=point, approximate=False))
-
-
 def _dead_letter(raw_id: Any, fields: Any) -> dict[str, Any]:
     text = {reply_text(k): reply_text(v) for k, v in (fields or {}).items()}
     record_id = reply_text(raw_id)
@@ -267,6 +284,12 @@ def _jsonable(value: Any) -> Any:
 def reply_text(value: Any) -> str:
     """A string from a Redis reply (bytes, or already text)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def previous_id(entry_id: str) -> str:
+    """The last id that can come before entry_id."""
+    ms, seq = _id_tuple(entry_id)
+    return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-9999999"  # the journal takes 7 digits of sequence
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

@@ -11,15 +11,40 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 from ops import migrate
+from platograph.redis_clients import sync_redis
 from platograph.settings import sqlalchemy_url
 from tests import servers
 
+# The modules whose tests also run with the event stream on a 3-master Valkey cluster (the rest use RQ or
+# the whole system, which a cluster changes only through the modules below).
+CLUSTER_MODULES = {
+    "test_event_log_contract", "test_consuming", "test_atomic_append", "test_merges", "test_dead_letter_replay",
+    "test_reembed_race", "test_catch_up", "test_ingest_api", "test_gateway", "test_projector", "test_similarity_flow",
+    "test_graph_api", "test_webhook_attempts",
+}  # fmt: skip
 
-@pytest.fixture(scope="session", params=["external", "embedded"])
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the "cluster" backend only for CLUSTER_MODULES."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cluster = callspec is not None and callspec.params.get("backend") == "cluster"
+        (dropped if on_cluster and item.module.__name__.rpartition(".")[2] not in CLUSTER_MODULES else kept).append(
+            item
+        )
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=["external", "embedded", "cluster"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Servers]:
-    """Real Redis + Postgres, migrated: the machine's servers, then the embedded ones."""
+    """Real Redis + Postgres, migrated: the machine's servers, the embedded ones, then a Valkey cluster."""
     if request.param == "external":
         context = servers.external()
+    elif request.param == "cluster":
+        context = servers.cluster(tmp_path_factory.mktemp("cluster"))
     else:
         context = servers.embedded(tmp_path_factory.mktemp("embedded"))
     with context as found:
@@ -44,7 +69,7 @@ def engine(backend: servers.Servers) -> Iterator[Engine]:
 
 @pytest.fixture
 def redis_client(backend: servers.Servers) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(backend.redis_url)
+    client = sync_redis(backend.redis_url)
     yield client
     client.close()
 
@@ -52,13 +77,15 @@ def redis_client(backend: servers.Servers) -> Iterator[redis.Redis]:
 @pytest.fixture
 def stream() -> str:
     """A stream name no other test uses, so tests share a Redis without flushing it."""
-    return f"test:{uuid.uuid4().hex}"
+    return f"{{test-{uuid.uuid4().hex}}}:events"  # a hash tag: on a cluster its keys share one slot
 
 
 @pytest.fixture
 def env(backend: servers.Servers, stream: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for settings classes and child processes."""
     values = {"REDIS_URL": backend.redis_url, "DATABASE_URL": backend.database_url, "PLATOGRAPH_STREAM": stream}
+    if backend.rq_redis_url:
+        values["RQ_REDIS_URL"] = backend.rq_redis_url
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values

@@ -1,4 +1,5 @@
-"""Real Redis and Postgres for tests: the machine's servers ("external") or embedded ones."""
+"""Real Redis and Postgres for tests: the machine's servers ("external"), embedded ones, or a Valkey
+cluster beside the machine's PostgreSQL ("cluster")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import redis
 
 from ops.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.valkey_cluster import valkey_cluster
 
 EXTERNAL_REDIS = os.environ.get("PLATOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 EXTERNAL_POSTGRES = os.environ.get("PLATOGRAPH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -24,6 +26,7 @@ class Servers:
     kind: str
     redis_url: str
     database_url: str
+    rq_redis_url: str | None = None  # RQ's own server, where REDIS_URL is a cluster
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -40,6 +43,24 @@ def external() -> Iterator[Servers]:
         redis.Redis.from_url(EXTERNAL_REDIS).ping()
     except redis.RedisError as exc:
         _unavailable("Redis", exc)
+    with _fresh_database() as database_url:
+        yield Servers("external", EXTERNAL_REDIS, database_url)
+
+
+@contextmanager
+def cluster(data_dir: Path) -> Iterator[Servers]:
+    """A 3-master Valkey cluster (tests/valkey_cluster.py) for the event stream and everything derived
+    from it; RQ's queues on the machine's Redis (RQ takes no cluster client); a fresh database."""
+    try:
+        redis.Redis.from_url(EXTERNAL_REDIS).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    with valkey_cluster(data_dir) as ports, _fresh_database() as database_url:
+        yield Servers("cluster", f"redis+cluster://127.0.0.1:{ports[0]}", database_url, rq_redis_url=EXTERNAL_REDIS)
+
+
+@contextmanager
+def _fresh_database() -> Iterator[str]:
     name = f"platograph_test_{uuid.uuid4().hex[:12]}"
     try:
         with psycopg.connect(EXTERNAL_POSTGRES, autocommit=True) as conn:
@@ -48,7 +69,7 @@ def external() -> Iterator[Servers]:
         _unavailable("PostgreSQL", exc)
     base, _, _ = EXTERNAL_POSTGRES.rpartition("/")
     try:
-        yield Servers("external", EXTERNAL_REDIS, f"{base}/{name}")
+        yield f"{base}/{name}"
     finally:
         with psycopg.connect(EXTERNAL_POSTGRES, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

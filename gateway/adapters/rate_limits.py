@@ -8,18 +8,23 @@ import time
 from typing import Any
 
 from limits import parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
+
+from platograph.redis_clients import is_cluster
 
 log = logging.getLogger(__name__)
 
 
 class RateLimits:
     def __init__(self, redis_url: str, prefix: str, client: Any) -> None:
-        # On the gateway's own client's pool: one set of connections, closed with that client.
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate",
-                               connection_pool=client.connection_pool)  # fmt: skip
+        storage: RedisStorage | RedisClusterStorage
+        if is_cluster(redis_url):  # `async+redis+cluster://`: the library's cluster storage, its own clients
+            storage = RedisClusterStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate")
+        else:  # on the gateway's own client's pool: one set of connections, closed with that client
+            storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate",
+                                   connection_pool=client.connection_pool)  # fmt: skip
         self._limiter = MovingWindowRateLimiter(storage)
 
     async def take(self, who: str, budget: str) -> float | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis
 from sqlalchemy import Engine, create_engine
 
 from platograph import ontology
+from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.graph.adapters import projection_store
 from services.graph.adapters.view_reader import ViewReader
@@ -45,7 +45,7 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     # the pool.
     engine = create_engine(settings.database_url, pool_size=CONNECTIONS, max_overflow=20, pool_recycle=1800)
     consumer = StreamConsumer.member(
-        redis.Redis.from_url(settings.redis_url), settings, group=settings.group, consumer=settings.consumer
+        sync_redis(settings.redis_url), settings, group=settings.group, consumer=settings.consumer
     )
     return Graph(
         settings=settings,

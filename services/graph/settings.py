@@ -20,3 +20,6 @@ class GraphSettings(CoreSettings, DatabaseSettings):
     claim_idle_ms: int = 30_000
     # Trim stream entries every consumer group is done with (the journal keeps them); 0 = never.
     trim_every_s: float = 60.0
+    # Past this many entries the oldest go even if a group other than this projector's still needs them:
+    # it reads them back from the journal (platograph.trimming). None: wait for the slowest group.
+    stream_maxlen: int | None = Field(1_000_000, ge=100)

@@ -7,11 +7,11 @@ import threading
 from dataclasses import dataclass, field
 
 import httpx
-import redis
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from platograph import internal, ontology
 from platograph.background import LoopState
+from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.embedder import Embedder, load_embedder
@@ -117,7 +117,7 @@ def bootstrap(
 ) -> Similarity:
     """Real adapters unless others are passed in (tests share one loaded model, or call graph in-process)."""
     settings = settings or SimilaritySettings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_redis(settings.redis_url)
     store = ReembedStore(client, settings.stream)
     graph = graph or httpx.Client(base_url=settings.graph_url, timeout=30,
                                   headers=internal.headers(settings.internal_token))  # fmt: skip

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine
 
 from platograph import internal
 from platograph.background import LoopState
+from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.webhooks.adapters.breaker import Breaker
 from services.webhooks.adapters.secrets import SecretBox
@@ -41,7 +42,9 @@ class Webhooks:
 
 def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | None = None) -> Webhooks:
     settings = settings or WebhookSettings()
-    connection = redis.Redis.from_url(settings.redis_url)
+    # RQ's server holds the queue and what delivery jobs share (breakers, slots, sent marks); the event
+    # stream may be on a cluster.
+    connection = sync_redis(settings.rq_url)
     return Webhooks(
         settings=settings,
         engine=create_engine(settings.database_url, pool_size=5, max_overflow=10, pool_recycle=1800),
@@ -51,7 +54,7 @@ def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | Non
         graph=graph
         or httpx.Client(base_url=settings.graph_url, timeout=30, headers=internal.headers(settings.internal_token)),
         consumer=StreamConsumer.member(
-            connection, settings, group=settings.webhook_group, consumer=settings.webhook_consumer
+            sync_redis(settings.redis_url), settings, group=settings.webhook_group, consumer=settings.webhook_consumer
         ),
         breaker=Breaker(
             connection,

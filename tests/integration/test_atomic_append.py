@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aioredis
 
 from platograph.contracts import EntityUpserted, new_envelope
+from platograph.redis_clients import async_redis
 from services.ingest.adapters.event_log import RedisEventLog
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def test_an_append_that_fails_part_way_appends_nothing(env: dict[str, str], redi
                for n in range(3)]  # fmt: skip
 
     async def append() -> None:
-        client = aioredis.Redis.from_url(env["REDIS_URL"])
+        client = async_redis(env["REDIS_URL"])
         try:
             await RedisEventLog(Client(client, stream), stream).append(entries)  # type: ignore[arg-type]
         finally:

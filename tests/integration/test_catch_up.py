@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 from platograph.consuming import consume
 from platograph.contracts import ENTRY_FIELD, EntityUpserted
 from platograph.graph_api import journal_entries
-from platograph.stream import Entry, StreamConsumer, trim
+from platograph.stream import Entry, StreamConsumer
+from platograph.trimming import trim
 from services.graph.bootstrap import bootstrap
 from services.graph.entrypoints.http import create_app
 from services.graph.settings import GraphSettings
@@ -108,3 +110,41 @@ def test_a_catch_up_that_crashes_resumes_after_the_last_page_it_finished(
     second.run(graph_api, page_size=20)
     ids = [e for e, _ in first.seen + second.seen]
     assert ids == [*expected, last]  # nothing twice, nothing missed: the crash fell between pages
+
+
+def test_a_group_behind_the_cap_reads_what_the_trim_took_back_from_the_journal_and_misses_nothing(
+    engine: Engine, redis_client: redis.Redis, stream: str, graph_api: TestClient
+) -> None:
+    """Issue 23's check: a consumer stopped while 10x the cap is written misses nothing once started, the
+    stream stays within the cap, and what the journal's writer has not projected is never trimmed."""
+    cap = 10
+    graph = consumer(redis_client, stream)
+    slow = StreamConsumer(redis_client, stream=stream, group="slow", consumer="s1", dead_letter_stream="x")
+    slow.ensure_group()
+    push(redis_client, stream, sample_history(random.Random(7), 20), per_entry=4)
+    early = slow.read_new(5, block_ms=10)  # read before it stopped: three acked, two left pending
+    slow.ack([e for e, _ in early[:3]])
+    push(redis_client, stream, sample_history(random.Random(8), 400), per_entry=4)  # 10x the cap and more
+    everything = [e.decode() for e, _ in redis_client.xrange(stream)]
+    assert len(everything) >= 10 * cap
+
+    assert trim(redis_client, stream, keep="graph", maxlen=cap) == 0  # the projector has read nothing yet
+    drain(graph, engine)
+    trim(redis_client, stream, keep="graph", maxlen=cap)
+    assert redis_client.xlen(stream) == cap  # bounded by the cap, though "slow" needs far more
+
+    last, _ = append(redis_client, stream, EntityUpserted(id="concept:after", type="concept", name="After"))
+    expected = sorted([e for e, _ in early[3:]] + everything[5:] + [last])
+    recorder = Recorder(slow, stop_at="none")
+    thread = threading.Thread(target=recorder.run, args=(graph_api, 25))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30  # the second pending entry comes back with the next reclaim scan
+        while sorted({e for e, _ in recorder.seen}) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        recorder.stop.set()
+        thread.join(10)
+    seen = [e for e, _ in recorder.seen]
+    assert sorted(seen) == expected  # each once, none missed
+    assert redis_client.xpending(stream, "slow")["pending"] == 0

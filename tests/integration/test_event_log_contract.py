@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from platograph.contracts import EntityUpserted, decode_entry, new_envelope
 from platograph.positions import parse_entry_id
+from platograph.redis_clients import async_redis
 from services.ingest.adapters.event_log import EventLog, RedisEventLog
 from tests.fakes import FakeEventLog
 from tests.servers import Servers
@@ -32,7 +32,7 @@ def run(request: pytest.FixtureRequest, backend: Servers, stream: str) -> Callab
         async def go() -> Any:
             if request.param == "fake":
                 return await scenario(FakeEventLog())
-            client = aioredis.Redis.from_url(backend.redis_url)
+            client = async_redis(backend.redis_url)
             try:
                 return await scenario(RedisEventLog(client, stream))
             finally:
@@ -65,7 +65,7 @@ def test_redis_entries_hold_the_envelopes(backend: Servers, stream: str, redis_c
     sent = envelopes(3)
 
     async def go() -> list[str]:
-        client = aioredis.Redis.from_url(backend.redis_url)
+        client = async_redis(backend.redis_url)
         try:
             return await RedisEventLog(client, stream).append([sent])
         finally:

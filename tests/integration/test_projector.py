@@ -26,7 +26,7 @@ from platograph.contracts import (
     EntityUpserted,
     Frozen,
 )
-from platograph.stream import trim
+from platograph.trimming import trim
 from services.graph.adapters import projection_store, queries
 from services.graph.service_layer import projecting
 from tests.helpers import append, consumer, count, drain, snapshot

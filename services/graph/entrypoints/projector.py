@@ -12,7 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from platograph.consuming import consume
-from platograph.stream import Entry, trim
+from platograph.stream import Entry
+from platograph.trimming import trim
 from services.graph.bootstrap import Graph, bootstrap
 from services.graph.service_layer import projecting
 
@@ -33,8 +34,8 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
         if settings.trim_every_s and time.monotonic() - last_trim[0] > settings.trim_every_s:
             last_trim[0] = time.monotonic()
-            removed = trim(consumer.client, settings.stream)
-            log.info("trimmed %d stream entries every group is done with", removed)
+            removed = trim(consumer.client, settings.stream, keep=settings.group, maxlen=settings.stream_maxlen)
+            log.info("trimmed %d stream entries (done with, or past the cap of %s)", removed, settings.stream_maxlen)
         return result.entries
 
     consume(

@@ -18,6 +18,8 @@ from platograph.contracts import ReembedChanged, encode_entry, new_envelopes
 from services.similarity.domain.candidates import PRODUCER
 
 TERMINAL = ("done", "failed", "cancelled", "rolled_back")
+# Delete a key only if it still holds the value read: one script, so it works on a cluster (no WATCH).
+CLEAR_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class ReembedStore:
@@ -141,16 +143,7 @@ class ReembedStore:
         """Clear the mark (unless a later switch set another) and note the counts on the job, if it is one."""
         if self.client.exists(self._job_key(tag)):
             self.client.hset(self._job_key(tag), "candidates", orjson.dumps(counts))
-        key = f"{self.prefix}:follow"
-        with self.client.pipeline() as pipe:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                if pipe.get(key) == tag.encode():
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.execute()
-            except redis.WatchError:
-                pass  # a later switch set its own mark: that pass clears it
+        self.client.eval(CLEAR_IF, 1, f"{self.prefix}:follow", tag)  # a later switch's mark stays
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Change a job's fields; a change of status is journaled with it."""

@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 from platograph import internal
 from platograph.cursors import encode_cursor
 from platograph.graph_api import pages
+from platograph.redis_clients import sync_redis
 from platograph.settings import CoreSettings
 from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.reembed_store import ReembedStore
@@ -46,7 +47,7 @@ class ReembedSettings(CoreSettings):
 @cache
 def _context() -> tuple[ReembedSettings, ReembedStore, httpx.Client, httpx.Client]:
     settings = ReembedSettings()
-    store = ReembedStore(redis.Redis.from_url(settings.redis_url), settings.stream)
+    store = ReembedStore(sync_redis(settings.redis_url), settings.stream)
     auth = internal.headers(settings.internal_token)
     graph = httpx.Client(base_url=settings.graph_url, timeout=60, headers=auth)
     similarity = httpx.Client(base_url=settings.similarity_url, timeout=120, headers=auth)
@@ -136,7 +137,7 @@ def tick(settings: ReembedSettings, store: ReembedStore, queue: Queue, similarit
 def coordinate(stop: threading.Event | None = None) -> None:
     """Run the coordinator until stopped (one is enough; a second only repeats idempotent work)."""
     settings, store, _, similarity = _context()
-    queue = Queue(settings.reembed_queue, connection=store.client, serializer=JSONSerializer)
+    queue = Queue(settings.reembed_queue, connection=sync_redis(settings.rq_url), serializer=JSONSerializer)
     stop = stop or threading.Event()
     while not stop.is_set():
         try:

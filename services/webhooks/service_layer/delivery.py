@@ -146,7 +146,8 @@ def schedule_wake(wh: Webhooks, endpoint: str) -> None:
     """One wake job when the endpoint's pause ends (now if its breaker is closed): its id is the pause's
     end, so the batches parked during one pause share it."""
     until = wh.breaker.open_until(endpoint) or time.time()
-    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, endpoint)}-{int(until)}"
+    # RQ's job ids are global in its Redis: the queue's name keeps another deployment's apart.
+    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{int(until)}"
     if not Job.exists(wake_id, connection=wh.redis):
         when = datetime.fromtimestamp(until + wh.rng.uniform(0.0, 1.0), UTC)
         wh.queue.enqueue_at(when, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
