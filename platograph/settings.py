@@ -109,6 +109,8 @@ class DatabaseSettings(SecretFiles):
     model_config = SettingsConfigDict(env_prefix="PLATOGRAPH_", extra="ignore")
 
     database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "PLATOGRAPH_DATABASE_URL"))
+    # Off behind PgBouncer in transaction mode, which cannot keep prepared statements (platograph.database).
+    db_prepared_statements: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from ops import migrate
+from platograph.database import make_engine
 from platograph.redis_clients import sync_redis
-from platograph.settings import sqlalchemy_url
 from tests import servers
 
 # The modules whose tests also run with the event stream on a 3-master Valkey cluster (the rest use RQ or
@@ -38,13 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-@pytest.fixture(scope="session", params=["external", "embedded", "cluster"])
+@pytest.fixture(scope="session", params=["external", "embedded", "cluster", "pgbouncer"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Servers]:
     """Real Redis + Postgres, migrated: the machine's servers, the embedded ones, then a Valkey cluster."""
     if request.param == "external":
         context = servers.external()
     elif request.param == "cluster":
         context = servers.cluster(tmp_path_factory.mktemp("cluster"))
+    elif request.param == "pgbouncer":
+        context = servers.pgbouncer()
     else:
         context = servers.embedded(tmp_path_factory.mktemp("embedded"))
     with context as found:
@@ -55,7 +57,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture
 def engine(backend: servers.Servers) -> Iterator[Engine]:
     """An engine on a database whose read model and journal start empty."""
-    eng = create_engine(sqlalchemy_url(backend.database_url))
+    eng = make_engine(backend.database_url, prepared_statements=backend.prepared_statements)
     with eng.begin() as conn:
         conn.execute(
             text(
@@ -86,6 +88,8 @@ def env(backend: servers.Servers, stream: str, monkeypatch: pytest.MonkeyPatch) 
     values = {"REDIS_URL": backend.redis_url, "DATABASE_URL": backend.database_url, "PLATOGRAPH_STREAM": stream}
     if backend.rq_redis_url:
         values["RQ_REDIS_URL"] = backend.rq_redis_url
+    if not backend.prepared_statements:
+        values["PLATOGRAPH_DB_PREPARED_STATEMENTS"] = "false"
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values

@@ -4,6 +4,11 @@ cluster beside the machine's PostgreSQL ("cluster")."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +32,7 @@ class Servers:
     redis_url: str
     database_url: str
     rq_redis_url: str | None = None  # RQ's own server, where REDIS_URL is a cluster
+    prepared_statements: bool = True  # off behind PgBouncer in transaction mode
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -86,3 +92,55 @@ def embedded(data_dir: Path) -> Iterator[Servers]:
     finally:
         postgres.stop()
         valkey.stop()
+
+
+@contextmanager
+def pgbouncer() -> Iterator[Servers]:
+    """Debian's PgBouncer (1.18) in transaction mode in front of the machine's PostgreSQL, with a fresh
+    database behind it: the services must run with prepared statements off (`.ci/run` installs it)."""
+    binary = shutil.which("pgbouncer") or next((p for p in ("/usr/sbin/pgbouncer",) if Path(p).exists()), None)
+    if binary is None:
+        _unavailable("PgBouncer", FileNotFoundError("pgbouncer is not installed (apt-get install pgbouncer)"))
+    # It refuses to run as root: as root it runs as nobody, so its files sit where nobody can reach them
+    # (pytest's own temporary directories are private to their owner).
+    data_dir = Path(tempfile.mkdtemp(prefix="platograph-pgbouncer-"))
+    data_dir.chmod(0o777)
+    with external() as direct:
+        port = _free_port()
+        (data_dir / "users.txt").write_text('"postgres" ""\n')
+        (data_dir / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host=127.0.0.1 port={_pg_port()}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
+            f"listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {data_dir}/users.txt\n"
+            "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 4\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {data_dir}/pgbouncer.log\n"
+        )
+        argv = [str(binary), *(["-u", "nobody"] if os.geteuid() == 0 else []), str(data_dir / "pgbouncer.ini")]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            url = direct.database_url.replace(f":{_pg_port()}/", f":{port}/")
+            while True:
+                try:
+                    psycopg.connect(url, prepare_threshold=None).close()
+                    break
+                except psycopg.OperationalError as exc:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        log = (data_dir / "pgbouncer.log").read_text()[-2000:]
+                        raise RuntimeError(f"pgbouncer did not start: {log}") from exc
+                    time.sleep(0.1)
+            yield Servers("pgbouncer", direct.redis_url, url, prepared_statements=False)
+        finally:
+            process.terminate()
+            process.wait(10)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_port() -> int:
+    return int(EXTERNAL_POSTGRES.rpartition(":")[2].partition("/")[0])

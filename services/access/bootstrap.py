@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
+from platograph.database import make_engine
 from services.access.settings import AccessSettings
 
 
@@ -20,5 +21,6 @@ class Access:
 
 def bootstrap(settings: AccessSettings | None = None) -> Access:
     settings = settings or AccessSettings()
-    return Access(settings=settings, engine=create_engine(settings.database_url, pool_size=5, max_overflow=10,
-                                                          pool_recycle=1800))  # fmt: skip
+    engine = make_engine(settings.database_url, prepared_statements=settings.db_prepared_statements, pool_size=5,
+                         max_overflow=10, pool_recycle=1800)  # fmt: skip
+    return Access(settings=settings, engine=engine)

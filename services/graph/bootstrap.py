@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from platograph import ontology
+from platograph.database import make_engine
 from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.graph.adapters import projection_store
@@ -29,7 +30,8 @@ class Graph:
 
     def view_reader(self) -> ViewReader:
         """A reader for the neighborhood view, for one app: its pool is opened on the loop that serves it."""
-        return ViewReader(self.settings.database_url, self.ontology, size=CONNECTIONS)
+        return ViewReader(self.settings.database_url, self.ontology, size=CONNECTIONS,
+                          prepared_statements=self.settings.db_prepared_statements)  # fmt: skip
 
     def close(self) -> None:
         """Release database and Redis connections."""
@@ -43,7 +45,8 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     # The other reads and the projector. No pre-ping: it costs a round trip per checkout. A connection
     # Postgres dropped fails one request (a 503, see the app's handler) and SQLAlchemy then invalidates
     # the pool.
-    engine = create_engine(settings.database_url, pool_size=CONNECTIONS, max_overflow=20, pool_recycle=1800)
+    engine = make_engine(settings.database_url, prepared_statements=settings.db_prepared_statements,
+                         pool_size=CONNECTIONS, max_overflow=20, pool_recycle=1800)  # fmt: skip
     consumer = StreamConsumer.member(
         sync_redis(settings.redis_url), settings, group=settings.group, consumer=settings.consumer
     )

@@ -10,10 +10,11 @@ import httpx
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from platograph import internal
 from platograph.background import LoopState
+from platograph.database import make_engine
 from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.webhooks.adapters.breaker import Breaker
@@ -47,7 +48,13 @@ def bootstrap(settings: WebhookSettings | None = None, graph: httpx.Client | Non
     connection = sync_redis(settings.rq_url)
     return Webhooks(
         settings=settings,
-        engine=create_engine(settings.database_url, pool_size=5, max_overflow=10, pool_recycle=1800),
+        engine=make_engine(
+            settings.database_url,
+            prepared_statements=settings.db_prepared_statements,
+            pool_size=5,
+            max_overflow=10,
+            pool_recycle=1800,
+        ),  # fmt: skip
         redis=connection,
         queue=Queue(settings.webhook_queue, connection=connection, serializer=JSONSerializer),
         box=SecretBox(settings.webhook_key),

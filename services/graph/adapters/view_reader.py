@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from platograph.database import psycopg_options
 from platograph.ontology import Ontology
 from platograph.settings import libpq_url
 from services.graph.adapters.neighborhood_sql import Related, statement_and_params
@@ -22,13 +23,13 @@ CHECKOUT_TIMEOUT_S = 2.0
 class ViewReader:
     """Reads neighborhood documents; `open` on the serving event loop before the first read."""
 
-    def __init__(self, database_url: str, ontology: Ontology, size: int) -> None:
+    def __init__(self, database_url: str, ontology: Ontology, size: int, prepared_statements: bool = True) -> None:
         self.ontology = ontology
         self.pool = AsyncConnectionPool(
             libpq_url(database_url),
             min_size=2,
             max_size=size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **psycopg_options(prepared_statements)},
             timeout=CHECKOUT_TIMEOUT_S,
             open=False,
             name="graph-views",

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
-
+from platograph.database import make_engine
 from platograph.settings import DatabaseSettings
 from services.graph.adapters.projection_store import rebuild
 
 
 def rebuild_read_model() -> int:
     """Job: recreate the graph read model from the journal; returns events replayed."""
-    engine = create_engine(DatabaseSettings().database_url)
+    settings = DatabaseSettings()
+    engine = make_engine(settings.database_url, prepared_statements=settings.db_prepared_statements)
     try:
         return rebuild(engine)
     finally:
