@@ -24,15 +24,23 @@ CLUSTER_MODULES = {
 }  # fmt: skip
 
 
+# The modules whose tests also run with the database behind PgBouncer in transaction mode (prepared
+# statements off): those that read and write Postgres the most.
+PGBOUNCER_MODULES = {
+    "test_graph_api", "test_projector", "test_gateway", "test_webhook_attempts", "test_merges", "test_catch_up",
+    "test_similarity_flow", "test_access", "test_pgbouncer",
+}  # fmt: skip
+ONLY = {"cluster": CLUSTER_MODULES, "pgbouncer": PGBOUNCER_MODULES}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the "cluster" backend only for CLUSTER_MODULES."""
+    """Run the "cluster" and "pgbouncer" backends only for their modules."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_cluster = callspec is not None and callspec.params.get("backend") == "cluster"
-        (dropped if on_cluster and item.module.__name__.rpartition(".")[2] not in CLUSTER_MODULES else kept).append(
-            item
-        )
+        backend = callspec.params.get("backend") if callspec is not None else None
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        (dropped if backend in ONLY and module not in ONLY[backend] else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -40,7 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", params=["external", "embedded", "cluster", "pgbouncer"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Servers]:
-    """Real Redis + Postgres, migrated: the machine's servers, the embedded ones, then a Valkey cluster."""
+    """Real Redis + Postgres, migrated: the machine's servers, the embedded ones, a Valkey cluster (with the
+    machine's PostgreSQL), PgBouncer in front of the machine's PostgreSQL (with its Redis)."""
     if request.param == "external":
         context = servers.external()
     elif request.param == "cluster":

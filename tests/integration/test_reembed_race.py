@@ -8,6 +8,7 @@ import base64
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -248,5 +249,8 @@ def test_a_kill_9_at_each_step_of_the_switch_leaves_a_state_a_restart_completes(
             time.sleep(0.1)  # the candidates follow the switch (a pass the crash interrupted is redone)
         assert sim.store.candidates_to_follow() is None
     finally:
+        for thread in threading.enumerate():  # a follow pass still talking to the graph finishes first
+            if thread.name == "candidates-follow":
+                thread.join(30)
         sim.close()
         graph.close()
