@@ -163,11 +163,13 @@ def test_signing_in_with_the_printed_key_then_accepting_and_merging_from_the_pag
     assert page.locator(f"#neighborhood li[data-id='{other}']").count() == 1
     post = """([url, body, token]) => fetch(url, {method: "POST", body: JSON.stringify(body),
         headers: Object.assign({"content-type": "application/json"}, token ? {"x-csrf-token": token} : {})})
-        .then((r) => r.status)"""
+        .then(async (r) => [r.status, r.status < 300 ? (await r.json()).position : null])"""
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     merge = "/v1/entities/claim:key-limitation-of-prh/merge"
     into = {"into": "claim:key-limitation-of-the-prh-for-non-bijective-observations"}
-    assert page.evaluate(post, [merge, into, None]) == 403  # the session cookie alone: refused
-    assert page.evaluate(post, [merge, into, token]) == 202
-    assert page.evaluate(post, [merge.replace("/merge", "/unmerge"), {}, token]) == 202
+    assert page.evaluate(post, [merge, into, None])[0] == 403  # the session cookie alone: refused
+    status, position = page.evaluate(post, [merge, into, token])
+    assert status == 202
+    unmerge = merge.replace("/merge", f"/unmerge?after={position}")  # once the merge is projected
+    assert page.evaluate(post, [unmerge, {}, token])[0] == 202
     context.close()
