@@ -93,9 +93,7 @@ class StreamConsumer:
         info = self.client.xinfo_stream(self.stream)
         if int(info["entries-added"]) == int(info["length"]):
             return None  # nothing was trimmed
-        if int(info["length"]) == 0:
-            return reply_text(info["last-generated-id"])
-        return previous_id(reply_text(info["first-entry"][0]))  # the last id before the first one left
+        return _trimmed_through(info)
 
     def own_pending(self, count: int) -> list[Entry]:
         """Entries delivered to this consumer name before and never acked (after a restart)."""
@@ -194,8 +192,7 @@ class StreamConsumer:
             return None
         if int(info["entries-added"]) == int(info["length"]):
             return None  # nothing was ever trimmed
-        first = info.get("first-entry")
-        boundary = previous_id(reply_text(first[0])) if first else reply_text(info["last-generated-id"])
+        boundary = _trimmed_through(info)
         return (since, boundary) if _id_tuple(boundary) > _id_tuple(since) else None
 
     def skip_to(self, entry_id: str) -> None:
@@ -284,6 +281,14 @@ def _jsonable(value: Any) -> Any:
 def reply_text(value: Any) -> str:
     """A string from a Redis reply (bytes, or already text)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _trimmed_through(info: dict[Any, Any]) -> str:
+    """From XINFO STREAM of a trimmed stream: the last id a trim may have taken (the one before the first
+    entry left, or the last one issued when none is left)."""
+    if int(info["length"]) == 0:
+        return reply_text(info["last-generated-id"])
+    return previous_id(reply_text(info["first-entry"][0]))
 
 
 def previous_id(entry_id: str) -> str:

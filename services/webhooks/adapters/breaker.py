@@ -59,11 +59,11 @@ class Breaker:
         """The endpoint answered: its batches flow again."""
         self.client.delete(*self._keys(endpoint))
 
-    def park(self, endpoint: str, delivery_ids: list[uuid.UUID], attempt: int) -> int:
-        """Hold a batch until the endpoint answers again. Returns the batches parked for it."""
+    def park(self, endpoint: str, batches: list[tuple[list[uuid.UUID], int]]) -> int:
+        """Hold (delivery ids, attempt) batches until the endpoint answers again. Returns the batches parked."""
         key = self._parked_key(endpoint)
         pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(key, json.dumps([[str(i) for i in delivery_ids], attempt]))
+        pipe.rpush(key, *[json.dumps([[str(i) for i in ids], attempt]) for ids, attempt in batches])
         # Outlives the longest pause; lost or expired, the rows are still pending for the sweep.
         pipe.expire(key, int(2 * self.longest_pause_s) + 3600)
         return int(pipe.execute()[0])

@@ -81,12 +81,12 @@ def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
         by_endpoint.setdefault(subscription_id, []).append(delivery_id)
     queued = 0
     for endpoint, ids in by_endpoint.items():
-        held = wh.breaker.open_until(endpoint) is not None  # backed off: parked at once, no job to wake
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            if held:
-                park(wh, endpoint, batch, 0)
-            elif not Job.exists(job_id(batch, 0), connection=wh.redis):
+        batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
+        if wh.breaker.open_until(endpoint) is not None:  # backed off: parked at once, no job to wake
+            park(wh, endpoint, [(batch, 0) for batch in batches])
+            continue
+        for batch in batches:
+            if not Job.exists(job_id(batch, 0), connection=wh.redis):
                 enqueue(wh, batch, 0, endpoint)
                 queued += 1
     return queued
@@ -103,11 +103,9 @@ def enqueue_again(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID]
 
 
 def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, subscription: str | None = None) -> str:
-    if subscription is not None:
-        held = _held(wh, subscription)
-        if held is not None:  # backed off: wait without touching the rows (no attempt is spent)
-            parked = park(wh, subscription, delivery_ids, attempt)
-            return f"endpoint backed off; parked ({parked} batches wait)"
+    if subscription is not None and _held(wh, subscription):  # wait without touching the rows (no attempt)
+        parked = park(wh, subscription, [(delivery_ids, attempt)])
+        return f"endpoint backed off; parked ({parked} batches wait)"
     with wh.engine.begin() as conn:
         rows = [r for r in store.claim(conn, delivery_ids) if r["status"] == "pending" and r["attempts"] <= attempt]
         if not rows:
@@ -134,10 +132,10 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
     return result
 
 
-def park(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID], attempt: int) -> int:
-    """Hold a batch while the endpoint's breaker is open (service_layer/waking.py releases it). Returns
-    the batches parked."""
-    parked = wh.breaker.park(endpoint, list(delivery_ids), attempt)
+def park(wh: Webhooks, endpoint: str, batches: Sequence[tuple[Sequence[uuid.UUID], int]]) -> int:
+    """Hold (delivery ids, attempt) batches while the endpoint's breaker is open (service_layer/waking.py
+    releases them). Returns the batches parked."""
+    parked = wh.breaker.park(endpoint, [(list(ids), attempt) for ids, attempt in batches])
     schedule_wake(wh, endpoint)
     return parked
 
@@ -199,7 +197,7 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
         return f"{len(delivered)} delivered"
     pause = _failed(wh, conn, last_row, last, at)
     if rest and wh.breaker.open_until(sub) is not None:  # down as a whole: the rest wait for its wake
-        park(wh, sub, rest, max(r["attempts"] for r in rows))
+        park(wh, sub, [(rest, max(r["attempts"] for r in rows))])
     elif rest:  # the endpoint refused this one: the rest wait as long as the failed one
         enqueue(wh, rest, max(r["attempts"] for r in rows), sub, delay=pause or 0.0,
                 tag=f"-rest-{uuid.uuid4().hex[:8]}")  # fmt: skip
@@ -277,19 +275,15 @@ def _unreachable(outcome: sender.Outcome) -> bool:
     return code is None or code >= 500 or code == 429
 
 
-def _held(wh: Webhooks, endpoint: str) -> float | None:
-    """Seconds a batch for endpoint must wait while its breaker is open; None: send now (the breaker is
-    closed, or its pause is over and this job is the probe)."""
+def _held(wh: Webhooks, endpoint: str) -> bool:
+    """Whether a batch for endpoint must wait (be parked): its breaker is open, and its pause is not over
+    or another job is probing it. False: send now (closed, or this job is the probe)."""
     until = wh.breaker.open_until(endpoint)
     if until is None:
-        return None
-    left = until - time.time()
-    if left > 0:  # spread the waiting batches over the next half pause, so they do not wake at once
-        return left + wh.rng.uniform(0.0, left / 2 + 1.0)
-    probe_deadline = 2 * wh.settings.webhook_timeout_s + 5
-    if wh.breaker.probe(endpoint, probe_deadline):
-        return None
-    return probe_deadline * wh.rng.uniform(1.0, 1.5)  # another job is probing: its answer decides
+        return False
+    if until > time.time():
+        return True
+    return not wh.breaker.probe(endpoint, 2 * wh.settings.webhook_timeout_s + 5)
 
 
 def _busy_key(wh: Webhooks, subscription_id: str) -> str:
