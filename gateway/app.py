@@ -125,7 +125,8 @@ def create_app(
         return templates.TemplateResponse(request, "docs.html", {})
 
     # An import is streamed on to ingest, which checks its text: the gateway does not hold it too.
-    instrument(app, "gateway", scope("admin"), body_limits=settings.body_limits, relayed=("/v1/import",))
+    instrument(app, "gateway", scope("admin"), body_limits=settings.body_limits, relayed=("/v1/import",),
+               readiness={"redis": lambda: app.state.redis.ping()})  # fmt: skip
     document.install(app, ontology.load(settings.ontology))
     app.add_middleware(ContentTypes)
     if settings.cors_origins:

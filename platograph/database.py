@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
 from platograph.settings import sqlalchemy_url
 
@@ -22,3 +22,9 @@ def psycopg_options(prepared_statements: bool) -> dict[str, Any]:
 
 def make_engine(url: str, *, prepared_statements: bool = True, **options: Any) -> Engine:
     return create_engine(sqlalchemy_url(url), connect_args=psycopg_options(prepared_statements), **options)
+
+
+def ping_database(engine: Engine) -> None:
+    """Raise unless the database answers a query (a readiness check)."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

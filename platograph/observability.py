@@ -3,12 +3,14 @@ every service shares."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import Field
@@ -25,6 +27,31 @@ LATENCY = Histogram(
     ["service", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+
+log = logging.getLogger(__name__)
+
+# A readiness check: it raises (or hangs past READY_TIMEOUT_S) when a dependency cannot serve.
+Check = Callable[[], Awaitable[object]]
+READY_TIMEOUT_S = 2.0
+
+
+def in_thread(check: Callable[[], object]) -> Check:
+    """A blocking check (a sync Redis ping, a SQLAlchemy connect) run off the event loop."""
+
+    async def run() -> object:
+        return await asyncio.to_thread(check)
+
+    return run
+
+
+async def _passes(name: str, check: Check) -> bool:
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT_S)
+    except Exception as exc:  # any failure means not ready; the reason goes to the log, not the answer
+        log.warning("readiness: %s failed: %r", name, exc)
+        return False
+    return True
 
 
 class TelemetrySettings(BaseSettings):
@@ -79,10 +106,13 @@ def instrument(
     metrics_dependencies: Sequence[Any] = (),
     body_limits: BodyLimits | None = None,
     relayed: Collection[str] = (),
+    readiness: Mapping[str, Check] | None = None,
 ) -> None:
-    """Add /healthz, /metrics (behind `metrics_dependencies`), request metrics, the body limit, and the guard
-    against text Postgres cannot store (not on `relayed` paths, whose body this service streams on to one
-    that checks it)."""
+    """Add /healthz (alive: the process answers), /readyz (ready: each of `readiness`, the servers this
+    process needs, answers within READY_TIMEOUT_S), /metrics (behind `metrics_dependencies`), request
+    metrics, the body limit, and the guard against text Postgres cannot store (not on `relayed` paths,
+    whose body this service streams on to one that checks it)."""
+    checks = dict(readiness or {})
     app.add_middleware(TextGuard, skip=frozenset(relayed))
     app.add_middleware(BodyLimit, limits=body_limits or BodyLimits())  # before the guard, which buffers
     app.add_middleware(MetricsMiddleware, service=service)  # added last, so outermost: it counts 413s and 422s
@@ -90,6 +120,14 @@ def instrument(
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["operations"], include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        # Names only: a public gateway must not tell a stranger its servers' addresses or errors.
+        passed = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
+        failing = [name for name, ok in zip(checks, passed, strict=True) if not ok]
+        body = {"status": "not ready" if failing else "ready", "service": service, "failing": failing}
+        return JSONResponse(body, status_code=503 if failing else 200, headers={"Cache-Control": "no-store"})
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False, dependencies=list(metrics_dependencies))
     async def metrics() -> Response:

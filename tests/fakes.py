@@ -27,6 +27,9 @@ class FakeEventLog:
     async def remember(self, key: str, reply: dict[str, Any], ttl_s: int) -> None:
         self.replies[key] = reply
 
+    async def ping(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

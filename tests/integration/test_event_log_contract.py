@@ -52,6 +52,13 @@ def test_append_returns_one_increasing_position_per_entry(run: Callable[[Scenari
     assert [parse_entry_id(i) for i in ids] == sorted(parse_entry_id(i) for i in ids)
 
 
+def test_a_reachable_log_answers_a_ping(run: Callable[[Scenario], Any]) -> None:
+    async def scenario(log: EventLog) -> None:
+        await log.ping()
+
+    assert run(scenario) is None
+
+
 def test_remembered_replies_are_recalled(run: Callable[[Scenario], Any]) -> None:
     async def scenario(log: EventLog) -> tuple[Any, Any]:
         before = await log.recall("k")

@@ -52,3 +52,6 @@ def test_every_route_of_every_internal_service_wants_the_internal_token(apps: di
                     assert wrong.status_code == 401, (name, method, path)
             assert client.get("/healthz").status_code == 401
             assert client.get("/healthz", headers={HEADER: TOKEN}).status_code == 200, name
+            assert client.get("/readyz").status_code == 401
+            ready = client.get("/readyz", headers={HEADER: TOKEN})
+            assert (ready.status_code, ready.json()["failing"]) == (200, []), (name, ready.text)

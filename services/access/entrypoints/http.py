@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
@@ -9,8 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView, Principal
+from platograph.database import ping_database
 from platograph.internal import protect
-from platograph.observability import fastapi_telemetry, instrument
+from platograph.observability import fastapi_telemetry, in_thread, instrument
 from services.access.bootstrap import Access, bootstrap
 from services.access.service_layer import keys
 
@@ -68,7 +70,7 @@ def create_app(access: Access | None = None) -> FastAPI:
     app = FastAPI(title="Platograph access", telemetry=fastapi_telemetry())
     app.state.access = wired
     app.include_router(router)
-    instrument(app, "access")
+    instrument(app, "access", readiness={"postgres": in_thread(partial(ping_database, wired.engine))})
     protect(app, "access")
 
     @app.exception_handler(OperationalError)

@@ -28,9 +28,10 @@ from platograph.api.graph import (
     Neighborhood,
     ProjectionState,
 )
+from platograph.database import ping_database
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
-from platograph.observability import fastapi_telemetry, instrument
+from platograph.observability import fastapi_telemetry, in_thread, instrument
 from platograph.ontology import OntologyError
 from platograph.positions import parse_entry_id
 from platograph.redis_clients import async_redis
@@ -361,7 +362,12 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app.include_router(
         replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine, project=graph.project)))
     )
-    instrument(app, "graph")
+    client = graph.consumer.client
+    instrument(
+        app,
+        "graph",
+        readiness={"redis": in_thread(client.ping), "postgres": in_thread(partial(ping_database, graph.engine))},
+    )
     protect(app, "graph")
 
     @app.exception_handler(RedisConnectionError)

@@ -23,6 +23,10 @@ class EventLog(Protocol):
         """Store the reply for an idempotency key."""
         ...
 
+    async def ping(self) -> None:
+        """Raise unless the log answers (the readiness check)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -48,6 +52,9 @@ class RedisEventLog:
 
     async def remember(self, key: str, reply: dict[str, Any], ttl_s: int) -> None:
         await self._client.set(f"{self._stream}:idem:{key}", orjson.dumps(reply), ex=ttl_s)
+
+    async def ping(self) -> None:
+        await self._client.ping()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -142,7 +142,7 @@ def create_app(ingest: Ingest | None = None) -> FastAPI:
     app = FastAPI(title="Platograph ingest", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.ingest = wired
     app.include_router(router)
-    instrument(app, "ingest", body_limits=wired.settings.body_limits)
+    instrument(app, "ingest", body_limits=wired.settings.body_limits, readiness={"redis": wired.log.ping})
     protect(app, "ingest")
 
     @app.exception_handler(InvalidInput)

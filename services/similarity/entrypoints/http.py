@@ -13,7 +13,7 @@ from platograph.background import thread_lifespan
 from platograph.body_limit import MIB, BodyLimits
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
-from platograph.observability import fastapi_telemetry, instrument
+from platograph.observability import fastapi_telemetry, in_thread, instrument
 from services.similarity.adapters import graph_reads
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
@@ -147,6 +147,7 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
     # A re-embed batch carries its entities' texts (up to 50,000 characters each) with their vectors:
     # internal and token-only, so a larger limit than the public one.
-    instrument(app, "similarity", body_limits=BodyLimits(BATCH_BODY_BYTES))
+    ready = {"redis": in_thread(wired.consumer.client.ping), "index": in_thread(lambda: wired.index.count())}
+    instrument(app, "similarity", body_limits=BodyLimits(BATCH_BODY_BYTES), readiness=ready)
     protect(app, "similarity")
     return app

@@ -12,9 +12,10 @@ from sqlalchemy import Connection
 
 from platograph.api.webhooks import Replay, Rotation, SubscriptionIn, SubscriptionPatch
 from platograph.background import thread_lifespan
+from platograph.database import ping_database
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import ACTOR_HEADER, OWNER_HEADER, actor_label, protect
-from platograph.observability import fastapi_telemetry, instrument
+from platograph.observability import fastapi_telemetry, in_thread, instrument
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain import safety
@@ -235,6 +236,7 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(replay_router(Owner(wired.consumer, partial(dispatcher.replay, wired))))
-    instrument(app, "webhooks")
+    ready = {"redis": in_thread(wired.redis.ping), "postgres": in_thread(partial(ping_database, wired.engine))}
+    instrument(app, "webhooks", readiness=ready)
     protect(app, "webhooks")
     return app
