@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench chaos eval install clean
+.PHONY: run test lint bench chaos eval install clean lock
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -37,6 +37,11 @@ chaos: $(VENV)/.installed  ## kill -9 every process and embedded server in turn 
 
 eval: $(VENV)/.installed  ## similarity quality on ../shared/eval, against a running `make run`
 	$(VENV)/bin/platograph eval
+
+lock: $(VENV)/.installed  ## pin the image's dependencies with hashes (deploy/requirements.lock) after changing pyproject.toml
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes --no-header --annotation-style line -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .platograph .pytest_cache .mypy_cache .ruff_cache
