@@ -136,28 +136,57 @@ def copy_baseline(database_url: str, path: Path) -> tuple[int, float]:
 
 
 def raw_view_latency(
-    database_url: str, ids: list[str], n: int, rng: random.Random, sql: str = neighborhood_sql.WITH_RELATED
+    database_url: str, ids: list[str], n: int, rng: random.Random, *, related: bool = True, exact: bool = False
 ) -> list[float]:
-    """Milliseconds of the view's own SQL (related-by-similarity part included) run straight on psycopg,
-    one client, for random entities."""
+    """Milliseconds of the view's own SQL (related-by-similarity part included unless `related` is False)
+    run straight on psycopg, one client, for random entities: the statement the graph tries first, or with
+    `exact` the one that computes the view from the edges (the only one before migration 0008)."""
     ontology = load_ontology()
-    params = {
-        "group": None,
-        "offset": 0,
-        "limit": 50,
-        "types": list(ontology.entity_types),
-        "labels": list(ontology.entity_types.values()),
-        "ranking": neighborhood_sql.RANKING,
-        "related_limit": 20,
-        "related_min": 0.5,
-        "related_threshold": 0.5,
-    }
+    wanted = neighborhood_sql.Related(limit=20, min_score=0.5, threshold=0.5) if related else None
     out = []
     with psycopg.connect(database_url) as conn:
         for _ in range(n):
+            fast, fallback, params = neighborhood_sql.statement_and_params(
+                ontology, rng.choice(ids), limit=50, group=None, cursor=None, related=wanted
+            )
             started = time.perf_counter()
-            conn.execute(sql, params | {"id": rng.choice(ids)}).fetchall()
+            row = conn.execute(fallback if exact else fast, params).fetchone()  # type: ignore[arg-type]
+            if not exact and row is not None and not row[0]:
+                conn.execute(fallback, params).fetchone()  # type: ignore[arg-type]
             out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def hub_pages(database_url: str, hub: str, n: int) -> dict[str, float]:
+    """p50 (ms) of the hub's first page and of the tenth page of its biggest group (50 neighbours a page),
+    read from `adjacency` and, as every view was read before it, computed from the edges."""
+    ontology = load_ontology()
+    out: dict[str, float] = {}
+    with psycopg.connect(database_url) as conn:
+        out["degree"] = conn.execute("SELECT count(*) FROM adjacency WHERE x = %s", [hub]).fetchone()[0]  # type: ignore[index]
+        group = conn.execute(
+            "SELECT n_type FROM adjacency_groups WHERE x = %s ORDER BY count DESC LIMIT 1", [hub]
+        ).fetchone()[0]  # type: ignore[index]
+        cursor = None
+        for _ in range(9):  # walk to the tenth page's cursor
+            fast, _, params = neighborhood_sql.statement_and_params(ontology, hub, limit=50, group=group, cursor=cursor)
+            document = orjson.loads(conn.execute(fast, params).fetchone()[1])  # type: ignore[arg-type, index]
+            cursor = document["neighborhood"][0]["next_cursor"]
+        for name, first, tenth, which in (
+            ("adjacency", None, cursor, 0),
+            ("from the edges", None, "r450", 1),  # the rank cursor the exact statement paged with
+        ):
+            for page, page_cursor in (("first", first), ("tenth", tenth)):
+                times = []
+                for _ in range(n):
+                    statements = neighborhood_sql.statement_and_params(
+                        ontology, hub, limit=50, group=None if page == "first" else group, cursor=page_cursor
+                    )
+                    sql = statements[1] if which and statements[1] else statements[0]
+                    started = time.perf_counter()
+                    conn.execute(sql, statements[2]).fetchone()
+                    times.append((time.perf_counter() - started) * 1000)
+                out[f"{name} {page}"] = statistics.median(times)
     return out
 
 
@@ -232,8 +261,14 @@ def main() -> None:
             conn.execute("ANALYZE")
         rows, copy_seconds = copy_baseline(system.env["DATABASE_URL"], data)
         raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
-        bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, neighborhood_sql.WITHOUT_RELATED)
+        bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, related=False)
         console.print(f"raw view SQL p50 without the related part: {statistics.median(bare):.2f} ms")
+        exact = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, exact=True)
+        console.print(f"raw view SQL p50, random entities: {statistics.median(raw):.2f} ms from adjacency, "
+                      f"{statistics.median(exact):.2f} ms computed from the edges (before migration 0008)")  # fmt: skip
+        hub = hub_pages(system.env["DATABASE_URL"], ids[0], 200)
+        console.print(f"hub {ids[0]} ({hub['degree']:,.0f} neighbours), p50 ms: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in hub.items() if k != "degree"))  # fmt: skip
         single = single_client_latency(system.gateway_url, ids, 1000, rng, system.api_headers())
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
             views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, key=system.admin_key)

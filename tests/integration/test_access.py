@@ -26,7 +26,7 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 # A value for each path parameter that its route's pattern takes.
 SAMPLES = {"id": "claim:x", "a": "claim:x", "b": "paper:y", "job": "0123456789ab", "delivery_id": "d1",
            "record_id": "1-0"}  # fmt: skip
-OPEN = {"/openapi.json", "/docs", "/healthz", "/sign-in"}
+OPEN = {"/openapi.json", "/docs", "/healthz", "/readyz", "/sign-in"}
 
 
 @pytest.fixture

@@ -46,9 +46,11 @@ class ViewReader:
         self, entity_id: str, *, limit: int, group: str | None, cursor: str | None, related: Related | None
     ) -> bytes | None:
         """The neighborhood document as JSON bytes, or None when the entity does not exist."""
-        sql, params = statement_and_params(
+        sql, fallback, params = statement_and_params(
             self.ontology, entity_id, limit=limit, group=group, cursor=cursor, related=related
         )
         async with self.pool.connection() as conn:
             row = await (await conn.execute(sql.encode(), params)).fetchone()
-        return None if row is None else str(row[0]).encode()
+            if row is not None and not row[0] and fallback is not None:  # merges move edges: MERGED
+                row = await (await conn.execute(fallback.encode(), params)).fetchone()
+        return None if row is None else str(row[1]).encode()
