@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
@@ -27,12 +28,14 @@ import httpx
 from redis.exceptions import ConnectionError as RedisConnectionError
 from tenacity import before_sleep_log, retry, retry_if_exception, wait_exponential
 
+from platograph.retiring import retire_idle
 from platograph.stream import Entry, StreamConsumer, previous_id
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+RETIRE_EVERY_S = 600.0  # how often a member looks for members to retire (consume's `retire_idle_s`)
 AWAY = frozenset({502, 503, 504})  # a service answering that it, or what is behind it, is away
 
 
@@ -147,11 +150,31 @@ def consume(
     max_deliveries: int | None = None,
     last_error: Callable[[], str | None] = lambda: None,
     catch_up: CatchUp | None = None,
+    retire_idle_s: float | None = None,
 ) -> None:
     """Run a group member until stopped (see the module's docstring). `handle` acks what it processed;
-    with `max_deliveries` None, nothing is set aside."""
+    with `max_deliveries` None, nothing is set aside. With `retire_idle_s`, every RETIRE_EVERY_S it deletes
+    the group's members idle for longer with nothing pending (platograph.retiring)."""
     retrying = backoff(stop, transient)
     head = True  # the first pending read after a start takes one entry
+    retired_at = time.monotonic()
+
+    def retire() -> None:
+        nonlocal retired_at
+        if retire_idle_s is None or time.monotonic() - retired_at < RETIRE_EVERY_S:
+            return
+        retired_at = time.monotonic()
+        try:
+            gone = retire_idle(consumer.client, consumer.stream, consumer.group, keep=consumer.consumer,
+                               idle_ms=int(retire_idle_s * 1000))  # fmt: skip
+        except Exception as exc:  # housekeeping: a failure here must not stop consuming
+            if transient(exc):
+                raise
+            log.warning("group %s: retiring idle members failed: %r", consumer.group, exc)
+            return
+        if gone:
+            log.info("group %s: retired %d member(s) idle for over %ss: %s", consumer.group, len(gone),
+                     retire_idle_s, ", ".join(gone))  # fmt: skip
 
     def settle(entries: list[Entry]) -> list[Entry]:
         nonlocal head
@@ -203,6 +226,7 @@ def consume(
             entries, own = read(own)
             if entries:
                 run(entries)
+            retrying(retire)()
     except Exception as exc:
         if transient(exc) and stop.is_set():  # asked to stop while a server was away: nothing was acked
             return

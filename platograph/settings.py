@@ -55,6 +55,9 @@ class CoreSettings(SecretFiles):
     restart_pause_s: float = Field(5.0, gt=0, le=300)
     # Deliveries without an ack after which a consumer group dead-letters an entry (platograph.consuming).
     max_deliveries: int = Field(5, ge=1, le=1000)
+    # A group member idle this long with nothing pending is deleted from its group (platograph.retiring);
+    # 0: never. Names made from pod or host names change with each deploy.
+    consumer_retire_s: float = Field(86_400.0, ge=0)
     # What callers of the internal services send (platograph.internal); `platograph up` makes one.
     internal_token: str | None = Field(None, min_length=32)
     # Request bodies over these are refused with 413 as they arrive (platograph.body_limit); an import is

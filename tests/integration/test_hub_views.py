@@ -88,17 +88,25 @@ def view(conn: psycopg.Connection[Any], sql: str, entity_id: str, **kwargs: Any)
 
 
 def pages(conn: psycopg.Connection[Any], sql: str, entity_id: str, limit: int) -> Iterator[Any]:
-    """The first page, then every next page of every group, following the cursors."""
+    """The first page, then every next page of every group, following the statement's own cursors (EXACT's
+    count ranks, the others' are keys): yielded with whether there was a next cursor, not the cursor."""
     _, first = view(conn, sql, entity_id, limit=limit, group=None, cursor=None)
-    yield first
     if first is None:
+        yield None
         return
-    for group in first["neighborhood"]:
-        cursor = group["next_cursor"]
+    cursors = {group["type"]: group["next_cursor"] for group in first["neighborhood"]}
+    yield without_cursors(first)
+    for group, cursor in cursors.items():
         while cursor:
-            fast, page = view(conn, sql, entity_id, limit=limit, group=group["type"], cursor=cursor)
-            yield page
+            _, page = view(conn, sql, entity_id, limit=limit, group=group, cursor=cursor)
             cursor = page["neighborhood"][0]["next_cursor"] if page["neighborhood"] else None
+            yield without_cursors(page)
+
+
+def without_cursors(document: dict[str, Any]) -> dict[str, Any]:
+    for group in document["neighborhood"]:
+        group["next_cursor"] = bool(group["next_cursor"])
+    return document
 
 
 def ids(database_url: str) -> tuple[list[str], set[str]]:

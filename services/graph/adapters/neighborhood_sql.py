@@ -9,7 +9,8 @@ per entity and neighbour, kept as the edges change) in its index's order, so any
 100,000 neighbours reads about the page, and a group's next page is a keyset cursor (edge count, name and
 id of the last neighbour shown). For an entity that has entities merged into it, or neighbours merged away
 (their edges show moved, which `adjacency` does not model), it answers `fast = false` and EXACT, which
-computes the view from the edges, answers. EXACT also takes the rank cursors (`r<rank>`) of earlier versions.
+computes the view from the edges, answers. EXACT, the statement of earlier versions, also answers their
+rank cursors (`r<rank>`), and hands out more of them.
 
 Asked for (`related_limit`), the document also carries `related_by_similarity` from the projected
 candidates: the pairs the similarity service proposes (above their type pair's threshold, no typed edge,
@@ -32,7 +33,7 @@ WITH ent AS (
       FROM entities WHERE id = %(id)s AND version > 0
 )"""
 
-# Each statement's neighbour part ends in `groups` (type, count, neighbors, next_key) and `fast`.
+# Each statement's neighbour part ends in `groups` (type, count, neighbors, next_cursor) and `fast`.
 EXACT_GROUPS = """, members AS (
     -- the entity and those merged into it: their edges show here, moved
     SELECT %(id)s::text AS id
@@ -58,21 +59,18 @@ EXACT_GROUPS = """, members AS (
            count(*) OVER (PARTITION BY e.type) AS group_count,
            row_number() OVER (PARTITION BY e.type ORDER BY agg.edge_count DESC, e.name, e.id) AS rank
       FROM agg JOIN entities e ON e.id = agg.nid AND e.version > 0
-), kept AS (
-    SELECT *, row_number() OVER (PARTITION BY type ORDER BY rank) AS pos FROM ranked
-     WHERE (%(group)s::text IS NULL OR type = %(group)s) AND rank > %(offset)s::int
-       AND (%(after_count)s::int IS NULL
-            OR (-edge_count, name, id) > (-%(after_count)s::int, %(after_name)s::text, %(after_id)s::text))
+), page AS (
+    SELECT * FROM ranked
+     WHERE (%(group)s::text IS NULL OR type = %(group)s)
+       AND rank > %(offset)s::int AND rank <= %(offset)s::int + %(limit)s::int
 ), groups AS (
     SELECT type, max(group_count) AS count,
            json_agg(json_build_object(
                'entity', json_build_object('id', id, 'type', type, 'status', status, 'name', name,
                                            'description', description),
                'edges', edge_types, 'edge_count', edge_count) ORDER BY rank) AS neighbors,
-           CASE WHEN max(rank) < max(group_count)
-                THEN max(json_build_array(edge_count, name, id)::text) FILTER (WHERE pos = %(limit)s::int) END
-               AS next_key
-      FROM kept WHERE pos <= %(limit)s::int GROUP BY type
+           CASE WHEN max(rank) < max(group_count) THEN 'r' || max(rank) END AS next_cursor
+      FROM page GROUP BY type
 ), fast AS (SELECT true AS ok)"""
 
 # The ranking key of a row and the cursor's bound, shared by both scans of `adjacency`.
@@ -159,9 +157,10 @@ PAGE = """, page AS (
                                            'description', description),
                'edges', edge_types, 'edge_count', edge_count) ORDER BY pos)
                FILTER (WHERE pos <= %(limit)s::int) AS neighbors,
-           CASE WHEN max(pos) > %(limit)s::int
-                THEN max(json_build_array(edge_count, n_name, n)::text) FILTER (WHERE pos = %(limit)s::int) END
-               AS next_key
+           -- the cursor: the key of the last neighbour shown, as base64url JSON (platograph.cursors)
+           translate(encode(convert_to(CASE WHEN max(pos) > %(limit)s::int THEN max(json_build_array(
+               edge_count, n_name, n)::text) FILTER (WHERE pos = %(limit)s::int) END, 'UTF8'), 'base64'),
+               E'+/\\n', '-_') AS next_cursor
       FROM page GROUP BY type
 )"""
 FAST_GROUPS = FAST_GROUPS.replace("{page}", PAGE)
@@ -192,9 +191,7 @@ SELECT (SELECT ok FROM fast), json_build_object(
     'neighborhood', COALESCE((
         SELECT json_agg(json_build_object(
             'type', g.type, 'label', (%(labels)s::text[])[array_position(%(types)s::text[], g.type)],
-            'count', g.count, 'neighbors', g.neighbors,
-            -- the cursor: the key of the last neighbour shown, as base64url JSON (platograph.cursors)
-            'next_cursor', translate(encode(convert_to(g.next_key, 'UTF8'), 'base64'), E'+/\\n', '-_'))
+            'count', g.count, 'neighbors', g.neighbors, 'next_cursor', g.next_cursor)
             ORDER BY array_position(%(types)s::text[], g.type))
           FROM groups g), '[]'::json),
     'ranking', %(ranking)s::text{related}

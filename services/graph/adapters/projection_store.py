@@ -161,6 +161,18 @@ def track(conn: Connection, consumer: str, last_stream_id: str, count: int) -> N
     conn.execute(text(TRACK), {"consumer": consumer, "last": last_stream_id, "count": count})
 
 
+def forget_idle(engine: Engine, older_than_s: float, keep: Sequence[str]) -> list[str]:
+    """Delete the tracking rows of projectors that wrote nothing for `older_than_s` (retired members: see
+    platograph.retiring), except `keep`; their names."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text("DELETE FROM projection_tracking WHERE updated_at < now() - make_interval(secs => :s) "
+                 "AND consumer <> ALL (:keep) RETURNING consumer"),
+            {"s": older_than_s, "keep": list(keep)},
+        )  # fmt: skip
+        return sorted(rows.scalars().all())
+
+
 #: The signature of `project`: where a projector writes (tests pass one that fails).
 Project = Callable[[Engine, Sequence[PositionedEvent], str, str], int]
 

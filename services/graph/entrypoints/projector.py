@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from platograph.consuming import consume
 from platograph.stream import Entry
 from platograph.trimming import trim
+from services.graph.adapters import projection_store
 from services.graph.bootstrap import Graph, bootstrap
 from services.graph.service_layer import projecting
 
@@ -36,6 +37,10 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
             last_trim[0] = time.monotonic()
             removed = trim(consumer.client, settings.stream, keep=settings.group, maxlen=settings.stream_maxlen)
             log.info("trimmed %d stream entries (done with, or past the cap of %s)", removed, settings.stream_maxlen)
+            if settings.consumer_retire_s:
+                keep = [settings.consumer, projecting.REPLAY_CONSUMER]
+                if gone := projection_store.forget_idle(graph.engine, settings.consumer_retire_s, keep):
+                    log.info("forgot the tracking rows of idle projectors %s", ", ".join(gone))
         return result.entries
 
     consume(
@@ -47,6 +52,7 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
         claim_idle_ms=settings.claim_idle_ms,
         transient=lambda exc: isinstance(exc, OperationalError | RedisConnectionError),
         max_deliveries=settings.max_deliveries,
+        retire_idle_s=settings.consumer_retire_s or None,
     )
 
 

@@ -188,4 +188,5 @@ def _consume(sim: Similarity, stop: threading.Event) -> None:
         max_deliveries=settings.max_deliveries,
         last_error=lambda: sim.loop.last_error,
         catch_up=lambda until, after: journal_entries(sim.graph, until, after),
+        retire_idle_s=settings.consumer_retire_s or None,
     )

@@ -76,6 +76,7 @@ def run(wh: Webhooks, stop: threading.Event) -> None:
             max_deliveries=wh.settings.max_deliveries,
             last_error=lambda: wh.loop.last_error,
             catch_up=lambda until, after: journal_entries(wh.graph, until, after),
+            retire_idle_s=wh.settings.consumer_retire_s or None,
         )
 
     sweeper = threading.Thread(target=sweeping.run, args=(wh, stop), name="webhook-sweeper", daemon=True)
