@@ -34,29 +34,22 @@ KEYS = """SELECT source AS x, target AS n,
 COUNTED = "u NOT LIKE 'e:%'"  # the keys edge_count counts
 BUCKETS = 127  # advisory lock buckets (hashtext(id) & BUCKETS): few, so a bulk insert takes few locks
 
+# A new pair copies its neighbour's attributes in the insert itself, under a shared lock on the neighbour's
+# bucket taken before the insert reads them; a change of an entity's attributes takes its bucket exclusively.
 ADD_KEYS = """
-  WITH added AS ({added}),
-  up AS (
-    INSERT INTO adjacency AS a (x, n, edge_keys, edge_count)
-    SELECT x, n, array_agg(k ORDER BY k), count(*) FILTER (WHERE k NOT LIKE 'e:%') FROM added u
-     GROUP BY x, n ORDER BY x, n
-    ON CONFLICT (x, n) DO UPDATE
-       SET edge_keys = ARRAY(SELECT DISTINCT u FROM unnest(a.edge_keys || excluded.edge_keys) u ORDER BY u),
-           edge_count = (SELECT count(DISTINCT u) FROM unnest(a.edge_keys || excluded.edge_keys) u
-                          WHERE {counted})
-    RETURNING x, n, xmax = 0 AS inserted)
-  SELECT coalesce(array_agg(x ORDER BY n, x), '{{}}'), coalesce(array_agg(n ORDER BY n, x), '{{}}')
-    INTO new_x, new_n FROM up WHERE inserted;
-  IF cardinality(new_n) > 0 THEN
-    PERFORM pg_advisory_xact_lock(b) FROM (
-      SELECT DISTINCT hashtext(n) & {buckets} AS b FROM unnest(new_n) AS n
-       WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.id = n) ORDER BY 1) AS s;
-    PERFORM 1 FROM entities WHERE id = ANY (new_n) ORDER BY id FOR SHARE;
-    UPDATE adjacency a
-       SET n_type = e.type, n_name = e.name, n_visible = e.version > 0, n_merged = e.merged_into IS NOT NULL
-      FROM unnest(new_x, new_n) AS p(x, n) JOIN entities e ON e.id = p.n
-     WHERE a.x = p.x AND a.n = p.n;
-  END IF;
+  PERFORM pg_advisory_xact_lock_shared(b) FROM (
+    SELECT DISTINCT hashtext(n) & {buckets} AS b FROM ({added}) AS k ORDER BY 1) AS s;
+  WITH added AS ({added})
+  INSERT INTO adjacency AS a (x, n, edge_keys, edge_count, n_type, n_name, n_visible, n_merged)
+  SELECT d.x, d.n, d.keys, d.counted, coalesce(e.type, ''), coalesce(e.name, ''), coalesce(e.version > 0, false),
+         coalesce(e.merged_into IS NOT NULL, false)
+    FROM (SELECT x, n, array_agg(k ORDER BY k) AS keys, count(*) FILTER (WHERE k NOT LIKE 'e:%') AS counted
+            FROM added GROUP BY x, n) AS d
+    LEFT JOIN entities e ON e.id = d.n
+   ORDER BY d.x, d.n
+  ON CONFLICT (x, n) DO UPDATE
+     SET edge_keys = ARRAY(SELECT DISTINCT u FROM unnest(a.edge_keys || excluded.edge_keys) u ORDER BY u),
+         edge_count = (SELECT count(DISTINCT u) FROM unnest(a.edge_keys || excluded.edge_keys) u WHERE {counted});
 """
 
 REMOVE_KEYS = """
@@ -70,16 +63,15 @@ REMOVE_KEYS = """
    WHERE a.x = r.x AND a.n = r.n AND cardinality(a.edge_keys) = 0;
 """
 
-NEW_ENTITIES = """
-  PERFORM pg_advisory_xact_lock_shared(b) FROM (
-    SELECT DISTINCT hashtext(id) & {buckets} AS b FROM new_rows ORDER BY 1) AS s;
-"""
-
 NEIGHBOUR_ATTRIBUTES = """
+  PERFORM pg_advisory_xact_lock(b) FROM (
+    SELECT DISTINCT hashtext(id) & {buckets} AS b FROM ({changed}) AS c ORDER BY 1) AS s;
+  -- the rows whose neighbour is e are the mirror images of e's own rows (every edge gives both): found
+  -- through the primary key, so no index on n has to be kept up on every insert
   UPDATE adjacency a
      SET n_type = e.type, n_name = e.name, n_visible = e.version > 0, n_merged = e.merged_into IS NOT NULL
-    FROM ({changed}) e
-   WHERE a.n = e.id
+    FROM ({changed}) e JOIN adjacency mirror ON mirror.x = e.id
+   WHERE a.x = mirror.n AND a.n = e.id
      AND (a.n_type, a.n_name, a.n_visible, a.n_merged)
          IS DISTINCT FROM (e.type, e.name, e.version > 0, e.merged_into IS NOT NULL);
 """
@@ -94,9 +86,11 @@ GROUPS = """
 GROUP_ROWS = "SELECT x, n_type, {sign} AS d FROM {rows} WHERE n_visible AND edge_count > 0"
 
 
-def _function(name: str, body: str, declare: str = "") -> None:
-    op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ {declare} BEGIN {body} "
-               "RETURN NULL; END $$")  # fmt: skip
+def _function(name: str, body: str) -> None:
+    # Each statement is driven by the transition table, a batch: a hash or merge join would read the whole
+    # of adjacency (or entities) for it, where the primary key finds each row.
+    op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
+               f"SET enable_hashjoin = off SET enable_mergejoin = off AS $$ BEGIN {body} RETURN NULL; END $$")  # fmt: skip
 
 
 def _trigger(name: str, table: str, event: str, tables: str) -> None:
@@ -126,19 +120,16 @@ def upgrade() -> None:
     # cursor is one row comparison the index can seek to).
     op.execute("CREATE INDEX ix_adjacency_page ON adjacency (x, n_type, (-edge_count), n_name, n) "
                "WHERE n_visible AND edge_count > 0")  # fmt: skip
-    op.execute("CREATE INDEX ix_adjacency_n ON adjacency (n)")
     op.execute("CREATE INDEX ix_adjacency_merged ON adjacency (x) WHERE n_merged")
 
-    declare = "DECLARE new_x text[]; new_n text[];"
     old_keys, new_keys = KEYS.format(rows="old_rows"), KEYS.format(rows="new_rows")
     add, remove = partial(ADD_KEYS.format, counted=COUNTED, buckets=BUCKETS), partial(REMOVE_KEYS.format, counted=COUNTED)
-    _function("adjacency_edges_insert", add(added=new_keys), declare)
+    _function("adjacency_edges_insert", add(added=new_keys))
     _trigger("adjacency_edges_insert", "edges", "INSERT", "NEW TABLE AS new_rows")
     _function(
         "adjacency_edges_update",
         add(added=f"SELECT * FROM ({new_keys}) a EXCEPT SELECT * FROM ({old_keys}) b")
         + remove(removed=f"SELECT * FROM ({old_keys}) a EXCEPT SELECT * FROM ({new_keys}) b"),
-        declare,
     )
     _trigger("adjacency_edges_update", "edges", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")
     _function("adjacency_edges_delete", remove(removed=old_keys))
@@ -146,13 +137,12 @@ def upgrade() -> None:
     _function("adjacency_edges_truncate", "TRUNCATE adjacency, adjacency_groups;")
     _trigger("adjacency_edges_truncate", "edges", "TRUNCATE", "")
 
-    _function("adjacency_entities_insert", NEW_ENTITIES.format(buckets=BUCKETS)
-              + NEIGHBOUR_ATTRIBUTES.format(changed="SELECT * FROM new_rows"))  # fmt: skip
+    _function("adjacency_entities_insert", NEIGHBOUR_ATTRIBUTES.format(changed="SELECT * FROM new_rows", buckets=BUCKETS))
     _trigger("adjacency_entities_insert", "entities", "INSERT", "NEW TABLE AS new_rows")
     changed = """SELECT n.* FROM new_rows n JOIN old_rows o ON o.id = n.id
                   WHERE (n.type, n.name, n.version > 0, n.merged_into IS NOT NULL)
                         IS DISTINCT FROM (o.type, o.name, o.version > 0, o.merged_into IS NOT NULL)"""
-    _function("adjacency_entities_update", NEIGHBOUR_ATTRIBUTES.format(changed=changed))
+    _function("adjacency_entities_update", NEIGHBOUR_ATTRIBUTES.format(changed=changed, buckets=BUCKETS))
     _trigger("adjacency_entities_update", "entities", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")
 
     for event, parts in (("insert", [("new_rows", 1)]), ("update", [("old_rows", -1), ("new_rows", 1)]),
