@@ -3,6 +3,7 @@ cluster beside the machine's PostgreSQL ("cluster")."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -134,6 +135,48 @@ def pgbouncer() -> Iterator[Servers]:
             process.terminate()
             process.wait(10)
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def replicated() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL primary and a streaming replica of it, made from Debian's PostgreSQL binaries (initdb,
+    then `pg_basebackup -R`): (primary URL, replica URL). The machine's own server takes no replication
+    connections, so the primary is a fresh one. As root both run as the postgres user."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_basebackup"))
+    if not found:
+        _unavailable("a PostgreSQL replica", FileNotFoundError("Debian's PostgreSQL binaries are missing"))
+    bindir = Path(found[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="platograph-replica-"))
+    root.chmod(0o777)
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    ports = {"primary": _free_port(), "replica": _free_port()}
+
+    def run(*argv: str) -> None:
+        subprocess.run([*as_user, *argv], check=True, capture_output=True, timeout=120)
+
+    def start(name: str, *options: str) -> None:
+        settings = " ".join((f"-p {ports[name]} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", *options))
+        run(str(bindir / "pg_ctl"), "-D", str(root / name), "-o", settings, "-l", str(root / f"{name}.log"),
+            "-w", "start")  # fmt: skip
+
+    started = []
+    try:
+        run(str(bindir / "initdb"), "-D", str(root / "primary"), "-A", "trust", "-U", "postgres", "--no-sync")
+        start("primary", "-c wal_level=replica -c max_wal_senders=4")
+        started.append("primary")
+        run(str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(ports["primary"]), "-U", "postgres",
+            "-D", str(root / "replica"), "-R", "-X", "stream", "--no-sync")  # fmt: skip
+        start("replica", "-c hot_standby=on")
+        started.append("replica")
+        yield tuple(f"postgresql://postgres@127.0.0.1:{ports[n]}/postgres" for n in ("primary", "replica"))  # type: ignore[misc]
+    except subprocess.CalledProcessError as exc:
+        logs = " ".join(p.read_text()[-1000:] for p in root.glob("*.log"))
+        raise RuntimeError(f"{exc.cmd}: {exc.stderr.decode(errors='replace')} {logs}") from exc
+    finally:
+        for name in reversed(started):
+            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / name), "-m", "immediate", "stop"],
+                           capture_output=True, timeout=60, check=False)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -27,15 +29,24 @@ class Graph:
     ontology: ontology.Ontology
     # Where the projector writes (a test passes one that fails, to see the dead-letter path).
     project: projection_store.Project = field(default=projection_store.project)
+    # The replicas entity reads go to, in turn (DATABASE_READ_URL); empty: the primary's engine.
+    read_engines: list[Engine] = field(default_factory=list)
+    _turn: Iterator[int] = field(default_factory=itertools.count)
+
+    def read_engine(self) -> Engine:
+        return self.read_engines[next(self._turn) % len(self.read_engines)] if self.read_engines else self.engine
 
     def view_reader(self) -> ViewReader:
         """A reader for the neighborhood view, for one app: its pool is opened on the loop that serves it."""
         return ViewReader(self.settings.database_url, self.ontology, size=CONNECTIONS,
-                          prepared_statements=self.settings.db_prepared_statements)  # fmt: skip
+                          prepared_statements=self.settings.db_prepared_statements,
+                          read_urls=self.settings.database_read_urls)  # fmt: skip
 
     def close(self) -> None:
         """Release database and Redis connections."""
         self.engine.dispose()
+        for replica in self.read_engines:
+            replica.dispose()
         self.consumer.client.close()
 
 
@@ -50,9 +61,12 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
     consumer = StreamConsumer.member(
         sync_redis(settings.redis_url), settings, group=settings.group, consumer=settings.consumer
     )
+    replicas = [make_engine(url, prepared_statements=settings.db_prepared_statements, pool_size=CONNECTIONS,
+                            max_overflow=20, pool_recycle=1800) for url in settings.database_read_urls]  # fmt: skip
     return Graph(
         settings=settings,
         engine=engine,
+        read_engines=replicas,
         consumer=consumer,
         ontology=ontology.load(settings.ontology),
     )

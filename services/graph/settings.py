@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode
 
-from platograph.settings import CoreSettings, DatabaseSettings
+from platograph.settings import CoreSettings, DatabaseSettings, sqlalchemy_url
 
 
 class GraphSettings(CoreSettings, DatabaseSettings):
@@ -23,3 +25,15 @@ class GraphSettings(CoreSettings, DatabaseSettings):
     # Past this many entries the oldest go even if a group other than this projector's still needs them:
     # it reads them back from the journal (platograph.trimming). None: wait for the slowest group.
     stream_maxlen: int | None = Field(1_000_000, ge=100)
+    # Streaming replicas the neighborhood view and the entity reads go to (comma-separated; each request
+    # takes the next); none: the primary. `after=` waits until each has replayed what the position needs.
+    database_read_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("DATABASE_READ_URL", "PLATOGRAPH_DATABASE_READ_URL")
+    )
+
+    @field_validator("database_read_urls", mode="before")
+    @classmethod
+    def _read_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return [sqlalchemy_url(url) for url in value] if isinstance(value, list) else value

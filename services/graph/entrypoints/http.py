@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -59,6 +60,12 @@ def get_conn(graph: Annotated[Graph, Depends(get_graph)]) -> Iterator[Connection
         yield conn
 
 
+def get_read_conn(graph: Annotated[Graph, Depends(get_graph)]) -> Iterator[Connection]:
+    """A connection to the next read replica (the primary without them): for reads that may lag."""
+    with graph.read_engine().connect() as conn:
+        yield conn
+
+
 async def get_waits(request: Request) -> AsyncIterator[ProjectionWait]:
     waits = getattr(request.app.state, "waits", None)
     if waits is not None:
@@ -79,6 +86,7 @@ GraphDep = Annotated[Graph, Depends(get_graph)]
 WaitsDep = Annotated[ProjectionWait, Depends(get_waits)]
 ViewsDep = Annotated[ViewReader, Depends(get_views)]
 ConnDep = Annotated[Connection, Depends(get_conn)]
+ReadConnDep = Annotated[Connection, Depends(get_read_conn)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -99,7 +107,7 @@ def _entity_or_404(conn: Connection, entity_id: str) -> EntityView:
 
 @router.get("/entities", response_model=EntityPage)
 def list_entities(
-    conn: ConnDep,
+    conn: ReadConnDep,
     graph: GraphDep,
     type: str | None = None,
     q: str | None = Query(None, max_length=200),
@@ -147,7 +155,7 @@ async def neighborhood(
 
 
 @router.get("/entities/{id:path}", response_model=EntityView)
-def get_entity(id: str, conn: ConnDep) -> EntityView:
+def get_entity(id: str, conn: ReadConnDep) -> EntityView:
     """One entity."""
     return _entity_or_404(conn, id)
 
@@ -167,7 +175,9 @@ def dangling_edges(conn: ConnDep, dangling: bool = True, cursor: str | None = No
 
 
 @router.get("/projection", response_model=ProjectionState, responses={429: {}})
-async def projection(waits: WaitsDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)) -> ProjectionState:
+async def projection(
+    waits: WaitsDep, views: ViewsDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)
+) -> ProjectionState:
     """Whether the projection has applied everything up to a write's position token (waits up to wait_ms,
     on the event loop: a wait holds no thread, and past the cap of waiters one is refused with 429)."""
     try:
@@ -177,11 +187,14 @@ async def projection(waits: WaitsDep, position: str, wait_ms: int = Query(0, ge=
     if not await waits.issued(position):
         msg = "no write has been given this position (yet): pass a `position` a write returned"
         raise HTTPException(422, detail=[{"loc": ["query", "position"], "msg": msg, "type": "not_issued"}])
+    deadline = time.monotonic() + wait_ms / 1000
     try:
         reached = await waits.wait(position, wait_ms / 1000)
     except TooManyWaiters as exc:
         detail = [{"loc": ["query", "wait_ms"], "msg": f"{exc}: retry later", "type": "too_many_waiters"}]
         raise HTTPException(429, headers={"Retry-After": "1"}, detail=detail) from exc
+    # Projected on the primary: the views read replicas, which must have replayed it too.
+    reached = reached and await views.replicas_reached(max(0.0, deadline - time.monotonic()))
     return ProjectionState(position=position, reached=reached)
 
 
