@@ -189,8 +189,9 @@ def rebuild(
         from platograph.settings import CoreSettings
 
         connection = sync_redis(CoreSettings().rq_url)
-        job = workers.queue(connection).enqueue(jobs.rebuild_read_model)
-        console.print(f"enqueued {job.id}")
+        timeout = jobs.rebuild_timeout_s(jobs.journal_size())
+        job = workers.queue(connection).enqueue(jobs.rebuild_read_model, job_timeout=timeout)
+        console.print(f"enqueued {job.id} (time limit {timeout} s)")
         return
     with console.status("replaying the journal"):
         count = jobs.rebuild_read_model()

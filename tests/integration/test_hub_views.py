@@ -217,3 +217,25 @@ def test_concurrent_projectors_keep_adjacency_exact(backend: servers.Servers, en
     assert not failures, failures
     assert_adjacency_is_recomputed(engine)
     assert_fast_equals_exact(backend.database_url, limit=4)
+
+
+def test_the_migration_fills_adjacency_from_the_edges_already_there() -> None:
+    """A database projected before migration 0008: upgrading fills adjacency as the triggers would have."""
+    from alembic import command
+
+    from ops import migrate
+    from platograph import migrating
+    from platograph.database import make_engine
+    from services.graph.adapters import migrations as graph_migrations
+
+    with servers.external() as fresh:
+        config = migrating.config(graph_migrations.SCRIPTS, fresh.database_url, graph_migrations.VERSION_TABLE)
+        command.upgrade(config, "0007")
+        engine = make_engine(fresh.database_url)
+        try:
+            project(engine, random_events(random.Random(11), entities=30, edges=250, merges=True), batch=25)
+            migrate.upgrade_all(fresh.database_url)
+            assert_adjacency_is_recomputed(engine)
+            assert assert_fast_equals_exact(fresh.database_url, limit=3) > 5
+        finally:
+            engine.dispose()

@@ -107,21 +107,6 @@ def upgrade() -> None:
         PRIMARY KEY (x, n))""")
     op.execute("""CREATE TABLE adjacency_groups (
         x text NOT NULL, n_type text NOT NULL, count bigint NOT NULL, PRIMARY KEY (x, n_type))""")
-    # What is there already (before the triggers: a migration runs while nothing else writes).
-    op.execute(f"""INSERT INTO adjacency (x, n, edge_keys, edge_count, n_type, n_name, n_visible, n_merged)
-        SELECT k.x, k.n, array_agg(k.k ORDER BY k.k), count(*) FILTER (WHERE k.k NOT LIKE 'e:%'),
-               coalesce(min(e.type), ''),
-               coalesce(min(e.name), ''), coalesce(bool_or(e.version > 0), false),
-               coalesce(bool_or(e.merged_into IS NOT NULL), false)
-          FROM ({KEYS.format(rows="edges")}) k LEFT JOIN entities e ON e.id = k.n GROUP BY k.x, k.n""")
-    op.execute("""INSERT INTO adjacency_groups (x, n_type, count)
-        SELECT x, n_type, count(*) FROM adjacency WHERE n_visible AND edge_count > 0 GROUP BY x, n_type""")
-    # The order a page is read in: most edges first, then name, then id (-edge_count, so that a keyset
-    # cursor is one row comparison the index can seek to).
-    op.execute("CREATE INDEX ix_adjacency_page ON adjacency (x, n_type, (-edge_count), n_name, n) "
-               "WHERE n_visible AND edge_count > 0")  # fmt: skip
-    op.execute("CREATE INDEX ix_adjacency_merged ON adjacency (x) WHERE n_merged")
-
     old_keys, new_keys = KEYS.format(rows="old_rows"), KEYS.format(rows="new_rows")
     add, remove = partial(ADD_KEYS.format, counted=COUNTED, buckets=BUCKETS), partial(REMOVE_KEYS.format, counted=COUNTED)
     _function("adjacency_edges_insert", add(added=new_keys))
@@ -144,6 +129,23 @@ def upgrade() -> None:
                         IS DISTINCT FROM (o.type, o.name, o.version > 0, o.merged_into IS NOT NULL)"""
     _function("adjacency_entities_update", NEIGHBOUR_ATTRIBUTES.format(changed=changed, buckets=BUCKETS))
     _trigger("adjacency_entities_update", "entities", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")
+
+    # What is there already. Creating the triggers above locked edges and entities against writes until
+    # this migration commits, so none is missed between this read and them: projectors wait meanwhile
+    # (not an online migration: 3.7 s to compute and 1.6 s to index 635,000 edges on 2 cores).
+    op.execute(f"""INSERT INTO adjacency (x, n, edge_keys, edge_count, n_type, n_name, n_visible, n_merged)
+        SELECT k.x, k.n, array_agg(k.k ORDER BY k.k), count(*) FILTER (WHERE k.k NOT LIKE 'e:%'),
+               coalesce(min(e.type), ''),
+               coalesce(min(e.name), ''), coalesce(bool_or(e.version > 0), false),
+               coalesce(bool_or(e.merged_into IS NOT NULL), false)
+          FROM ({KEYS.format(rows="edges")}) k LEFT JOIN entities e ON e.id = k.n GROUP BY k.x, k.n""")
+    op.execute("""INSERT INTO adjacency_groups (x, n_type, count)
+        SELECT x, n_type, count(*) FROM adjacency WHERE n_visible AND edge_count > 0 GROUP BY x, n_type""")
+    # The order a page is read in: most edges first, then name, then id (-edge_count, so that a keyset
+    # cursor is one row comparison the index can seek to).
+    op.execute("CREATE INDEX ix_adjacency_page ON adjacency (x, n_type, (-edge_count), n_name, n) "
+               "WHERE n_visible AND edge_count > 0")  # fmt: skip
+    op.execute("CREATE INDEX ix_adjacency_merged ON adjacency (x) WHERE n_merged")
 
     for event, parts in (("insert", [("new_rows", 1)]), ("update", [("old_rows", -1), ("new_rows", 1)]),
                          ("delete", [("old_rows", -1)])):  # fmt: skip
