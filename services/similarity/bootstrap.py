@@ -16,7 +16,7 @@ from platograph.stream import StreamConsumer
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.index import VectorIndex
-from services.similarity.adapters.qdrant_client_index import QdrantClientIndex
+from services.similarity.adapters.qdrant_client_index import Layout, QdrantClientIndex
 from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.settings import SimilaritySettings
@@ -81,7 +81,17 @@ def open_index(settings: SimilaritySettings, model: ModelSpec) -> VectorIndex:
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
-        return QdrantClientIndex(QdrantClient(url=settings.qdrant_url), model.key, model.dimension)
+        layout = Layout(
+            shards=settings.qdrant_shards,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency=settings.qdrant_write_consistency,
+            on_disk=settings.qdrant_on_disk,
+            quantization=settings.qdrant_quantization,
+            hnsw_m=settings.qdrant_hnsw_m,
+            hnsw_ef_construct=settings.qdrant_hnsw_ef_construct,
+        )
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+        return QdrantClientIndex(client, model.key, model.dimension, layout=layout)
     storage = {"turbo8": "Turbo8", "float32": None}[settings.index_storage]
     return EdgeIndex(settings.index_dir, model.key, model.dimension, dense_storage=storage)
 

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from platograph.settings import CoreSettings
 
@@ -15,6 +15,18 @@ from platograph.settings import CoreSettings
 class SimilaritySettings(CoreSettings):
     graph_url: str = "http://127.0.0.1:8002"
     qdrant_url: str | None = Field(None, validation_alias=AliasChoices("QDRANT_URL", "PLATOGRAPH_QDRANT_URL"))
+    # A Qdrant server's API key (from PLATOGRAPH_SECRETS_DIR like the other secrets).
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("QDRANT_API_KEY", "PLATOGRAPH_QDRANT_API_KEY")
+    )
+    # How a new collection is laid out on a Qdrant cluster (services/similarity/adapters/qdrant_client_index.py).
+    qdrant_shards: int = Field(1, ge=1, le=1000)
+    qdrant_replication_factor: int = Field(1, ge=1, le=10)
+    qdrant_write_consistency: int = Field(1, ge=1, le=10)
+    qdrant_on_disk: bool = False  # vectors and payloads on disk (memory-mapped) instead of in RAM
+    qdrant_quantization: Literal["none", "int8"] = "none"  # int8: scalar quantization kept in RAM
+    qdrant_hnsw_m: int = Field(16, ge=4, le=128)
+    qdrant_hnsw_ef_construct: int = Field(100, ge=4, le=1000)
     index_dir: Path = Path(".platograph/index")
     # How the embedded index stores dense vectors: turbo8 scans ~4.8x faster, scores within 0.0013 of cosine.
     index_storage: Literal["turbo8", "float32"] = "turbo8"
@@ -31,3 +43,9 @@ class SimilaritySettings(CoreSettings):
     # Entities per re-embedding batch job; None: the target model's own size (ModelSpec.reembed_batch).
     reembed_batch_size: int | None = Field(None, ge=1, le=500)
     consume: bool = True  # run the stream consumer in this process (the one that owns an embedded index)
+
+    @model_validator(mode="after")
+    def _consistency(self) -> SimilaritySettings:
+        if self.qdrant_write_consistency > self.qdrant_replication_factor:
+            raise ValueError("PLATOGRAPH_QDRANT_WRITE_CONSISTENCY cannot exceed PLATOGRAPH_QDRANT_REPLICATION_FACTOR")
+        return self

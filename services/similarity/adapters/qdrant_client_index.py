@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from services.similarity.adapters.index import (
@@ -25,37 +26,79 @@ from services.similarity.adapters.index import (
 )
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a new collection is laid out on a Qdrant server or cluster (the PLATOGRAPH_QDRANT_* settings)."""
+
+    shards: int = 1
+    replication_factor: int = 1
+    write_consistency: int = 1
+    on_disk: bool = False
+    quantization: str = "none"  # or "int8"
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+
+
+def _unless_done(create: Callable[[], object], done: Callable[[], bool]) -> None:
+    """Create something another replica may be creating at the same moment: losing that race is fine."""
+    try:
+        create()
+    except Exception:  # a server answers 409, local mode raises ValueError; either way, look again
+        if not done():
+            raise
+
+
 class QdrantClientIndex:
-    def __init__(self, client: Any, model_key: str, dimension: int, *, server: bool = True) -> None:
+    def __init__(
+        self, client: Any, model_key: str, dimension: int, *, server: bool = True, layout: Layout | None = None
+    ) -> None:
         from qdrant_client import models
 
         self._m = models
         self._client = client
         self.collection = f"{ALIAS}__{model_key}.{LAYOUT}"
+        layout = layout or Layout()
         if not client.collection_exists(self.collection):
-            client.create_collection(
-                self.collection,
-                vectors_config={
-                    DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-                    PARTS: models.VectorParams(
-                        size=dimension,
-                        distance=models.Distance.COSINE,
-                        multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                    ),
-                },
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            )
-            if server:  # local mode has no payload indexes (and warns when asked for one)
+            _unless_done(lambda: self._create(dimension, layout), lambda: client.collection_exists(self.collection))
+            if server:  # local mode has no payload indexes (and warns when asked for one); repeating is harmless
                 client.create_payload_index(self.collection, "type", models.PayloadSchemaType.KEYWORD)
-        aliases = {a.alias_name for a in client.get_aliases().aliases}
-        if ALIAS not in aliases:
-            client.update_collection_aliases(
-                change_aliases_operations=[
-                    models.CreateAliasOperation(
-                        create_alias=models.CreateAlias(collection_name=self.collection, alias_name=ALIAS)
-                    )
-                ]
+
+        def aliased() -> bool:
+            return ALIAS in {a.alias_name for a in client.get_aliases().aliases}
+
+        if not aliased():
+            create = models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=self.collection, alias_name=ALIAS)
             )
+            _unless_done(lambda: client.update_collection_aliases(change_aliases_operations=[create]), aliased)
+
+    def _create(self, dimension: int, layout: Layout) -> None:
+        models = self._m
+        quantization = (
+            models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+            if layout.quantization == "int8"
+            else None
+        )
+        dense = models.VectorParams(size=dimension, distance=models.Distance.COSINE, on_disk=layout.on_disk)
+        parts = models.VectorParams(
+            size=dimension,
+            distance=models.Distance.COSINE,
+            on_disk=layout.on_disk,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+        )
+        self._client.create_collection(
+            self.collection,
+            vectors_config={DENSE: dense, PARTS: parts},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            shard_number=layout.shards,
+            replication_factor=layout.replication_factor,
+            write_consistency_factor=layout.write_consistency,
+            on_disk_payload=layout.on_disk,
+            hnsw_config=models.HnswConfigDiff(m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct),
+            quantization_config=quantization,
+        )
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         points = []
