@@ -157,4 +157,16 @@ async def status(services: Services) -> dict[str, Any]:
             out[name] = stats.json() if stats.status_code == 200 else None
         except Exception:  # noqa: BLE001 - reported above as unreachable
             out[name] = None
+    out["embedding"] = embedding(out.get("graph"), out.get("similarity"))
     return out
+
+
+def embedding(graph: dict[str, Any] | None, similarity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Entities embedded, waiting to be, and the rate: what a person watching a big import wants to know."""
+    if not graph or not similarity or "active_entities" not in graph:
+        return None
+    done, total = int(similarity.get("indexed") or 0), int(graph["active_entities"])
+    waiting = max(0, total - done)
+    rate = similarity.get("indexed_per_s")
+    eta = round(waiting / rate) if rate and waiting else None
+    return {"done": done, "waiting": waiting, "per_s": rate, "eta_s": eta}

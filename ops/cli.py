@@ -93,6 +93,9 @@ def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="NDJSON file")],
     gateway: GatewayOpt = DEFAULT_GATEWAY,
     key: KeyOpt = None,
+    wait_embedded: Annotated[
+        bool, typer.Option("--wait-embedded", help="Then follow embedding, with a progress bar, until done")
+    ] = False,
 ) -> None:
     """Import an NDJSON file of {"kind": "entity"|"edge", ...} lines, with a progress bar."""
     try:
@@ -101,6 +104,11 @@ def import_(
         console.print(f"[red]refused:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{totals['entity_count']} entities, {totals['edge_count']} edges, position {totals['position']}")
+    if wait_embedded:
+        headers = credentials.headers(credentials.cli_key(key))
+        with httpx.Client(base_url=gateway, timeout=60, headers=headers) as client:
+            state = loader.wait_embedded(client)
+        console.print(f"{state.done} entities embedded")
 
 
 def _get(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -99,6 +101,40 @@ def _wait_projected(client: httpx.Client, position: str, attempts: int = 120) ->
         if response.json()["reached"]:
             return
     raise LoadError(f"projection did not reach {position}")
+
+
+class Embedding(NamedTuple):
+    done: int
+    waiting: int
+    caught_up: bool
+
+
+def embedding_state(client: httpx.Client) -> Embedding:
+    """Entities embedded and waiting, from the gateway's status; caught up once none waits and the
+    similarity consumer has read the whole stream."""
+    response = client.get("/v1/status")
+    response.raise_for_status()
+    state = response.json()
+    progress, similarity = state.get("embedding") or {}, state.get("similarity") or {}
+    done, waiting = int(progress.get("done") or 0), int(progress.get("waiting") or 0)
+    backlog = int(similarity.get("lag") or 0) + int(similarity.get("pending") or 0)
+    return Embedding(done, waiting, bool(progress) and waiting == 0 and backlog == 0)
+
+
+def wait_embedded(
+    client: httpx.Client, *, show_progress: bool = True, poll_s: float = 1.0, timeout_s: float | None = None
+) -> Embedding:
+    """Follow embedding with a progress bar until every entity is in the index (or timeout_s passes)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with Progress(*columns, disable=not show_progress) as bar:
+        task = bar.add_task("embedding", total=None)
+        while True:
+            state = embedding_state(client)
+            bar.update(task, completed=state.done, total=state.done + state.waiting)
+            if state.caught_up or (deadline is not None and time.monotonic() > deadline):
+                return state
+            time.sleep(poll_s)
 
 
 def seed_files() -> list[Path]:

@@ -34,6 +34,10 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     entities = response.json()["items"] if response is not None and response.status_code == 200 else []
     similarity = state.get("similarity") or {}
     sim_rows = {k: similarity.get(k) for k in ("model", "indexed", "threshold", "pending", "lag")}
+    if progress := state.get("embedding"):
+        rate = f", {progress['per_s']:,}/s" if progress["per_s"] else ""
+        eta = f", about {progress['eta_s']:,} s left" if progress["eta_s"] else ""
+        sim_rows["embedded"] = f"{progress['done']:,} done, {progress['waiting']:,} waiting{rate}{eta}"
     sim_rows |= _loop_errors("consumer", similarity.get("consumer"))
     reembed = state.get("reembed") or {}
     job = reembed.get("job")

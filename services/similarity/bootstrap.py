@@ -19,6 +19,7 @@ from services.similarity.adapters.index import VectorIndex
 from services.similarity.adapters.qdrant_client_index import Layout, QdrantClientIndex
 from services.similarity.adapters.reembed_store import ReembedStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
+from services.similarity.domain.progress import Progress
 from services.similarity.settings import SimilaritySettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Similarity:
     target: Served | None = None  # while a re-embed runs: the new model, written beside the active one
     previous: Served | None = None  # after a switch: the old model, kept for a rollback
     loop: LoopState = field(default_factory=lambda: LoopState("similarity-consumer"))
+    progress: Progress = field(default_factory=Progress)
 
     def served(self) -> Served:
         with self.lock:

@@ -402,3 +402,16 @@ def test_decisions_and_merges_survive_losing_redis(api: TestClient, redis_client
     chained = api.post("/v1/entities/concept:b/merge", json={"into": "concept:c"})
     assert chained.status_code == 409, chained.text  # B holds A: merges do not chain
     assert api.post("/v1/entities/concept:a/unmerge", json={}).status_code == 202  # A is known to be merged
+
+
+def test_status_and_the_home_page_show_embedding_and_the_loader_can_follow_it(api: TestClient) -> None:
+    from ops import loader
+
+    position = load_seeds(api)
+    assert api.get("/v1/projection", params={"position": position, "wait_ms": 10_000}).json()["reached"]
+    state = loader.wait_embedded(api, show_progress=False, poll_s=0.1, timeout_s=60)
+    assert state.caught_up and state.waiting == 0
+    status = api.get("/v1/status").json()
+    assert status["embedding"]["done"] == status["similarity"]["indexed"] == status["graph"]["active_entities"]
+    assert status["embedding"]["waiting"] == 0 and "per_s" in status["embedding"]
+    assert "done, 0 waiting" in api.get("/").text

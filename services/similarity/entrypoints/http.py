@@ -111,12 +111,14 @@ def thresholds(sim: SimDep) -> dict[str, Any]:
 
 @router.get("/stats")
 def stats(sim: SimDep) -> dict[str, Any]:
-    """How many entities the index holds, for which model, how far behind the stream the consumer is, and
-    whether its loop runs (`consumer`: running, failures, last_error)."""
+    """How many entities the index holds and how many it gained a second over the last minute of these
+    reads (`indexed_per_s`, None until two reads a second apart), for which model, how far behind the
+    stream the consumer is, and whether its loop runs (`consumer`: running, failures, last_error)."""
     with sim.lock:
         indexed = sim.index.count()
     loop = {"consumer": sim.loop.report()}
-    return {"indexed": indexed, "model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop
+    counts = {"indexed": indexed, "indexed_per_s": sim.progress.observe(indexed)}
+    return counts | {"model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop
 
 
 @router.get("/models")
