@@ -14,6 +14,7 @@ from gateway.adapters.clients import Services
 from gateway.adapters.upstream import call, raise_for_client_error
 from gateway.domain.refusals import NotFound
 from gateway.settings import GatewaySettings
+from platograph.splicing import splice
 from platograph.urls import segment
 
 MERGED = b'"merged_into":"'
@@ -109,16 +110,6 @@ def redirect_if_merged(view: bytes) -> Response | None:
         if into:
             return RedirectResponse(f"/v1/entities/{segment(into)}/neighborhood", status_code=301, headers=UNDOABLE)
     return None
-
-
-def splice(view: bytes, members: dict[str, bytes]) -> bytes:
-    """Add members to the graph's JSON object without parsing it: this is the hottest read, and the
-    services answer in our own view shapes (tests validate the result against NeighborhoodView)."""
-    view = view.rstrip()
-    if not view.endswith(b"}"):
-        raise ValueError("the graph service did not answer with a JSON object")
-    extra = b"".join(b',"' + name.encode() + b'":' + value for name, value in members.items())
-    return view[:-1] + extra + b"}"
 
 
 async def entity(services: Services, entity_id: str, loc: list[str]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -73,11 +73,30 @@ class RelatedBySimilarity(View):
     items: list[SimilarItem]
 
 
+class EvidenceItem(View):
+    entity: EntitySummary
+    edge: str  # supports, evidence_for or contradicts
+    via: Literal["edge", "candidate"]  # a typed edge, or a proposed candidate whose wording shows a reversal
+
+
+class EvidenceSide(View):
+    count: int
+    items: list[EvidenceItem]  # typed edges first, then by name: the first 20
+
+
+class Evidence(View):
+    """What supports a hypothesis or a claim, and what contradicts it."""
+
+    supporting: EvidenceSide
+    contradicting: EvidenceSide
+
+
 class Neighborhood(View):
     entity: EntityView
     source_paper: SourcePaper | None
     neighborhood: list[NeighborGroup]
     ranking: str = "edge_count desc, then name, then id"
+    evidence: Evidence | None = None  # hypotheses and claims only
 
 
 class NeighborhoodView(Neighborhood):

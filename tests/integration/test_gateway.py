@@ -371,3 +371,37 @@ def test_similarity_down_degrades_the_view_not_the_request(env: dict[str, str], 
         view = api.get("/v1/entities/concept:a/neighborhood", params={"min_score": 0.1})
         assert view.status_code == 200
         assert view.json()["warnings"] == ["similarity service unavailable: related_by_similarity is empty"]
+
+
+def test_a_hypothesis_view_and_page_carry_its_evidence_meter(
+    api: TestClient, redis_client: redis.Redis, stream: str
+) -> None:
+    from platograph.contracts import CandidateProposed
+    from tests.helpers import append
+
+    entities = [{"id": "hypothesis:h", "name": "H"}, {"id": "claim:for", "name": "For"},
+                {"id": "finding:seen", "name": "Seen"}, {"id": "claim:against", "name": "Against"},
+                {"id": "claim:denied", "name": "Denied"}, {"id": "claim:twin", "name": "Twin"},
+                {"id": "concept:c", "name": "C"}]  # fmt: skip
+    api.post("/v1/entities", json=entities)
+    edges = [{"source": "claim:for", "target": "hypothesis:h", "type": "supports"},
+             {"source": "finding:seen", "target": "hypothesis:h", "type": "evidence_for"},
+             {"source": "claim:against", "target": "hypothesis:h", "type": "contradicts"},
+             {"source": "hypothesis:h", "target": "claim:denied", "type": "contradicts"},
+             {"source": "claim:for", "target": "concept:c", "type": "mentions"}]  # fmt: skip
+    api.post("/v1/edges", json=edges)
+    reversed_twin = CandidateProposed(a="claim:twin", b="hypothesis:h", score=0.97, kind="link", model="m",
+                                      reason="negation on one side", suggested_edge="contradicts")  # fmt: skip
+    position, _ = append(redis_client, stream, reversed_twin)
+    view = api.get("/v1/entities/hypothesis:h/neighborhood", params={"after": position}).json()
+    NeighborhoodView.model_validate(view)
+    meter = view["evidence"]
+    assert meter["supporting"]["count"] == 2
+    assert [(i["entity"]["id"], i["edge"], i["via"]) for i in meter["supporting"]["items"]] == [
+        ("claim:for", "supports", "edge"), ("finding:seen", "evidence_for", "edge")]  # fmt: skip
+    assert meter["contradicting"]["count"] == 3
+    assert [(i["entity"]["id"], i["via"]) for i in meter["contradicting"]["items"]] == [
+        ("claim:against", "edge"), ("claim:denied", "edge"), ("claim:twin", "candidate")]  # fmt: skip
+    assert "evidence" not in api.get("/v1/entities/concept:c/neighborhood").json()  # concepts have none
+    page = api.get("/entities/hypothesis:h").text
+    assert "Supports it (2)" in page and "Contradicts it (3)" in page and "the wording reverses it" in page

@@ -23,11 +23,14 @@ from psycopg_pool import AsyncConnectionPool
 from platograph.database import psycopg_options
 from platograph.ontology import Ontology
 from platograph.settings import libpq_url
+from platograph.splicing import splice
+from services.graph.adapters import evidence_sql
 from services.graph.adapters.neighborhood_sql import Related, statement_and_params
 
 #: How long a request waits for a free connection before it answers 503.
 CHECKOUT_TIMEOUT_S = 2.0
 FIRST_POLL_S, LAST_POLL_S = 0.002, 0.05  # a replica is usually milliseconds behind
+EVIDENCE_LISTED = 20  # entities listed on each side of an evidence meter (all are counted)
 
 
 class ViewReader:
@@ -77,7 +80,15 @@ class ViewReader:
             row = await (await conn.execute(sql.encode(), params)).fetchone()
             if row is not None and not row[0] and fallback is not None:  # merges move edges: MERGED
                 row = await (await conn.execute(fallback.encode(), params)).fetchone()
-        return None if row is None else str(row[1]).encode()
+            if row is None:
+                return None
+            document = str(row[1]).encode()
+            if entity_id.partition(":")[0] in evidence_sql.EVIDENCE_TYPES:
+                meter = await (
+                    await conn.execute(evidence_sql.SQL.encode(), {"id": entity_id, "limit": EVIDENCE_LISTED})
+                ).fetchone()
+                document = splice(document, {"evidence": str(meter[0]).encode() if meter else b"null"})
+        return document
 
     async def replicas_reached(self, timeout_s: float) -> bool:
         """Whether every replica replays, within timeout_s, all the primary has written so far (True at once
