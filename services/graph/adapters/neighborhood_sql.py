@@ -4,13 +4,14 @@ Postgres builds the JSON (json_build_object / json_agg), so the graph service pa
 instead of turning rows into objects and back: the view's cost is the query. The shape is
 platograph.api.graph.Neighborhood; tests compare it with that model.
 
-Two statements give the same document. FAST reads the groups' pages from `adjacency` (migration 0008:
+Three statements give the same document. FAST reads the groups' pages from `adjacency` (migration 0008:
 per entity and neighbour, kept as the edges change) in its index's order, so any page of a hub with
 100,000 neighbours reads about the page, and a group's next page is a keyset cursor (edge count, name and
 id of the last neighbour shown). For an entity that has entities merged into it, or neighbours merged away
-(their edges show moved, which `adjacency` does not model), it answers `fast = false` and EXACT, which
-computes the view from the edges, answers. EXACT, the statement of earlier versions, also answers their
-rank cursors (`r<rank>`), and hands out more of them.
+(their edges show moved, which `adjacency` does not model), it answers `fast = false`, and MERGED answers:
+it recomputes the few rows the merges touch and reads the rest as FAST does. EXACT, the statement of
+earlier versions, computes the view from the edges: it answers their rank cursors (`r<rank>`), and is the
+reference the tests compare the other two against.
 
 Asked for (`related_limit`), the document also carries `related_by_similarity` from the projected
 candidates: the pairs the similarity service proposes (above their type pair's threshold, no typed edge,
