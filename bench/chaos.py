@@ -1,16 +1,18 @@
 """Chaos run (`make chaos`): a steady mixed load on `platograph up` while its processes and its embedded
 servers are killed with SIGKILL one at a time, and nobody restarts anything by hand.
 
-The load: entity writes with an Idempotency-Key (retried with the same key until acknowledged), reads,
-and a webhook receiver subscribed to candidate.proposed. Killed in turn: the gateway, ingest, the projector,
+The load: entity writes with an Idempotency-Key (retried with the same key until acknowledged), each then
+linked by an edge to one of three hubs (likewise), reads, and a webhook receiver subscribed to
+candidate.proposed. Killed in turn: the gateway, ingest, the projector,
 the similarity process, a webhook worker, Valkey and PostgreSQL; after each kill the run waits until the
 system answers again and goes on loading it.
 
 Then it checks and prints: every acknowledged write is in the graph, none applied twice; the similarity
 index holds exactly the active entities; each candidate.proposed event reached the endpoint (none lost,
 how many twice); the proposed candidates are exactly the pairs of claims above the threshold, computed
-from scratch with the same model; 5xx answers only inside outage windows, each with Retry-After. The last
-line is the figures.
+from scratch with the same model; each hub's view counts and, page by page along its keyset cursor, lists
+exactly the claims acknowledged as linked to it (the view reads `adjacency`, which triggers keep through
+every kill); 5xx answers only inside outage windows, each with Retry-After. The last line is the figures.
 
 Usage: python bench/chaos.py [--pause S]
 """
@@ -52,6 +54,7 @@ GROUPS = ("adults", "children", "mice", "older people", "athletes", "students", 
 # so the candidates do not depend on the order entities arrived in and can be computed from scratch.
 THRESHOLD = 0.9
 TIE = 1e-4  # the index and numpy round float32 sums differently: a pair this close may land either side
+HUBS = ("concept:chaos-hub-0", "concept:chaos-hub-1", "concept:chaos-hub-2")
 
 
 def claim(n: int) -> str:
@@ -67,29 +70,58 @@ class Record:
         self.acknowledged: set[str] = set()
         self.answers: list[tuple[float, int, bool]] = []  # (time, status, had Retry-After)
         self.outages: list[tuple[float, float, str]] = []
+        self.linked: dict[str, set[str]] = {hub: set() for hub in HUBS}  # acknowledged edges to each hub
 
     def answer(self, response: httpx.Response) -> None:
         with self.lock:
             self.answers.append((time.time(), response.status_code, "retry-after" in response.headers))
 
 
+def acknowledged(client: httpx.Client, record: Record, stop: threading.Event, path: str, body: Any, key: str) -> bool:
+    """Post until answered 202 (the same idempotency key: a retry may not apply twice), or stopped."""
+    while not stop.is_set():
+        try:
+            answer = client.post(path, json=body, headers={"Idempotency-Key": key})
+            record.answer(answer)
+            if answer.status_code == 202:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def writer(client: httpx.Client, record: Record, stop: threading.Event) -> None:
+    """Claims, each then linked to one of the hubs (whose views must list every acknowledged link)."""
     n = 0
     while not stop.is_set():
         body = {"id": f"claim:chaos-{n}", "name": claim(n)}
-        while not stop.is_set():  # the same key until acknowledged: a retry may not apply twice
-            try:
-                answer = client.post("/v1/entities", json=body, headers={"Idempotency-Key": f"chaos-{n}"})
-                record.answer(answer)
-                if answer.status_code == 202:
-                    with record.lock:
-                        record.acknowledged.add(body["id"])
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        if acknowledged(client, record, stop, "/v1/entities", body, f"chaos-{n}"):
+            with record.lock:
+                record.acknowledged.add(body["id"])
+            hub = HUBS[n % len(HUBS)]
+            edge = {"source": body["id"], "target": hub, "type": "supports"}
+            if acknowledged(client, record, stop, "/v1/edges", edge, f"chaos-edge-{n}"):
+                with record.lock:
+                    record.linked[hub].add(body["id"])
         n += 1
         time.sleep(0.05)
+
+
+def hub_claims(client: httpx.Client, hub: str) -> tuple[int, list[str]]:
+    """The claims a hub's view lists, following its keyset cursor page by page, and the count it states."""
+    path, params = f"/v1/entities/{hub}/neighborhood", {"group": "claim", "limit": 50}
+    seen: list[str] = []
+    count = 0
+    while True:
+        groups = client.get(path, params=params).raise_for_status().json()["neighborhood"]
+        if not groups:
+            return count, seen
+        count = groups[0]["count"]
+        seen += [n["entity"]["id"] for n in groups[0]["neighbors"]]
+        if not groups[0]["next_cursor"]:
+            return count, seen
+        params["cursor"] = groups[0]["next_cursor"]
 
 
 def reader(client: httpx.Client, record: Record, stop: threading.Event) -> None:
@@ -191,6 +223,8 @@ def main() -> None:
         system.start_children(timeout=180)
         threading.Thread(target=system.supervise, args=(stopping.is_set,), daemon=True).start()
         client = httpx.Client(base_url=system.gateway_url, timeout=30, headers=system.api_headers())
+        hubs = [{"id": hub, "name": f"Hub {n}"} for n, hub in enumerate(HUBS)]
+        client.post("/v1/entities", json=hubs, headers={"Idempotency-Key": "chaos-hubs"}).raise_for_status()
         made = client.post("/v1/webhooks", json={"url": hook, "event_types": ["candidate.proposed"]})
         subscription = made.raise_for_status().json()["id"]
         load = [threading.Thread(target=writer, args=(client, record, stop), daemon=True),
@@ -240,6 +274,13 @@ def main() -> None:
         bare = [(t, s) for t, s, retry in record.answers if s >= 500 and not retry]
         same = "equal" if indexed == active else "DIFFER"
         print(f"index holds {indexed} entities, the graph {active} active: {same}")
+        hub_errors = []
+        for hub in HUBS:  # the views read adjacency, kept by triggers through every kill
+            count, listed = hub_claims(client, hub)
+            if count != len(record.linked[hub]) or len(listed) != count or set(listed) != record.linked[hub]:
+                hub_errors.append(hub)
+            print(f"{hub}: {len(record.linked[hub])} links acknowledged, view counts {count}, pages list "
+                  f"{len(listed)} ({len(set(listed))} distinct)")  # fmt: skip
         print(
             f"candidates: {len(expected)} pairs of claims from scratch, {len(got)} proposed; "
             f"{len(missing)} missing, {len(extra)} extra ({len(ties)} within {TIE} of the threshold not judged)"
@@ -252,7 +293,8 @@ def main() -> None:
             f"deliveries expected {len(proposed)} / received {len(received)} / duplicated {duplicated}"
         )
         # Sends in flight when a worker dies may arrive twice (delivery is at least once): not a failure.
-        failed = lost or twice or indexed != active or received != proposed or outside or bare or missing or extra
+        failed = (lost or twice or indexed != active or received != proposed or outside or bare or missing or extra
+                  or hub_errors)  # fmt: skip
     finally:
         stop.set()
         stopping.set()
