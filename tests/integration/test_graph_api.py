@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from platograph.ontology import load as load_ontology
 from services.graph.bootstrap import bootstrap
 from services.graph.entrypoints.http import create_app
 from services.graph.settings import GraphSettings
@@ -83,3 +84,34 @@ def test_name_search_reads_the_trigram_indexes_not_every_text(env: dict[str, str
             "EXPLAIN SELECT id FROM entities WHERE version > 0 AND id > '' AND (name ILIKE :q OR text ILIKE :q) "
             "ORDER BY id LIMIT 51"), {"q": "%superposition%"}).scalars())  # fmt: skip
     assert "ix_entities_name_trgm" in plan and "ix_entities_text_trgm" in plan, plan
+
+
+def test_a_view_after_the_database_dropped_the_pools_connections_answers(
+    backend: Any, engine: Any, env: dict[str, str]
+) -> None:
+    """A restart of PostgreSQL leaves the view pool's idle connections dead: the next views still answer
+    (the pool is checked and the read repeated), not one 503 per dead connection."""
+    from services.graph.adapters.view_reader import ViewReader
+    from tests.integration.test_read_replica import project_entity
+
+    if backend.kind == "pgbouncer":
+        pytest.skip("PgBouncer keeps the client's connection when a server connection goes")
+    project_entity(backend.database_url, "concept:survivor")
+
+    async def scenario() -> None:
+        reader = ViewReader(backend.database_url, load_ontology(), size=4)
+        await reader.open()
+        try:
+            views = [reader.neighborhood("concept:survivor", limit=5, group=None, cursor=None, related=None)
+                     for _ in range(4)]  # fmt: skip
+            assert all(await asyncio.gather(*views))  # the pool holds several connections now
+            with engine.connect() as conn:
+                killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                           "WHERE application_name = 'graph-views'")).scalar()  # fmt: skip
+            assert killed >= 2
+            for _ in range(4):
+                assert await reader.neighborhood("concept:survivor", limit=5, group=None, cursor=None, related=None)
+        finally:
+            await reader.close()
+
+    asyncio.run(scenario())

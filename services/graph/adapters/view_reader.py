@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from platograph.database import psycopg_options
@@ -48,7 +50,8 @@ class ViewReader:
 
         def pool(url: str, name: str, max_size: int) -> AsyncConnectionPool:
             return AsyncConnectionPool(libpq_url(url), min_size=min(2, max_size), max_size=max_size,
-                                       kwargs={"autocommit": True, **psycopg_options(prepared_statements)},
+                                       kwargs={"autocommit": True, "application_name": name,
+                                               **psycopg_options(prepared_statements)},
                                        timeout=CHECKOUT_TIMEOUT_S, open=False, name=name)  # fmt: skip
 
         self.replicas = [pool(url, f"graph-views-replica-{n}", size) for n, url in enumerate(read_urls or [])]
@@ -76,7 +79,19 @@ class ViewReader:
         sql, fallback, params = statement_and_params(
             self.ontology, entity_id, limit=limit, group=group, cursor=cursor, related=related
         )
-        async with next(self._next).connection() as conn:
+        pool = next(self._next)
+        try:
+            return await self._read(pool, entity_id, sql, fallback, params)
+        except psycopg.OperationalError:
+            # A restart of the server leaves the pool's idle connections dead, and each would fail one
+            # request: test them all (the pool drops the dead), then read again; a server still away fails.
+            await pool.check()
+            return await self._read(pool, entity_id, sql, fallback, params)
+
+    async def _read(
+        self, pool: AsyncConnectionPool, entity_id: str, sql: str, fallback: str | None, params: dict[str, Any]
+    ) -> bytes | None:
+        async with pool.connection() as conn:
             row = await (await conn.execute(sql.encode(), params)).fetchone()
             if row is not None and not row[0] and fallback is not None:  # merges move edges: MERGED
                 row = await (await conn.execute(fallback.encode(), params)).fetchone()
