@@ -220,6 +220,19 @@ def test_a_retry_that_gets_through_releases_what_was_parked(wh: Webhooks) -> Non
         assert sorted(queued_batches(wh)) == sorted([[str(parked[0])], [str(parked[1])]])
 
 
+def test_a_batch_parked_just_after_the_breaker_closed_is_sent_not_stranded(wh: Webhooks) -> None:
+    """A job saw the breaker open; before it parked its batch, a probe got through, closed the breaker and
+    released the (then empty) list. Parking now would wait for a wake that never comes: it is queued."""
+    subscribe(wh, "http://127.0.0.1:9999/hook")
+    late = add_deliveries(wh, 1)
+    wh.breaker.trip("wh_test")
+    assert delivery._held(wh, "wh_test")  # what the job saw
+    wh.breaker.close("wh_test")  # meanwhile the probe succeeded ...
+    assert waking.release(wh, "wh_test") == 0  # ... and released nothing
+    assert delivery.park(wh, "wh_test", [(late, 0)]) == 0
+    assert wh.breaker.parked("wh_test") == 0 and queued_batches(wh) == [[str(late[0])]]
+
+
 def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: Webhooks) -> None:
     lost = subscribe(wh, "http://127.0.0.1:9999/hook")  # recorded, but its job never ran (or vanished)
     fresh = add_deliveries(wh, 1)[0]

@@ -29,6 +29,16 @@ return tostring(open_until)
 """
 
 
+# Park only while the breaker is open, in one step: a batch parked just after a probe's success closed the
+# breaker and released the list would wait for nobody (the endpoint answers: no wake job comes).
+PARK = """
+if redis.call('HEXISTS', KEYS[1], 'open_until') == 0 then return -1 end
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
+return redis.call('LLEN', KEYS[2])
+"""
+
+
 class Breaker:
     def __init__(self, client: redis.Redis, prefix: str, *, first_pause_s: float, longest_pause_s: float) -> None:
         self.client, self.prefix = client, prefix
@@ -59,14 +69,14 @@ class Breaker:
         """The endpoint answered: its batches flow again."""
         self.client.delete(*self._keys(endpoint))
 
-    def park(self, endpoint: str, batches: list[tuple[list[uuid.UUID], int]]) -> int:
-        """Hold (delivery ids, attempt) batches until the endpoint answers again. Returns the batches parked."""
-        key = self._parked_key(endpoint)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(key, *[json.dumps([[str(i) for i in ids], attempt]) for ids, attempt in batches])
-        # Outlives the longest pause; lost or expired, the rows are still pending for the sweep.
-        pipe.expire(key, int(2 * self.longest_pause_s) + 3600)
-        return int(pipe.execute()[0])
+    def park(self, endpoint: str, batches: list[tuple[list[uuid.UUID], int]]) -> int | None:
+        """Hold (delivery ids, attempt) batches until the endpoint answers again, if its breaker is still
+        open. Returns the batches parked; None when the breaker has closed meanwhile (send them now)."""
+        items = [json.dumps([[str(i) for i in ids], attempt]) for ids, attempt in batches]
+        # The list outlives the longest pause; lost or expired, the rows are still pending for the sweep.
+        ttl = int(2 * self.longest_pause_s) + 3600
+        parked = int(self.client.eval(PARK, 2, self._keys(endpoint)[0], self._parked_key(endpoint), ttl, *items))
+        return None if parked < 0 else parked
 
     def unpark(self, endpoint: str, count: int) -> list[tuple[list[uuid.UUID], int]]:
         """Take up to `count` parked batches, oldest first."""

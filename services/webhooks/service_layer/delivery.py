@@ -136,6 +136,10 @@ def park(wh: Webhooks, endpoint: str, batches: Sequence[tuple[Sequence[uuid.UUID
     """Hold (delivery ids, attempt) batches while the endpoint's breaker is open (service_layer/waking.py
     releases them). Returns the batches parked."""
     parked = wh.breaker.park(endpoint, [(list(ids), attempt) for ids, attempt in batches])
+    if parked is None:  # a probe's success closed the breaker since the caller looked: send them now
+        for ids, attempt in batches:
+            enqueue(wh, list(ids), attempt, endpoint, tag=f"-unparked-{uuid.uuid4().hex[:8]}")
+        return 0
     schedule_wake(wh, endpoint)
     return parked
 
