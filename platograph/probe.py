@@ -3,7 +3,8 @@ three seconds, else 1. The probe Docker's HEALTHCHECK and Kubernetes' exec probe
 services answer only callers with the internal token, which a kubelet's httpGet probe cannot read from a
 Secret, so this sends it (from the environment or PLATOGRAPH_SECRETS_DIR, as the settings read it).
 
-Standard library only, and nothing of the package imported: it starts in about 30 ms."""
+Standard library only, and nothing of the package imported: a run costs about 60 ms of CPU
+(measured: 40-50 ms user, 10-20 ms system), most of it starting Python."""
 
 from __future__ import annotations
 
