@@ -51,7 +51,7 @@ class UpSettings(BaseSettings):
     # How often an idle worker requeues the jobs of workers that died (RQ's registry maintenance).
     worker_maintenance_s: int = Field(60, ge=1, le=3600)
     projectors: int = Field(1, ge=1, le=16)
-    redis_fsync: str = Field("everysec", pattern="^(always|everysec|no)$")
+    redis_fsync: str = Field("always", pattern="^(always|everysec|no)$")
 
 
 def kept_secret(path: Path, make: Callable[[], str]) -> str:
