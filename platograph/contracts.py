@@ -15,6 +15,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from platograph.positions import POSITION_PATTERN
+
 EntityStatus = Literal["active", "retracted", "merged"]
 ENTRY_FIELD = b"events"
 
@@ -81,12 +83,17 @@ class CandidateProposed(Frozen):
     model: str
     reason: str = ""
     suggested_edge: str | None = None
+    # The stream entry that led to this event: the graph orders a pair's proposals and withdrawals by it
+    # (the event's own position when absent), so a withdrawal caused by a later entry wins over an earlier
+    # entry's proposal whichever similarity replica appended first.
+    cause: str | None = Field(None, pattern=POSITION_PATTERN)
 
 
 class CandidateWithdrawn(Frozen):
     a: str
     b: str
     reason: str
+    cause: str | None = Field(None, pattern=POSITION_PATTERN)  # as CandidateProposed.cause
 
 
 class CandidateAccepted(Frozen):

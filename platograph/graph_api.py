@@ -35,6 +35,14 @@ def wait_for_projection(client: httpx.Client, entry_id: str, wait_ms: int = 5000
     return response.status_code != 200 or bool(response.json()["reached"])
 
 
+def projected_through(client: httpx.Client) -> str | None:
+    """The last stream position up to which the graph has projected every entry (None: none yet)."""
+    response = client.get("/v1/projection/through")
+    response.raise_for_status()
+    position = response.json()["position"]
+    return None if position is None else str(position)
+
+
 def journal_entries(
     client: httpx.Client, until: str, after: str | None = None, page_size: int = 1000
 ) -> Iterator[list[tuple[str, Any]]]:

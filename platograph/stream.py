@@ -231,14 +231,18 @@ class StreamConsumer:
     def forget_failure(self, entry_id: str) -> None:
         self.client.hdel(self._failures_key, entry_id)
 
+    def last_issued(self) -> str | None:
+        """The last entry id the stream gave out; None when nothing was ever written."""
+        try:
+            return reply_text(self.client.xinfo_stream(self.stream)["last-generated-id"])
+        except ResponseError:  # no stream yet
+            return None
+
     def issued(self, entry_id: str) -> bool:
         """Whether the stream has given out this entry id (or a later one): a position no write was given
         can never be reached, so waiting for it would only hold a connection."""
-        try:
-            last = reply_text(self.client.xinfo_stream(self.stream)["last-generated-id"])
-        except ResponseError:  # no stream yet: nothing was ever written
-            return False
-        return _id_tuple(entry_id) <= _id_tuple(last)
+        last = self.last_issued()
+        return last is not None and _id_tuple(entry_id) <= _id_tuple(last)
 
     def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by this group."""

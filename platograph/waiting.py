@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from platograph.positions import parse_entry_id
-from platograph.stream import reply_text
+from platograph.stream import previous_id, reply_text
 
 FIRST_POLL_S, LAST_POLL_S = 0.005, 0.05  # polls back off: a position is usually reached within milliseconds
 
@@ -40,6 +40,21 @@ class ProjectionWait:
         except ResponseError:  # no stream yet: nothing was ever written
             return False
         return parse_entry_id(entry_id) <= parse_entry_id(reply_text(info["last-generated-id"]))
+
+    async def through(self) -> str | None:
+        """The last position up to which the group has processed and acked every entry; None before its
+        first read."""
+        try:
+            groups = await self.client.xinfo_groups(self.stream)
+        except ResponseError:
+            return None
+        group = next((g for g in groups if reply_text(g["name"]) == self.group), None)
+        if group is None or reply_text(group["last-delivered-id"]) == "0-0":
+            return None
+        pending: dict[Any, Any] = await self.client.xpending(self.stream, self.group)
+        if pending["pending"]:
+            return previous_id(reply_text(pending["min"]))
+        return reply_text(group["last-delivered-id"])
 
     async def reached(self, entry_id: str) -> bool:
         """Whether every entry up to entry_id has been processed and acked by the group."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,11 +46,21 @@ class Similarity:
     graph: httpx.Client
     ontology: ontology.Ontology
     store: ReembedStore
-    # qdrant-client's local mode is not thread-safe; HTTP threads and the consumer share the index. The
-    # lock also makes a model switch atomic: readers see the old model and index, or the new ones.
+    # Opens a model's collection: open_index over these settings, unless a test shares one client.
+    opener: Callable[[ModelSpec], VectorIndex]
+    # Held while the answering model changes (model, embedder, index, target, previous), never across an
+    # index call: readers take a snapshot (`served`) and see the old model and index, or the new ones.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # Held by whatever changes which models this replica serves: a re-embed step taken here, or following
+    # one another replica took (service_layer/replicas.py). Taken before the other two.
+    changing: threading.RLock = field(default_factory=threading.RLock)
+    # Held across index calls where the index is not thread-safe (qdrant-edge, qdrant-client's local
+    # mode): HTTP threads and the consumer share it. A Qdrant server takes concurrent calls: no lock then.
+    # Taken before `lock` where both are.
+    index_lock: AbstractContextManager[object] = field(default_factory=threading.RLock)
     target: Served | None = None  # while a re-embed runs: the new model, written beside the active one
     previous: Served | None = None  # after a switch: the old model, kept for a rollback
+    indexed_once: bool = False  # this process has marked that the group wrote to an index (consumer.rebuild_if_lost)
     loop: LoopState = field(default_factory=lambda: LoopState("similarity-consumer"))
     progress: Progress = field(default_factory=Progress)
 
@@ -126,9 +138,15 @@ def bootstrap(
     index: VectorIndex | None = None,
     embedder: Embedder | None = None,
     graph: httpx.Client | None = None,
+    opener: Callable[[ModelSpec], VectorIndex] | None = None,
+    index_lock: AbstractContextManager[object] | None = None,
 ) -> Similarity:
-    """Real adapters unless others are passed in (tests share one loaded model, or call graph in-process)."""
+    """Real adapters unless others are passed in (tests share one loaded model, call graph in-process, or
+    run two replicas over one qdrant-client index with its `opener` and one `index_lock`)."""
     settings = settings or SimilaritySettings()
+    opener = opener or (lambda spec: open_index(settings, spec))
+    if index_lock is None:
+        index_lock = nullcontext() if settings.qdrant_url else threading.RLock()
     client = sync_redis(settings.redis_url)
     store = ReembedStore(client, settings.stream)
     graph = graph or httpx.Client(base_url=settings.graph_url, timeout=30,
@@ -144,9 +162,11 @@ def bootstrap(
         settings=settings,
         model=model,
         embedder=embedder or load_embedder(model.runtime, model.max_tokens),
-        index=index or open_index(settings, model),
+        index=index or opener(model),
         consumer=consumer,
         graph=graph,
         ontology=ontology.load(settings.ontology),
         store=store,
+        opener=opener,
+        index_lock=index_lock,
     )

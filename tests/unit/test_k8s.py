@@ -210,6 +210,7 @@ def test_the_large_overlay_scales_out() -> None:
         d["metadata"]["name"]: d["spec"].get("replicas") for d in docs if d["kind"] in ("Deployment", "StatefulSet")
     }
     assert (replicas["gateway"], replicas["ingest"], replicas["projector"], replicas["webhook-worker"]) == (3, 2, 4, 4)
+    assert replicas["similarity"] == 2  # replicas share the model state (services/similarity/service_layer/replicas.py)
     (scaled,) = [d for d in docs if d["kind"] == "ScaledObject"]
     assert scaled["spec"]["scaleTargetRef"]["name"] == "reembed-worker" and scaled["spec"]["maxReplicaCount"] == 8
     assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == "rq:queue:platograph-reembed"

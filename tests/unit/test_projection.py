@@ -1,7 +1,17 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from platograph.contracts import EdgeAdded, EdgeRemoved, EntityRetracted, EntityUpserted, Frozen, new_envelope
+from platograph.contracts import (
+    CandidateProposed,
+    CandidateWithdrawn,
+    EdgeAdded,
+    EdgeRemoved,
+    EntityRetracted,
+    EntityUpserted,
+    Frozen,
+    new_envelope,
+)
+from platograph.positions import event_position
 from services.graph.domain.projection import PositionedEvent, fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -58,3 +68,32 @@ def test_rows_are_sorted_so_concurrent_writers_lock_in_one_order() -> None:
     ids = [f"concept:{uuid.uuid4().hex}" for _ in range(20)]
     deltas = fold([event(EntityUpserted(id=i, type="concept", name=i), n + 1) for n, i in enumerate(ids)])
     assert [r["id"] for r in deltas.entity_rows()] == sorted(ids)
+
+
+def test_a_pairs_state_follows_what_caused_it_not_which_replica_appended_first() -> None:
+    """Two similarity replicas: one proposes a pair for entry 1000-0, the other withdraws it for an edge in
+    entry 2000-0 and appends first. The withdrawal's cause is later, so it wins in either fold order; with
+    no causes (events from before causes existed), the later append wins, as it always did."""
+
+    def appended(payload: Frozen, entry_id: str) -> PositionedEvent:
+        return PositionedEvent(event_position(entry_id, 0), entry_id, new_envelope(payload, producer="similarity"))
+
+    proposal = CandidateProposed(a="claim:a", b="claim:b", score=0.8, kind="link", model="m", cause="1000-0")
+    withdrawal = CandidateWithdrawn(a="claim:a", b="claim:b", reason="typed edge added: supports", cause="2000-0")
+    events = [appended(withdrawal, "3000-0"), appended(proposal, "4000-0")]
+    for order in (events, events[::-1]):
+        row = fold(order).candidate_rows()[0]
+        assert row["status"] == "withdrawn" and row["state_reason"] == "typed edge added: supports"
+        assert row["score"] == 0.8  # the proposal's details are kept all the same
+    uncaused = [appended(withdrawal.model_copy(update={"cause": None}), "3000-0"),
+                appended(proposal.model_copy(update={"cause": None}), "4000-0")]  # fmt: skip
+    assert fold(uncaused).candidate_rows()[0]["status"] == "proposed"
+    # A later entry's proposal (the entity changed again, and the edge went) wins over the withdrawal.
+    again = appended(proposal.model_copy(update={"cause": "2500-0"}), "5000-0")
+    assert fold([*events, again]).candidate_rows()[0]["status"] == "proposed"
+    # Within one cause, the order the events were appended in that entry decides.
+    both = PositionedEvent(event_position("6000-0", 1), "6000-0", new_envelope(withdrawal.model_copy(
+        update={"cause": "5500-0"}), producer="similarity"))  # fmt: skip
+    first = PositionedEvent(event_position("6000-0", 0), "6000-0", new_envelope(proposal.model_copy(
+        update={"cause": "5500-0"}), producer="similarity"))  # fmt: skip
+    assert fold([both, first]).candidate_rows()[0]["status"] == "withdrawn"

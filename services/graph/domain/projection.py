@@ -28,6 +28,7 @@ from platograph.contracts import (
     Frozen,
     parse_payload,
 )
+from platograph.positions import MAX_EVENTS_PER_ENTRY, event_position
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,14 @@ def _edge_removed(deltas: Deltas, p: EdgeRemoved, pos: int, at: datetime) -> Non
         d.position, d.removed, d.description = pos, True, ""
 
 
+def caused_at(cause: str | None, pos: int) -> int:
+    """Where a candidate event's state change sits in the order of a pair's changes: at its cause (the stream
+    entry that led to it), keeping its place among the events of its own entry; at its own position when
+    it names no cause. A cause always precedes the event, so the order among caused events is the order of
+    what caused them, whichever similarity replica appended first."""
+    return pos if cause is None else event_position(cause, 0) + pos % MAX_EVENTS_PER_ENTRY
+
+
 def _proposed(deltas: Deltas, p: CandidateProposed, pos: int, at: datetime) -> None:
     d = deltas.candidate(p.a, p.b)
     d.updated_at = _later(d.updated_at, at)
@@ -225,15 +234,17 @@ def _proposed(deltas: Deltas, p: CandidateProposed, pos: int, at: datetime) -> N
     if pos > d.position:
         d.position, d.score, d.kind, d.reason = pos, p.score, p.kind, p.reason
         d.suggested_edge, d.model = p.suggested_edge, p.model
-    if pos > d.state_position:
-        d.state_position, d.state, d.state_reason = pos, "proposed", ""
+    order = caused_at(p.cause, pos)
+    if order > d.state_position:
+        d.state_position, d.state, d.state_reason = order, "proposed", ""
 
 
 def _withdrawn(deltas: Deltas, p: CandidateWithdrawn, pos: int, at: datetime) -> None:
     d = deltas.candidate(p.a, p.b)
     d.updated_at = _later(d.updated_at, at)
-    if pos > d.state_position:
-        d.state_position, d.state, d.state_reason = pos, "withdrawn", p.reason
+    order = caused_at(p.cause, pos)
+    if order > d.state_position:
+        d.state_position, d.state, d.state_reason = order, "withdrawn", p.reason
 
 
 def _decided(decision: str | None) -> Handler:

@@ -174,6 +174,14 @@ def dangling_edges(conn: ConnDep, dangling: bool = True, cursor: str | None = No
         raise _bad_cursor(exc) from exc
 
 
+@router.get("/projection/through")
+async def projection_through(waits: WaitsDep) -> dict[str, str | None]:
+    """The last position up to which the projector has applied every entry (null before its first read):
+    what a reader of the projection knows everything up to (the similarity service's follow pass names it
+    as the cause of what it proposes)."""
+    return {"position": await waits.through()}
+
+
 @router.get("/projection", response_model=ProjectionState, responses={429: {}})
 async def projection(
     waits: WaitsDep, views: ViewsDep, position: str, wait_ms: int = Query(0, ge=0, le=30_000)

@@ -13,11 +13,14 @@ from typing import Any
 
 import orjson
 import redis
+from redis.lock import Lock
 
 from platograph.contracts import ReembedChanged, encode_entry, new_envelopes
 from services.similarity.domain.candidates import PRODUCER
 
 TERMINAL = ("done", "failed", "cancelled", "rolled_back")
+LOCK_S = 60  # a lock's lease: a holder that died frees it after this
+REWOUND_S = 3600  # how long a rewind's mark keeps other replicas from rewinding an index still empty
 # Delete a key only if it still holds the value read: one script, so it works on a cluster (no WATCH).
 CLEAR_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -130,6 +133,35 @@ class ReembedStore:
 
     def mark_failed(self, job_id: str, n: int, error: str) -> None:
         self.client.hset(f"{self._job_key(job_id)}:failed", str(n), error[:500])
+
+    def rewind_lock(self) -> Lock:
+        """Held by a replica deciding, at start-up, whether the index was lost and the group must rewind."""
+        return Lock(self.client, f"{self.stream}:similarity:rewind-lock", timeout=LOCK_S, blocking_timeout=LOCK_S)
+
+    def mark_indexed(self) -> None:
+        """The group has put entities in an index: finding it empty later means it was lost."""
+        self.client.set(f"{self.stream}:similarity:indexed", int(time.time()))
+
+    def has_indexed(self) -> bool:
+        return bool(self.client.exists(f"{self.stream}:similarity:indexed"))
+
+    def rewound(self, model_key: str) -> bool:
+        return bool(self.client.exists(f"{self.stream}:similarity:rewound:{model_key}"))
+
+    def mark_rewound(self, model_key: str) -> None:
+        self.client.set(f"{self.stream}:similarity:rewound:{model_key}", int(time.time()), ex=REWOUND_S)
+
+    def forget_rewind(self, model_key: str) -> None:
+        self.client.delete(f"{self.stream}:similarity:rewound:{model_key}")
+
+    def follow_lock(self) -> Lock:
+        """Held by the replica running the candidates' pass after a switch (extended as it goes)."""
+        return Lock(self.client, f"{self.prefix}:follow-lock", timeout=LOCK_S)
+
+    def fresh_lock(self, job_id: str) -> Lock:
+        """Held while the consumer writes to a job's collection and marks what it wrote, and while a batch
+        checks those marks and writes: the two may run on different replicas."""
+        return Lock(self.client, f"{self._job_key(job_id)}:fresh-lock", timeout=LOCK_S, blocking_timeout=LOCK_S)
 
     def follow_candidates(self, tag: str) -> None:
         """Mark that candidates must follow a model switch (set before the switch: see similarity.follow)."""

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import numpy as np
 from pydantic import ValidationError
 
 from platograph.background import keep_running
@@ -55,7 +54,7 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
             continue  # our own candidate events (about ten an entity in a large corpus): not validated
         decoded.append((entry_id, raws))
 
-    def prepare(group: list[Raw]) -> tuple[list[Valid], dict[str, np.ndarray]]:
+    def prepare(group: list[Raw]) -> tuple[list[Valid], indexing.Embedded]:
         valid = _validated(group)
         return valid, indexing.embed_ahead(sim, [envelopes for _, envelopes in valid])
 
@@ -118,25 +117,39 @@ def _as_now(sim: Similarity, envelope: Envelope) -> Envelope | None:
 
 
 def rebuild_if_lost(sim: Similarity) -> bool:
-    """Read everything again when the index is empty but the group has already read entries: the index
+    """Read everything again when the index is empty but the group has put entities in an index before (a
+    mark any replica sets after its first write, and at each start that finds the index filled): the index
     was lost (its directory deleted, a new Qdrant server, another model configured without a re-embed),
     and the index is a projection of the stream, so replaying the stream rebuilds it. Returns whether it
     rewound. An entry that comes to the same candidates as before appends events with the ids they had
     (the journal keeps one copy); pairs a typed edge or a person's rejection has excluded since are not
-    proposed again."""
-    with sim.lock:
-        empty = sim.index.count() == 0
-    if not empty or not sim.consumer.has_read():
-        return False
-    response = sim.graph.get("/v1/stats")
-    response.raise_for_status()
-    active = response.json()["active_entities"]
-    if not active:
-        return False  # nothing is to be indexed: an empty index is right
-    log.warning("the index %s is empty but the graph has %d active entities: reading the stream again to rebuild it",
-                sim.model.key, active)  # fmt: skip
-    sim.consumer.rewind()
-    return True
+    proposed again.
+
+    Replicas share the group: one that has read entries but not yet written its first ones does not make
+    an index look lost to another starting meanwhile, since the mark comes after a write. The first
+    replica to take the lock rewinds and leaves a mark of that (for REWOUND_S); the others, finding the
+    index still empty but that mark there, do not rewind again. A replica that finds the index filled
+    takes the mark away, so a later loss is rebuilt too."""
+    served = sim.served()
+    with sim.store.rewind_lock():
+        with sim.index_lock:
+            empty = served.index.count() == 0
+        if not empty:
+            sim.store.forget_rewind(served.model.key)
+            sim.store.mark_indexed()
+            return False
+        if not sim.store.has_indexed() or sim.store.rewound(served.model.key):
+            return False
+        response = sim.graph.get("/v1/stats")
+        response.raise_for_status()
+        active = response.json()["active_entities"]
+        if not active:
+            return False  # nothing is to be indexed: an empty index is right
+        log.warning("the index %s is empty but the graph has %d active entities: reading the stream again to "
+                    "rebuild it", served.model.key, active)  # fmt: skip
+        sim.consumer.rewind()
+        sim.store.mark_rewound(served.model.key)
+        return True
 
 
 def run(sim: Similarity, stop: threading.Event) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
 from services.similarity.entrypoints import consumer, reembed_http
 from services.similarity.entrypoints.deps import SimDep
-from services.similarity.service_layer import queries, reembed
+from services.similarity.service_layer import queries, reembed, replicas
 
 BATCH_BODY_BYTES = 64 * MIB
 
@@ -114,8 +115,9 @@ def stats(sim: SimDep) -> dict[str, Any]:
     """How many entities the index holds and how many it gained a second over the last minute of these
     reads (`indexed_per_s`, None until two reads a second apart), for which model, how far behind the
     stream the consumer is, and whether its loop runs (`consumer`: running, failures, last_error)."""
-    with sim.lock:
-        indexed = sim.index.count()
+    index = sim.served().index
+    with sim.index_lock:
+        indexed = index.count()
     loop = {"consumer": sim.loop.report()}
     counts = {"indexed": indexed, "indexed_per_s": sim.progress.observe(indexed)}
     return counts | {"model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop
@@ -139,8 +141,17 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     run_consumer = wired.settings.consume if consume is None else consume
     reembed.resume(wired)  # an unfinished re-embed keeps its target collection across restarts
 
-    lifespan = thread_lifespan(lambda stop: consumer.run(wired, stop), name="similarity-consumer",
-                               enabled=run_consumer, close=wired.close if sim is None else None)  # fmt: skip
+    def background(stop: threading.Event) -> None:
+        # Every replica follows the model state the others change (service_layer/replicas.py).
+        follower = threading.Thread(target=replicas.run, args=(wired, stop), name="similarity-replicas", daemon=True)
+        follower.start()
+        if run_consumer:
+            consumer.run(wired, stop)
+        stop.wait()
+        follower.join(5)
+
+    lifespan = thread_lifespan(background, name="similarity-consumer", enabled=True,
+                               close=wired.close if sim is None else None)  # fmt: skip
     app = FastAPI(title="Platograph similarity", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.sim = wired
     app.include_router(router)
@@ -149,7 +160,7 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     app.add_exception_handler(reembed.ReembedError, reembed_http.reembed_error)
     # A re-embed batch carries its entities' texts (up to 50,000 characters each) with their vectors:
     # internal and token-only, so a larger limit than the public one.
-    ready = {"redis": in_thread(wired.consumer.client.ping), "index": in_thread(lambda: wired.index.count())}
+    ready = {"redis": in_thread(wired.consumer.client.ping), "index": in_thread(lambda: wired.served().index.count())}
     instrument(app, "similarity", body_limits=BodyLimits(BATCH_BODY_BYTES), readiness=ready)
     protect(app, "similarity")
     return app

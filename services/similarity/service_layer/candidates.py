@@ -8,7 +8,7 @@ re-appends the same events and the graph journal keeps one copy.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from services.similarity.adapters import graph_reads
 from services.similarity.adapters.index import Hit, Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER, classify, pair, suggest_edge, threshold_for
-from services.similarity.service_layer.indexing import delete_everywhere, index_entities
+from services.similarity.service_layer.indexing import Embedded, delete_everywhere, index_entities
 
 EVENT_NAMESPACE = uuid.UUID("a4f1e9a2-5c0b-4d7e-8e63-1b2c3d4e5f60")
 
@@ -46,21 +46,22 @@ def candidates_for(
 ) -> list[CandidateProposed]:
     """Proposals for entities (each with its vector and the ids it must not pair with): neighbors above
     their type pair's threshold with no typed edge."""
+    served = sim.served()
     floor = min([sim.threshold, *sim.settings.thresholds.values()])
     out: list[CandidateProposed] = []
     for start in range(0, len(entities), SEARCH_BATCH):
         chunk = entities[start : start + SEARCH_BATCH]
         vectors = np.stack([vector for _, vector in chunk]).astype(np.float32)
         excluded = [sorted(exclude[start + k] | {item.id}) for k, (item, _) in enumerate(chunk)]
-        with sim.lock:
-            found = sim.index.search_many(vectors, limit=sim.settings.candidates_per_entity, min_score=floor,
-                                          exclude=excluded)  # fmt: skip
+        with sim.index_lock:
+            found = served.index.search_many(vectors, limit=sim.settings.candidates_per_entity, min_score=floor,
+                                             exclude=excluded)  # fmt: skip
         for (item, _), hits in zip(chunk, found, strict=True):
-            out += _proposals(sim, item, hits)
+            out += _proposals(sim, served.model.key, item, hits)
     return out
 
 
-def _proposals(sim: Similarity, entity: Indexed, hits: list[Hit]) -> list[CandidateProposed]:
+def _proposals(sim: Similarity, model: str, entity: Indexed, hits: list[Hit]) -> list[CandidateProposed]:
     out = []
     for hit in hits:
         other = hit.entity
@@ -75,7 +76,7 @@ def _proposals(sim: Similarity, entity: Indexed, hits: list[Hit]) -> list[Candid
                 b=b,
                 score=round(hit.score, 6),
                 kind=verdict.kind,
-                model=sim.model.key,
+                model=model,
                 reason=verdict.reason,
                 suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
             )  # fmt: skip
@@ -143,10 +144,11 @@ HANDLERS: dict[type[Frozen], Handler] = {
 
 
 def handle_entry(
-    sim: Similarity, entry_id: str, envelopes: list[Envelope], known: Mapping[str, np.ndarray] | None = None
+    sim: Similarity, entry_id: str, envelopes: list[Envelope], known: Embedded | None = None
 ) -> list[Envelope]:
     """The candidate events one stream entry leads to (indexing happens on the way; `known` holds vectors
-    already embedded, by text)."""
+    already embedded, by text). Each carries the entry as its `cause`: the graph orders a pair's proposals
+    and withdrawals by cause, so whichever replica appends first, the later cause wins."""
     work = EntryWork()
     for envelope in envelopes:
         cls = PAYLOADS.get(envelope.type)
@@ -164,7 +166,7 @@ def handle_entry(
             for item, _ in fresh
         ]
         work.payloads += candidates_for(sim, fresh, exclude)
-    payloads = work.payloads
+    payloads = [p.model_copy(update={"cause": entry_id}) for p in work.payloads]
     ids = [uuid.uuid5(EVENT_NAMESPACE, f"{entry_id}|{i}|{p.model_dump_json()}") for i, p in enumerate(payloads)]
     return new_envelopes(payloads, producer=PRODUCER, event_ids=ids) if payloads else []
 

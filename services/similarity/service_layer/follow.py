@@ -6,7 +6,13 @@ updates the pair's score, kind and model), and pairs still proposed by another m
 not propose are withdrawn. Pairs the consumer proposes meanwhile already carry the new model, so they are
 never withdrawn here. A Redis marker, set before the switch and cleared after the last event is appended,
 makes this survive a crash: the next start does it again (event ids are derived from the content, so a
-redone pass adds nothing twice to the journal).
+redone pass adds nothing twice to the journal). One replica runs the pass at a time (a Redis lock it keeps
+extending); the others leave it to that one.
+
+Every pair state the pass sets names as its cause the position the graph had projected through when the
+pass began: an edge added up to there is known to the pass, which does not propose its pair; one added
+after withdraws the pair with a later cause, which wins in the graph whatever the order the two events
+arrive in.
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 import httpx
 import numpy as np
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from platograph.contracts import CandidateWithdrawn, Frozen, new_envelopes
-from platograph.graph_api import entity_ids, pages
+from platograph.graph_api import entity_ids, pages, projected_through
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
@@ -32,27 +40,32 @@ NAMESPACE = uuid.UUID("0d3c7f6e-5b1a-4f7e-8a0c-2f6b9e4d1c37")
 CHUNK = 1000
 
 
-def follow(sim: Similarity, tag: str) -> dict[str, int]:
+def follow(sim: Similarity, tag: str, beat: Callable[[], object] = lambda: None) -> dict[str, int]:
     """Propose every entity's candidates from the active model; withdraw other models' leftovers. Entities
-    are taken a thousand at a time and events appended as they come, so memory holds pair names only."""
-    model = sim.model.key
+    are taken a thousand at a time and events appended as they come, so memory holds pair names only.
+    `beat` is called between chunks (the pass's lock is extended there)."""
+    served = sim.served()
+    model = served.model.key
+    cause = projected_through(sim.graph)
     ids = entity_ids(sim.graph)
     seen: set[tuple[str, str]] = set()
     pending: list[Frozen] = []
 
     def append(flush: bool = False) -> None:
         if pending and (flush or len(pending) >= CHUNK):
+            pending[:] = [p.model_copy(update={"cause": cause}) for p in pending]
             event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in pending]
             candidates.publish(sim, new_envelopes(pending, producer=PRODUCER, event_ids=event_ids))
             pending.clear()
 
     for start_at in range(0, len(ids), 1000):
+        beat()
         chunk = ids[start_at : start_at + 1000]
         blocked = graph_reads.linked(sim.graph, chunk)
         indexed = []
         for entity_id in chunk:
-            with sim.lock:
-                found = sim.index.lookup(entity_id)
+            with sim.index_lock:
+                found = served.index.lookup(entity_id)
             if found is not None:  # else retracted or merged: not indexed
                 indexed.append((found[0], np.asarray(found[1], dtype=np.float32)))
         exclude = [blocked.get(item.id, set()) for item, _ in indexed]
@@ -87,17 +100,30 @@ def start(sim: Similarity, tag: str) -> threading.Thread:
     )
 
     def run() -> None:
+        lock = sim.store.follow_lock()
+        if not lock.acquire(blocking=False):
+            log.info("candidates follow %s on another replica", tag)
+            return
         try:
-            counts = patient(follow)(sim, tag)
+            counts = patient(follow)(sim, tag, lock.reacquire)
         except Exception:
             log.exception("candidates did not follow the model switch (%s); the next start tries again", tag)
             return
+        finally:
+            _release(lock)
         sim.store.candidates_followed(tag, counts)
         log.info("candidates follow %s (%s): %s", sim.model.key, tag, counts)
 
     thread = threading.Thread(target=run, name="candidates-follow", daemon=True)
     thread.start()
     return thread
+
+
+def _release(lock: Lock) -> None:
+    try:
+        lock.release()
+    except LockError:  # expired meanwhile (a pause longer than its timeout): nothing to release
+        pass
 
 
 def resume(sim: Similarity) -> None:

@@ -22,8 +22,8 @@ def similar(
     hybrid: bool = False,
 ) -> list[Hit] | None:
     """Entities closest to one entity, best first (by cosine, or dense + BM25 fused); None if not indexed."""
-    with sim.lock:
-        index = sim.index  # the same collection for the lookup and the search, even across a model switch
+    index = sim.served().index  # the same collection for the lookup and the search, even across a switch
+    with sim.index_lock:
         found = index.lookup(entity_id)
     if found is None:
         return None
@@ -31,7 +31,7 @@ def similar(
     exclude = {entity_id}
     if not include_linked:
         exclude |= graph_reads.linked(sim.graph, [entity_id]).get(entity_id, set())
-    with sim.lock:
+    with sim.index_lock:
         return index.search(vector, limit=limit, min_score=min_score, exclude=sorted(exclude), types=types,
                                 text=stored.text if hybrid else None)  # fmt: skip
 
@@ -40,9 +40,10 @@ def search(
     sim: Similarity, q: str, *, limit: int, min_score: float | None, types: list[str] | None, hybrid: bool = True
 ) -> list[Hit]:
     """Entities ranked for free text: dense + BM25 fused by default (words matter in a search box)."""
-    vector = sim.embedder.embed_query([q])[0]
-    with sim.lock:
-        return sim.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types,
+    served = sim.served()  # the query is embedded by the model whose collection it searches
+    vector = served.embedder.embed_query([q])[0]
+    with sim.index_lock:
+        return served.index.search(vector.tolist(), limit=limit, min_score=min_score, types=types,
                                 text=q if hybrid else None)  # fmt: skip
 
 

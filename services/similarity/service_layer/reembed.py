@@ -20,12 +20,12 @@ import numpy as np
 from platograph.contracts import ModelSwitched, new_envelopes
 from platograph.graph_api import entity_ids, pages
 from services.similarity.adapters import graph_reads
-from services.similarity.adapters.embedder import load_embedder
 from services.similarity.adapters.index import Indexed
-from services.similarity.bootstrap import Served, Similarity, open_index
+from services.similarity.bootstrap import Served, Similarity
 from services.similarity.domain.candidates import PRODUCER, pair, threshold_for
 from services.similarity.domain.models import REGISTRY, ModelSpec
-from services.similarity.service_layer import candidates, follow
+from services.similarity.service_layer import candidates, follow, replicas
+from services.similarity.service_layer.replicas import serve_model
 
 log = logging.getLogger(__name__)
 SAMPLE = 10
@@ -35,16 +35,6 @@ class ReembedError(ValueError):
     def __init__(self, status: int, loc: list[str], msg: str) -> None:
         super().__init__(msg)
         self.status, self.loc, self.msg = status, loc, msg
-
-
-def serve_model(sim: Similarity, model: ModelSpec) -> Served:
-    """The model with its collection: the one kept for a rollback if it is that model (a collection has
-    one opener), else opened."""
-    with sim.lock:
-        if sim.previous is not None and sim.previous.model.name == model.name:
-            found, sim.previous = sim.previous, None
-            return found
-    return Served(model, load_embedder(model.runtime, model.max_tokens), open_index(sim.settings, model))
 
 
 def plan(sim: Similarity, model: ModelSpec) -> list[dict[str, Any]]:
@@ -67,6 +57,7 @@ def set_alias(sim: Similarity, active: str, previous: str | None, why: str) -> N
                                           producer=PRODUCER))  # fmt: skip
 
 
+@replicas.changing
 def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     model = REGISTRY.get(model_name)
     if model is None:
@@ -82,7 +73,7 @@ def start(sim: Similarity, model_name: str, review: bool, by: str = "") -> str:
     stale.index.drop()
     if sim.store.alias().get("previous") == model.name:  # that was the rollback's collection: no rollback now
         set_alias(sim, sim.model.name, None, f"{model.name} rebuilt: no rollback to it")
-    target = Served(model, stale.embedder, open_index(sim.settings, model))
+    target = Served(model, stale.embedder, sim.opener(model))
     job_id = sim.store.create(model.name, sim.model.name, review, plan(sim, model), started_by=by)
     with sim.lock:
         sim.target = target
@@ -115,6 +106,7 @@ def restore(sim: Similarity) -> int:
     return restored
 
 
+@replicas.changing
 def resume(sim: Similarity) -> None:
     """After a restart: put back job records Redis lost, keep writing to the target of an unfinished job,
     and let the candidates follow a switch that a crash interrupted."""
@@ -140,16 +132,15 @@ def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vec
     job = sim.store.job(job_id)
     if job is None or job["status"] != "running":
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running")
-    with sim.lock:
-        target = sim.target
-    if target is None or target.model.name != job["model"]:
+    target = replicas.target_of(sim, job["model"])
+    if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
     if len(items) and vectors.shape[1] != target.model.dimension:
         msg = f"rows of {vectors.shape[1]} values, where {target.model.name} makes {target.model.dimension}"
         raise ReembedError(422, ["body", "vectors"], msg)
     # An entity the consumer wrote meanwhile is newer than what this batch read: keep the consumer's. Read
     # under the lock the consumer writes and marks under, so no change lands between the check and the write.
-    with sim.lock:
+    with sim.store.fresh_lock(job_id), sim.index_lock:
         fresh = sim.store.fresh(job_id, [i.id for i in items])
         kept = [(i, v) for i, v in zip(items, vectors, strict=True) if i.id not in fresh]
         if kept:
@@ -163,7 +154,7 @@ def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, s
     floor = min([threshold, *sim.settings.thresholds.values()])
     out: dict[tuple[str, str], float] = {}
     for start in range(0, len(ids), candidates.SEARCH_BATCH):
-        with sim.lock:
+        with sim.index_lock:
             found = [(e, served.index.lookup(e)) for e in ids[start : start + candidates.SEARCH_BATCH]]
             rows = [(e, hit[1]) for e, hit in found if hit is not None]
             if not rows:
@@ -215,9 +206,10 @@ def diff(sim: Similarity, old: Served, new: Served, ids: list[str], linked: dict
     }  # fmt: skip
 
 
+@replicas.changing
 def flip(sim: Similarity, job_id: str) -> None:
     """Switch the alias to the job's model; the old collection stays for a rollback."""
-    with sim.lock:
+    with sim.index_lock, sim.lock:
         target = sim.target
         if target is None:
             raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no target to switch to")
@@ -233,6 +225,7 @@ def flip(sim: Similarity, job_id: str) -> None:
     log.info("re-embed %s: %s now answers (%s kept for a rollback)", job_id, target.model.name, old.model.name)
 
 
+@replicas.changing
 def rollback(sim: Similarity) -> dict[str, str]:
     if sim.store.current():
         raise ReembedError(409, ["body"], f"re-embed {sim.store.current()} is running; wait for it to finish")
@@ -241,7 +234,7 @@ def rollback(sim: Similarity) -> dict[str, str]:
         raise ReembedError(409, ["body"], "there is no previous model to return to")
     back = serve_model(sim, REGISTRY[previous_name])
     tag = f"rollback-{int(time.time() * 1000)}"
-    with sim.lock:
+    with sim.index_lock, sim.lock:
         sim.store.follow_candidates(tag)
         back.index.activate()
         old = sim.switch(back)
@@ -251,6 +244,7 @@ def rollback(sim: Similarity) -> dict[str, str]:
     return {"active": back.model.name, "previous": old.model.name}
 
 
+@replicas.changing
 def finish(sim: Similarity, job_id: str) -> None:
     """Every batch is in: work out the diff, then switch, or wait for a person to approve."""
     job = sim.store.job(job_id)
@@ -274,6 +268,7 @@ def finish(sim: Similarity, job_id: str) -> None:
         flip(sim, job_id)
 
 
+@replicas.changing
 def cancel(sim: Similarity, job_id: str) -> None:
     """Stop a job that has not switched: its workers find it cancelled, its collection is dropped."""
     job = sim.store.job(job_id)
@@ -283,9 +278,11 @@ def cancel(sim: Similarity, job_id: str) -> None:
     with sim.lock:
         target, sim.target = sim.target, None
     if target is not None:
-        target.index.drop()
+        with sim.index_lock:
+            target.index.drop()
 
 
+@replicas.changing
 def drop_previous(sim: Similarity) -> dict[str, str | None]:
     """Delete the collection kept for a rollback (there is no rollback after this)."""
     if sim.store.current():
