@@ -70,8 +70,8 @@ def engine(backend: servers.Servers) -> Iterator[Engine]:
     with eng.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE journal, entities, edges, candidates, projection_tracking, webhook_subscriptions,"
-                " webhook_deliveries, webhook_attempts"
+                "TRUNCATE journal, journal_ids, entities, edges, candidates, projection_tracking,"
+                " webhook_subscriptions, webhook_deliveries, webhook_attempts"
             )
         )
     yield eng

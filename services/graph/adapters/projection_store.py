@@ -36,8 +36,15 @@ CREATE TEMP TABLE IF NOT EXISTS stage_edges (LIKE edges) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_candidates (LIKE candidates) ON COMMIT DELETE ROWS;
 """
 
+# The journal is partitioned by position (migration 0009): journal_ids keeps event ids unique across
+# partitions, so an event is new when its id goes in there.
 INSERT_JOURNAL = f"""
-INSERT INTO journal ({", ".join(JOURNAL_COLUMNS)}) SELECT {", ".join(JOURNAL_COLUMNS)} FROM stage_journal
+WITH fresh AS (
+  INSERT INTO journal_ids (event_id, position) SELECT event_id, position FROM stage_journal
+  ON CONFLICT DO NOTHING RETURNING event_id
+)
+INSERT INTO journal ({", ".join(JOURNAL_COLUMNS)})
+SELECT {", ".join(JOURNAL_COLUMNS)} FROM stage_journal WHERE event_id IN (SELECT event_id FROM fresh)
 ON CONFLICT DO NOTHING RETURNING event_id
 """
 

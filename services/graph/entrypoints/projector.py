@@ -14,11 +14,12 @@ from sqlalchemy.exc import OperationalError
 from platograph.consuming import consume
 from platograph.stream import Entry
 from platograph.trimming import trim
-from services.graph.adapters import projection_store
+from services.graph.adapters import partitions, projection_store
 from services.graph.bootstrap import Graph, bootstrap
 from services.graph.service_layer import projecting
 
 log = logging.getLogger(__name__)
+PARTITIONS_EVERY_S = 3600.0  # how often the journal's partitions for the months ahead are looked for
 
 
 def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None:
@@ -28,8 +29,14 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
     log.info("projector %s reading %s as group %s", settings.consumer, settings.stream, settings.group)
 
     last_trim = [time.monotonic()]
+    last_partitioning = [-PARTITIONS_EVERY_S]
 
     def handle(entries: list[Entry]) -> int:
+        if time.monotonic() - last_partitioning[0] > PARTITIONS_EVERY_S:
+            last_partitioning[0] = time.monotonic()
+            with graph.engine.begin() as conn:
+                if made := partitions.ensure(conn):
+                    log.info("made journal partitions %s", ", ".join(made))
         result = projecting.handle(entries, engine=graph.engine, consumer=consumer, project=graph.project)
         if result.dead_lettered:
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
