@@ -153,6 +153,25 @@ class ReembedChanged(Frozen):
     note: str = ""
 
 
+class ThresholdChanged(Frozen):
+    """The threshold a type pair's candidates are proposed at, for one model, moved: learned from people's
+    decisions (accepted and rejected candidates, typed edges added directly), with the evidence. The
+    candidates are proposed or withdrawn to match (each naming this event's entry as its cause)."""
+
+    a_type: str  # a_type <= b_type
+    b_type: str
+    model: str  # the model's key
+    threshold: float
+    previous: float
+    learned: bool  # False: back to the model's default (too few decisions)
+    decisions: int
+    positives: int
+    negatives: int
+    precision: float | None = None  # among the decisions at or above the threshold
+    recall: float | None = None  # of the positive decisions, those at or above the threshold
+    target_precision: float
+
+
 PAYLOADS: dict[str, type[Frozen]] = {
     "entity.upserted": EntityUpserted,
     "entity.retracted": EntityRetracted,
@@ -167,6 +186,7 @@ PAYLOADS: dict[str, type[Frozen]] = {
     "candidate.unrejected": CandidateUnrejected,
     "model.switched": ModelSwitched,
     "reembed.changed": ReembedChanged,
+    "threshold.changed": ThresholdChanged,
 }
 
 

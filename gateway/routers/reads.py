@@ -154,6 +154,16 @@ async def models(request: Request, services: ServicesDep) -> Response:
     return await passthrough(services.similarity, "similarity", "/v1/models", request)
 
 
+@router.get("/thresholds", tags=["similarity"])
+async def thresholds(request: Request, services: ServicesDep) -> Response:
+    """The cosine thresholds candidates are proposed at, per type pair: configured, learned from people's
+    decisions (accepted and rejected candidates, typed edges added directly: the lowest cosine keeping the
+    target precision, once a type pair has enough decisions) or the model's default; with the decisions
+    used, precision and recall at the threshold, and since when it holds. Each change is a
+    `threshold.changed` event in the journal (`GET /v1/audit?type=threshold.changed`)."""
+    return await passthrough(services.similarity, "similarity", "/v1/thresholds", request)
+
+
 @router.get("/status", tags=["operations"])
 async def status(services: ServicesDep) -> dict[str, Any]:
     """Health of every service and the projector's progress."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -20,8 +21,10 @@ from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.index import VectorIndex
 from services.similarity.adapters.qdrant_client_index import Layout, QdrantClientIndex
 from services.similarity.adapters.reembed_store import ReembedStore
+from services.similarity.adapters.threshold_store import ThresholdStore
 from services.similarity.domain.models import REGISTRY, ModelSpec
 from services.similarity.domain.progress import Progress
+from services.similarity.domain.thresholds import pair_key
 from services.similarity.settings import SimilaritySettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class Similarity:
     graph: httpx.Client
     ontology: ontology.Ontology
     store: ReembedStore
+    thresholds: ThresholdStore
     # Opens a model's collection: open_index over these settings, unless a test shares one client.
     opener: Callable[[ModelSpec], VectorIndex]
     # Held while the answering model changes (model, embedder, index, target, previous), never across an
@@ -60,6 +64,12 @@ class Similarity:
     index_lock: AbstractContextManager[object] = field(default_factory=threading.RLock)
     target: Served | None = None  # while a re-embed runs: the new model, written beside the active one
     previous: Served | None = None  # after a switch: the old model, kept for a rollback
+    # The active model's learned thresholds by type pair (`a|b`), as Redis had them at the last sync.
+    learned: dict[str, float] = field(default_factory=dict)
+    # Runs the passes that make candidates follow a learned threshold, one at a time (service_layer/learning).
+    follower: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="threshold-follow")
+    )
     indexed_once: bool = False  # this process has marked that the group wrote to an index (consumer.rebuild_if_lost)
     loop: LoopState = field(default_factory=lambda: LoopState("similarity-consumer"))
     progress: Progress = field(default_factory=Progress)
@@ -75,6 +85,11 @@ class Similarity:
             self.model, self.embedder, self.index = to.model, to.embedder, to.index
             return before
 
+    def pair_thresholds(self) -> dict[str, float]:
+        """Per type pair: learned from decisions, unless configured (PLATOGRAPH_THRESHOLDS wins)."""
+        configured = {pair_key(*key.split("|", 1)): value for key, value in self.settings.thresholds.items()}
+        return self.learned | configured
+
     @property
     def threshold(self) -> float:
         """The default threshold: configured, else the model's own."""
@@ -82,6 +97,7 @@ class Similarity:
         return self.model.default_threshold if configured is None else configured
 
     def close(self) -> None:
+        self.follower.shutdown(wait=False, cancel_futures=True)
         self.index.close()
         for other in (self.target, self.previous):
             if other is not None:
@@ -167,6 +183,7 @@ def bootstrap(
         graph=graph,
         ontology=ontology.load(settings.ontology),
         store=store,
+        thresholds=ThresholdStore(client, settings.stream),
         opener=opener,
         index_lock=index_lock,
     )

@@ -35,6 +35,12 @@ class SimilaritySettings(CoreSettings):
     similarity_threshold: float | None = Field(None, ge=-1, le=1)
     # Per type pair, e.g. PLATOGRAPH_THRESHOLDS='{"claim|paper": 0.55}' (either order).
     thresholds: dict[str, float] = Field(default_factory=dict)
+    # Thresholds learned from people's decisions, per type pair (services/similarity/domain/thresholds.py):
+    # the lowest cosine at which this share of the decisions at or above it were right, once a type pair
+    # has this many decisions; a pair in PLATOGRAPH_THRESHOLDS keeps its configured threshold.
+    learn_thresholds: bool = True
+    threshold_target_precision: float = Field(0.8, gt=0, le=1)
+    threshold_min_decisions: int = Field(30, ge=1)
     duplicate_threshold: float = Field(0.93, ge=-1, le=1)
     candidates_per_entity: int = Field(10, ge=1, le=200)
     similarity_group: str = "similarity"

@@ -76,6 +76,18 @@ def model_alias(conn: Connection) -> dict[str, Any] | None:
     return None if row is None else dict(row.payload)
 
 
+def learned_thresholds(conn: Connection, model: str) -> list[dict[str, Any]]:
+    """Each type pair's latest threshold.changed for a model, with when it changed (`since`, epoch seconds)."""
+    rows = conn.execute(
+        text("""SELECT DISTINCT ON (payload->>'a_type', payload->>'b_type') payload,
+                       extract(epoch FROM occurred_at) AS since
+                  FROM journal WHERE type = 'threshold.changed' AND payload->>'model' = :model
+                 ORDER BY payload->>'a_type', payload->>'b_type', position DESC"""),
+        {"model": model},
+    ).all()
+    return [dict(r.payload) | {"since": float(r.since)} for r in rows]
+
+
 def reembed_jobs(conn: Connection) -> list[dict[str, Any]]:
     """Every re-embed job's last recorded state (its latest reembed.changed event), newest job first."""
     rows = conn.execute(

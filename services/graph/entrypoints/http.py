@@ -298,6 +298,13 @@ def model_alias(conn: ConnDep) -> dict[str, Any]:
     return found
 
 
+@router.get("/learned-thresholds")
+def learned_thresholds(conn: ConnDep, model: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+    """Each type pair's last learned threshold for a model as the journal keeps it (the similarity service
+    restores a Redis that lost them from here)."""
+    return {"items": journal_queries.learned_thresholds(conn, model)}
+
+
 @router.get("/reembed-jobs")
 def reembed_jobs(conn: ConnDep) -> dict[str, Any]:
     """Every re-embed job's record as the journal keeps it (the similarity service restores a Redis that

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 
 from platograph.background import keep_running
 from platograph.consuming import backoff, consume, server_away
-from platograph.contracts import Envelope, decode_entry
+from platograph.contracts import Envelope, ThresholdChanged, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
-from services.similarity.service_layer import candidates, indexing
+from services.similarity.service_layer import candidates, indexing, learning
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,12 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
                 wait_for_graph(sim, entry_id)
                 events = candidates.handle_entry(sim, entry_id, envelopes, known)
                 candidates.publish(sim, events)
-                published += len(events)
+                changes = learning.after_entry(sim, entry_id, envelopes)
+                appended = candidates.publish(sim, changes) or entry_id
+                for change in changes:  # the candidates follow each moved threshold, in the background
+                    learning.apply(sim, ThresholdChanged.model_validate(change.payload), str(change.event_id),
+                                   appended)  # fmt: skip
+                published += len(events) + len(changes)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
     log.info("%d entries, %d candidate events", len(entries), published)
     return len(entries)

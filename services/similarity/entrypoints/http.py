@@ -19,9 +19,10 @@ from services.similarity.adapters import graph_reads
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
+from services.similarity.domain.thresholds import pair_key
 from services.similarity.entrypoints import consumer, reembed_http
 from services.similarity.entrypoints.deps import SimDep
-from services.similarity.service_layer import queries, reembed, replicas
+from services.similarity.service_layer import learning, queries, reembed, replicas
 
 BATCH_BODY_BYTES = 64 * MIB
 
@@ -104,10 +105,27 @@ async def compare(body: ComparePairs, sim: SimDep) -> dict[str, Any]:
 @router.get("/thresholds")
 def thresholds(sim: SimDep) -> dict[str, Any]:
     """The thresholds candidates are proposed at: the default and per type pair, the lowest and the highest
-    (at or above the highest, the proposed candidates hold every pair a live search would find)."""
-    every = [sim.threshold, *sim.settings.thresholds.values()]
-    return {"model": sim.model.key, "threshold": sim.threshold, "per_type_pair": sim.settings.thresholds,
-            "floor": min(every), "ceiling": max(every)}  # fmt: skip
+    (at or above the highest, the proposed candidates hold every pair a live search would find). `type_pairs`
+    says where each type pair's comes from (`configured`, `learned` from people's decisions, or the model's
+    `default` while a pair has fewer than `min_decisions`), with the decisions used, their precision and
+    recall at the threshold, and since when it holds."""
+    per_pair = sim.pair_thresholds()
+    every = [sim.threshold, *per_pair.values()]
+    records = sim.thresholds.records(sim.model.key)
+    configured = {pair_key(*k.split("|", 1)) for k in sim.settings.thresholds}
+    pairs = []
+    for key in sorted(set(records) | set(per_pair)):
+        record = records.get(key, {})
+        source = "configured" if key in configured else "learned" if record.get("learned") else "default"
+        pairs.append({"type_pair": key, "threshold": per_pair.get(key, sim.threshold), "source": source,
+                      "decisions": record.get("decisions", 0), "positives": record.get("positives", 0),
+                      "negatives": record.get("negatives", 0), "precision": record.get("precision"),
+                      "recall": record.get("recall"), "since": record.get("since")})  # fmt: skip
+    settings = sim.settings
+    learning_settings = {"enabled": settings.learn_thresholds, "min_decisions": settings.threshold_min_decisions,
+                         "target_precision": settings.threshold_target_precision}  # fmt: skip
+    return {"model": sim.model.key, "threshold": sim.threshold, "per_type_pair": per_pair,
+            "floor": min(every), "ceiling": max(every), "type_pairs": pairs, "learning": learning_settings}  # fmt: skip
 
 
 @router.get("/stats")
@@ -140,6 +158,8 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     wired = sim or bootstrap()
     run_consumer = wired.settings.consume if consume is None else consume
     reembed.resume(wired)  # an unfinished re-embed keeps its target collection across restarts
+    learning.restore(wired)  # learned thresholds a Redis lost, from the journal
+    learning.refresh(wired)
 
     def background(stop: threading.Event) -> None:
         # Every replica follows the model state the others change (service_layer/replicas.py).

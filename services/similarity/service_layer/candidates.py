@@ -47,7 +47,8 @@ def candidates_for(
     """Proposals for entities (each with its vector and the ids it must not pair with): neighbors above
     their type pair's threshold with no typed edge."""
     served = sim.served()
-    floor = min([sim.threshold, *sim.settings.thresholds.values()])
+    per_pair = sim.pair_thresholds()
+    floor = min([sim.threshold, *per_pair.values()])
     out: list[CandidateProposed] = []
     for start in range(0, len(entities), SEARCH_BATCH):
         chunk = entities[start : start + SEARCH_BATCH]
@@ -57,31 +58,37 @@ def candidates_for(
             found = served.index.search_many(vectors, limit=sim.settings.candidates_per_entity, min_score=floor,
                                              exclude=excluded)  # fmt: skip
         for (item, _), hits in zip(chunk, found, strict=True):
-            out += _proposals(sim, served.model.key, item, hits)
+            out += _proposals(sim, served.model.key, item, hits, per_pair)
     return out
 
 
-def _proposals(sim: Similarity, model: str, entity: Indexed, hits: list[Hit]) -> list[CandidateProposed]:
+def _proposals(
+    sim: Similarity, model: str, entity: Indexed, hits: list[Hit], per_pair: dict[str, float]
+) -> list[CandidateProposed]:
     out = []
     for hit in hits:
         other = hit.entity
-        if hit.score < threshold_for(entity.type, other.type, sim.threshold, sim.settings.thresholds):
+        if hit.score < threshold_for(entity.type, other.type, sim.threshold, per_pair):
             continue
-        verdict = classify(entity.text, other.text, hit.score, sim.settings.duplicate_threshold)
-        a, b = pair(entity.id, other.id)
-        type_a, type_b = a.partition(":")[0], b.partition(":")[0]
-        out.append(
-            CandidateProposed(
-                a=a,
-                b=b,
-                score=round(hit.score, 6),
-                kind=verdict.kind,
-                model=model,
-                reason=verdict.reason,
-                suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
-            )  # fmt: skip
-        )
+        out.append(proposal(sim, model, entity, hit))
     return out
+
+
+def proposal(sim: Similarity, model: str, entity: Indexed, hit: Hit) -> CandidateProposed:
+    """The candidate a hit makes with an entity: its kind and reason, and the edge it would become."""
+    other = hit.entity
+    verdict = classify(entity.text, other.text, hit.score, sim.settings.duplicate_threshold)
+    a, b = pair(entity.id, other.id)
+    type_a, type_b = a.partition(":")[0], b.partition(":")[0]
+    return CandidateProposed(
+        a=a,
+        b=b,
+        score=round(hit.score, 6),
+        kind=verdict.kind,
+        model=model,
+        reason=verdict.reason,
+        suggested_edge=suggest_edge(sim.ontology, type_a, type_b, verdict.opposite),
+    )
 
 
 def withdraw_all(sim: Similarity, entity_id: str, reason: str) -> list[Frozen]:

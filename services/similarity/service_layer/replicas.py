@@ -22,6 +22,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from services.similarity.adapters.embedder import load_embedder
 from services.similarity.bootstrap import Served, Similarity
 from services.similarity.domain.models import REGISTRY, ModelSpec
+from services.similarity.service_layer import learning
 
 log = logging.getLogger(__name__)
 SYNC_S = 0.5
@@ -90,6 +91,7 @@ def sync(sim: Similarity) -> bool:
             with sim.lock:
                 sim.target = None  # finished, cancelled or failed elsewhere
             changed = True
+        learning.refresh(sim)  # thresholds another replica learned
         return changed
 
 
