@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Connection, Engine, text
 
 from platograph.contracts import Envelope
+from services.graph.adapters import rebuilding
 from services.graph.domain.projection import PositionedEvent, fold
 
 JOURNAL_COLUMNS = (
@@ -194,30 +195,27 @@ def project(engine: Engine, events: Sequence[PositionedEvent], consumer: str, la
 
 
 def rebuild(engine: Engine, batch: int = 20_000) -> int:
-    """Recreate the read model from the journal in one transaction; returns events replayed."""
-    replayed = 0
-    with engine.begin() as conn:
-        # Lock the journal first, in the order projectors take their locks, so a live projector waits.
-        conn.execute(text("LOCK TABLE journal IN SHARE MODE"))
-        conn.execute(text("TRUNCATE entities, edges, candidates"))
-        last: Any = -1
-        while True:
-            rows = (
-                conn.execute(
-                    text(
-                        f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal WHERE position > :last "
-                        "ORDER BY position LIMIT :batch"
-                    ),
-                    {"last": last, "batch": batch},
-                )
-                .mappings()
-                .all()
-            )
-            if not rows:
-                return replayed
-            apply(conn, [_from_journal(r) for r in rows])
-            replayed += len(rows)
-            last = rows[-1]["position"]
+    """Recreate the read model from the journal while it stays live (adapters/rebuilding.py); returns the
+    events replayed."""
+    return rebuilding.rebuild(engine, replay_after, batch)
+
+
+def replay_after(conn: Connection, after: int, batch: int) -> tuple[int, int]:
+    """Apply up to `batch` journal events after a position; returns how many and the last one's position."""
+    rows = (
+        conn.execute(
+            text(
+                f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal WHERE position > :last "
+                "ORDER BY position LIMIT :batch"
+            ),  # fmt: skip
+            {"last": after, "batch": batch},
+        )
+        .mappings()
+        .all()
+    )
+    if rows:
+        apply(conn, [_from_journal(r) for r in rows])
+    return len(rows), int(rows[-1]["position"]) if rows else after
 
 
 def _from_journal(row: Any) -> PositionedEvent:
