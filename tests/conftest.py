@@ -59,7 +59,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     else:
         context = servers.embedded(tmp_path_factory.mktemp("embedded"))
     with context as found:
-        migrate.upgrade_all(found.database_url)
+        migrate.upgrade_all(found.direct_database_url or found.database_url)
         yield found
 
 

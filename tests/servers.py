@@ -34,6 +34,7 @@ class Servers:
     database_url: str
     rq_redis_url: str | None = None  # RQ's own server, where REDIS_URL is a cluster
     prepared_statements: bool = True  # off behind PgBouncer in transaction mode
+    direct_database_url: str | None = None  # PostgreSQL itself, where database_url is PgBouncer's (migrations)
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -130,7 +131,9 @@ def pgbouncer() -> Iterator[Servers]:
                         log = (data_dir / "pgbouncer.log").read_text()[-2000:]
                         raise RuntimeError(f"pgbouncer did not start: {log}") from exc
                     time.sleep(0.1)
-            yield Servers("pgbouncer", direct.redis_url, url, prepared_statements=False)
+            yield Servers(
+                "pgbouncer", direct.redis_url, url, prepared_statements=False, direct_database_url=direct.database_url
+            )
         finally:
             process.terminate()
             process.wait(10)

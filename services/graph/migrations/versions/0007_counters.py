@@ -24,6 +24,9 @@ ENTITY_KEYS = """
 
 
 def upgrade() -> None:
+    # Locked up front in the order projectors take them (journal, entities, edges): taken one trigger at a
+    # time, a projector holding one while it waits for another would deadlock with this.
+    op.execute("LOCK TABLE journal, entities, edges IN SHARE ROW EXCLUSIVE MODE")
     op.execute("CREATE TABLE stat_deltas (key text NOT NULL, delta bigint NOT NULL)")
     op.execute("CREATE INDEX ix_stat_deltas_key ON stat_deltas (key)")
     for table, body in (
