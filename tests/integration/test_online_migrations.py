@@ -1,4 +1,4 @@
-"""Every graph migration runs while a writer and a reader run, and neither waits a second: from a database
+"""Every graph and webhooks migration runs while a writer and a reader run, and neither waits a second: from a database
 at 0001 holding 100,000 entities, 300,000 edges and 300,000 journal events, each revision in turn, with a
 writer adding an entity, an edge and a journal event a transaction and a reader looking entities and edges
 up. The online backfills are also checked: the adjacency equals a computation from scratch, every
@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from platograph import migrating
 from platograph.database import make_engine
 from services.graph.adapters import migrations as graph_migrations
+from services.webhooks.adapters import migrations as webhook_migrations
 from tests import servers
 from tests.integration.test_hub_views import assert_adjacency_is_recomputed
 
@@ -146,5 +147,93 @@ def test_each_migration_runs_while_a_writer_and_a_reader_wait_under_a_second() -
                     "SELECT count(*) FROM entities WHERE id LIKE 'claim:s%' AND base_status = 'retracted'"
                 )).scalar_one()  # fmt: skip
             assert missing == 0 and retracted == ENTITIES // 50
+        finally:
+            engine.dispose()
+
+
+DELIVERIES = 300_000
+
+
+@contextmanager
+def delivering(engine: Engine) -> Iterator[dict[str, list[float]]]:
+    """A webhook worker's writes (new deliveries, one set delivered) and the delivery log's reads."""
+    stop = threading.Event()
+    latencies: dict[str, list[float]] = {"write": [], "read": []}
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(
+                        "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, stream_id, body, "
+                        "status) VALUES (:id, 'sub', :e, 'candidate.proposed', '1-0', '{}', 'pending')"),
+                        {"id": uuid.uuid4(), "e": uuid.uuid4()})  # fmt: skip
+                    conn.execute(text(
+                        "UPDATE webhook_deliveries SET status = 'delivered', updated_at = now() WHERE id = "
+                        "(SELECT id FROM webhook_deliveries WHERE status = 'pending' LIMIT 1)"))  # fmt: skip
+            except BaseException as exc:  # noqa: BLE001  (reported by the test)
+                errors.append(exc)
+                return
+            latencies["write"].append(time.monotonic() - began)
+            time.sleep(0.01)
+
+    def read() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT id, status FROM webhook_deliveries WHERE subscription_id = 'sub' "
+                                      "ORDER BY created_at DESC LIMIT 20")).all()  # fmt: skip
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                return
+            latencies["read"].append(time.monotonic() - began)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+
+
+def test_each_webhooks_migration_runs_while_deliveries_are_written_and_read() -> None:
+    with servers.external() as fresh:
+        config = migrating.config(webhook_migrations.SCRIPTS, fresh.database_url, webhook_migrations.VERSION_TABLE)
+        command.upgrade(config, "0001")
+        engine = make_engine(fresh.database_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO webhook_subscriptions (id, url, event_types, description, state, state_reason, "
+                    "secret) VALUES ('sub', 'https://example.org/hook', '[]', '', 'active', '', 's')"))  # fmt: skip
+                conn.execute(text(
+                    "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, stream_id, body, "
+                    "status) SELECT gen_random_uuid(), 'sub', gen_random_uuid(), 'candidate.proposed', g || '-0', "
+                    "'{}', CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'delivered' END FROM generate_series(1, :n) g"),
+                    {"n": DELIVERIES})  # fmt: skip
+            worst: dict[str, tuple[float, float, float]] = {}
+            for revision in [f"{n:04d}" for n in range(2, 7)]:
+                with delivering(engine) as latencies:
+                    time.sleep(0.2)
+                    began = time.monotonic()
+                    command.upgrade(config, revision)
+                    took = time.monotonic() - began
+                    time.sleep(0.2)
+                assert latencies["write"] and latencies["read"], revision
+                worst[revision] = (round(took, 2), max(latencies["write"]), max(latencies["read"]))
+            print("worst (revision: seconds it ran, worst write, worst read):", worst)
+            assert not {r: w for r, w in worst.items() if max(w[1:]) >= LIMIT_S}, worst
+            with engine.connect() as conn:
+                counted = conn.execute(text("SELECT sum(delta) FROM webhook_delivery_counts")).scalar_one()
+                rows = conn.execute(text("SELECT count(*) FROM webhook_deliveries")).scalar_one()
+            assert counted == rows  # the counts the triggers keep start from the right number
         finally:
             engine.dispose()

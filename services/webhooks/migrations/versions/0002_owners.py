@@ -4,6 +4,8 @@ Revision ID: 0002
 Revises: 0001
 """
 from alembic import op
+
+from platograph.migrating import concurrently
 import sqlalchemy as sa
 
 revision = "0002"
@@ -14,7 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("webhook_subscriptions", sa.Column("owner", sa.Text(), nullable=True))
-    op.create_index("ix_webhook_subscriptions_owner", "webhook_subscriptions", ["owner", "id"])
+    concurrently("ix_webhook_subscriptions_owner", "ON webhook_subscriptions (owner, id)")
 
 
 def downgrade() -> None:

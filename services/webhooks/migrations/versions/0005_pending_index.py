@@ -4,7 +4,8 @@ Revision ID: 0005
 Revises: 0004
 """
 from alembic import op
-import sqlalchemy as sa
+
+from platograph.migrating import concurrently
 
 revision = "0005"
 down_revision = "0004"
@@ -13,10 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_webhook_deliveries_pending_due", "webhook_deliveries",
-        [sa.text("COALESCE(next_attempt_at, updated_at)")], postgresql_where=sa.text("status = 'pending'"),
-    )
+    # Built CONCURRENTLY: deliveries go on being written meanwhile.
+    concurrently("ix_webhook_deliveries_pending_due",
+                 "ON webhook_deliveries (COALESCE(next_attempt_at, updated_at)) WHERE status = 'pending'")
 
 
 def downgrade() -> None:
