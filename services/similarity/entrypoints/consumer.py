@@ -62,18 +62,23 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
     # the encoder keeps the cores busy during our Python work. Two groups are in the encoder's queue at
     # once: its threads go on to the next group's batches while a group's last batch finishes and the
     # next group is tokenized.
+    decided: set[str] = set()  # type pairs people decided on in this read: learned once, after it
+    last = ""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed-ahead") as ahead:
         for group, known in ahead.map(prepare, _groups(decoded)):
             for entry_id, envelopes in group:
                 wait_for_graph(sim, entry_id)
                 events = candidates.handle_entry(sim, entry_id, envelopes, known)
                 candidates.publish(sim, events)
-                changes = learning.after_entry(sim, entry_id, envelopes)
-                appended = candidates.publish(sim, changes) or entry_id
-                for change in changes:  # the candidates follow each moved threshold, in the background
-                    learning.apply(sim, ThresholdChanged.model_validate(change.payload), str(change.event_id),
-                                   appended)  # fmt: skip
-                published += len(events) + len(changes)
+                decided |= learning.touched(sim, envelopes)
+                published += len(events)
+                last = entry_id
+    if decided:
+        changes = learning.relearned(sim, decided, last)
+        appended = candidates.publish(sim, changes) or last
+        for change in changes:  # the candidates follow each moved threshold, in the background
+            learning.apply(sim, ThresholdChanged.model_validate(change.payload), str(change.event_id), appended)
+        published += len(changes)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
     log.info("%d entries, %d candidate events", len(entries), published)
     return len(entries)

@@ -162,10 +162,11 @@ def _reaching(sim: Similarity, change: ThresholdChanged) -> Iterable[CandidatePr
                     yield candidates.proposal(sim, served.model.key, found[0], hit)
 
 
-def after_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> list[Envelope]:
-    """The threshold changes the decisions in one stream entry lead to (none when learning is off)."""
+def touched(sim: Similarity, envelopes: list[Envelope]) -> set[str]:
+    """The type pairs the decisions in one stream entry are about (none when learning is off); the cosine
+    of each typed edge added directly is kept as a decision on the way."""
     if not sim.settings.learn_thresholds:
-        return []
+        return set()
     decided: set[str] = set()
     accepted: set[tuple[str, str]] = set()
     direct: list[tuple[str, str]] = []
@@ -180,7 +181,14 @@ def after_entry(sim: Similarity, entry_id: str, envelopes: list[Envelope]) -> li
     for source, target in direct:
         if pair(source, target) not in accepted and (key := observe_edge(sim, source, target)) is not None:
             decided.add(key)
-    changes = [change for key in sorted(decided) if (change := relearn(sim, key)) is not None]
+    return decided
+
+
+def relearned(sim: Similarity, keys: set[str], entry_id: str) -> list[Envelope]:
+    """The threshold changes learning these type pairs again leads to, as events (ids from the entry that
+    closed the read, so a redelivered read appends the same ones). A read of many decisions learns each
+    type pair once, not once a decision."""
+    changes = [change for key in sorted(keys) if (change := relearn(sim, key)) is not None]
     ids = [uuid.uuid5(NAMESPACE, f"{entry_id}|{c.model_dump_json()}") for c in changes]
     return new_envelopes(changes, producer=PRODUCER, event_ids=ids) if changes else []
 
