@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from platograph.contracts import EntityUpserted
+from platograph.contracts import EntityUpserted, ThresholdChanged
 from platograph.graph_api import pages
 from services.similarity.domain.candidates import pair
 from services.similarity.domain.models import MINILM
 from services.similarity.domain.thresholds import learn
+from services.similarity.service_layer import learning
 from tests.helpers import eventually
 from tests.integration.test_gateway import EMBEDDER, system
 
@@ -165,3 +166,20 @@ def test_decisions_move_a_type_pairs_threshold_and_the_candidates_follow(api: Te
     # The last change: the threshold it learned then holds (later decisions did not move it).
     assert last_cf["threshold"] == offline.threshold and 3 <= last_cf["decisions"] <= len(decided)
     assert last_cf["model"] == MINILM.key and np.isclose(last_cf["target_precision"], 0.8)
+
+
+def test_a_candidates_pass_a_crash_left_pending_runs_at_the_next_start(api: TestClient) -> None:
+    """The pass that makes candidates follow a moved threshold is marked in Redis before it runs and
+    cleared after: one left pending (the process died, the graph was away) runs again on `resume`."""
+    scores = cosines()
+    assert api.post("/v1/entities", json=[e.model_dump() for e in ENTITIES]).status_code == 202
+    proposed_cf = expected(scores, "claim|finding", MINILM.default_threshold, set())
+    eventually(lambda: set(listed(api, "proposed")) >= proposed_cf, timeout=60)
+    sim = api.app.state.wired.similarity  # type: ignore[attr-defined]
+    change = ThresholdChanged(a_type="claim", b_type="finding", model=MINILM.key, threshold=0.99, previous=0.5,
+                              learned=True, decisions=40, positives=1, negatives=39, target_precision=0.8)  # fmt: skip
+    cause = sim.consumer.last_issued()
+    sim.thresholds.pending_follow("crashed-pass", {"change": change.model_dump(mode="json"), "cause": cause})
+    assert learning.resume(sim) == 1
+    eventually(lambda: not {p for p in listed(api, "proposed") if types_of(p) == "claim|finding"}, timeout=60)
+    eventually(lambda: sim.thresholds.pending_follows() == [], timeout=10)

@@ -8,6 +8,7 @@ pair and model."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -34,6 +35,19 @@ class ThresholdStore:
 
     def save(self, model: str, pair: str, record: dict[str, Any]) -> None:
         self.client.hset(self._learned_key(model), pair, orjson.dumps(record))
+
+    def pending_follow(self, tag: str, record: dict[str, Any]) -> None:
+        """A candidates pass to run after a threshold change (cleared by `followed` once it ran)."""
+        self.client.hset(f"{self.prefix}:threshold-follows", tag, orjson.dumps(record | {"at": time.time()}))
+
+    def followed(self, tag: str) -> None:
+        self.client.hdel(f"{self.prefix}:threshold-follows", tag)
+
+    def pending_follows(self) -> list[tuple[str, dict[str, Any]]]:
+        """The passes not yet run, oldest first."""
+        raw = self.client.hgetall(f"{self.prefix}:threshold-follows")
+        found = [(k.decode(), orjson.loads(v)) for k, v in raw.items()]  # type: ignore[union-attr]
+        return sorted(found, key=lambda item: item[1]["at"])
 
     def add_label(self, model: str, pair: str, score: float, label: bool) -> None:
         key = f"{self.prefix}:labels:{model}:{pair}"

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from platograph.background import keep_running
 from platograph.consuming import backoff, consume, server_away
-from platograph.contracts import Envelope, ThresholdChanged, decode_entry
+from platograph.contracts import Envelope, decode_entry
 from platograph.graph_api import journal_entries, wait_for_projection
 from platograph.stream import Entry
 from services.similarity.adapters import graph_reads
@@ -73,12 +73,8 @@ def handle(sim: Similarity, entries: list[Entry]) -> int:
                 decided |= learning.touched(sim, envelopes)
                 published += len(events)
                 last = entry_id
-    if decided:
-        changes = learning.relearned(sim, decided, last)
-        appended = candidates.publish(sim, changes) or last
-        for change in changes:  # the candidates follow each moved threshold, in the background
-            learning.apply(sim, ThresholdChanged.model_validate(change.payload), str(change.event_id), appended)
-        published += len(changes)
+    if decided:  # then the candidates follow each moved threshold, in the background
+        published += learning.learn_after(sim, decided, last)
     sim.consumer.ack([entry_id for entry_id, _ in entries])
     log.info("%d entries, %d candidate events", len(entries), published)
     return len(entries)

@@ -160,6 +160,7 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     reembed.resume(wired)  # an unfinished re-embed keeps its target collection across restarts
     learning.restore(wired)  # learned thresholds a Redis lost, from the journal
     learning.refresh(wired)
+    learning.resume(wired)  # candidates passes a crash left unfinished
 
     def background(stop: threading.Event) -> None:
         # Every replica follows the model state the others change (service_layer/replicas.py).

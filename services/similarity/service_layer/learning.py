@@ -78,8 +78,9 @@ def default_threshold(sim: Similarity) -> float:
     return sim.threshold
 
 
-def relearn(sim: Similarity, key: str) -> ThresholdChanged | None:
-    """Learn a type pair's threshold again; the change, if it moved (nothing for a configured pair)."""
+def relearn(sim: Similarity, key: str) -> tuple[ThresholdChanged | None, dict[str, Any]]:
+    """Learn a type pair's threshold again: the change, if it moved (none for a configured pair), and the
+    record to keep (saved by the caller once the change is appended: see `learn_after`)."""
     model = sim.served().model.key
     result = learn(decisions(sim, key, model), default_threshold(sim), sim.settings.threshold_target_precision,
                    sim.settings.threshold_min_decisions)  # fmt: skip
@@ -87,19 +88,26 @@ def relearn(sim: Similarity, key: str) -> ThresholdChanged | None:
     previous = float(before["threshold"]) if before else default_threshold(sim)
     moved = abs(result.threshold - previous) >= STEP / 2
     since = time.time() if moved or before is None else before["since"]
-    sim.thresholds.save(model, key, result.as_dict() | {"since": since})
+    record = result.as_dict() | {"since": since}
     configured = key in {pair_key(*k.split("|", 1)) for k in sim.settings.thresholds}
     if not moved or configured:
-        return None
-    if result.learned:
-        sim.learned[key] = result.threshold
-    else:
-        sim.learned.pop(key, None)
+        return None, record
     a_type, b_type = key.split("|")
-    return ThresholdChanged(a_type=a_type, b_type=b_type, model=model, threshold=result.threshold,
-                            previous=previous, learned=result.learned, decisions=result.decisions,
-                            positives=result.positives, negatives=result.negatives, precision=result.precision,
-                            recall=result.recall, target_precision=sim.settings.threshold_target_precision)  # fmt: skip
+    change = ThresholdChanged(
+        a_type=a_type,
+        b_type=b_type,
+        model=model,
+        threshold=result.threshold,
+        previous=previous,
+        learned=result.learned,
+        decisions=result.decisions,
+        positives=result.positives,
+        negatives=result.negatives,
+        precision=result.precision,
+        recall=result.recall,
+        target_precision=sim.settings.threshold_target_precision,
+    )
+    return change, record
 
 
 def follow(sim: Similarity, change: ThresholdChanged, tag: str, cause: str) -> dict[str, int]:
@@ -184,13 +192,30 @@ def touched(sim: Similarity, envelopes: list[Envelope]) -> set[str]:
     return decided
 
 
-def relearned(sim: Similarity, keys: set[str], entry_id: str) -> list[Envelope]:
-    """The threshold changes learning these type pairs again leads to, as events (ids from the entry that
-    closed the read, so a redelivered read appends the same ones). A read of many decisions learns each
-    type pair once, not once a decision."""
-    changes = [change for key in sorted(keys) if (change := relearn(sim, key)) is not None]
-    ids = [uuid.uuid5(NAMESPACE, f"{entry_id}|{c.model_dump_json()}") for c in changes]
-    return new_envelopes(changes, producer=PRODUCER, event_ids=ids) if changes else []
+def learn_after(sim: Similarity, keys: set[str], entry_id: str) -> int:
+    """Learn these type pairs again after a read of decisions (each once, however many decisions it held)
+    and append what moved; returns how many moved. In this order, so a crash anywhere redoes what is
+    missing when the read is delivered again: the `threshold.changed` events are appended (their ids come
+    from the entry that closed the read: a redone read appends the same ones, which the journal keeps
+    once), each candidates pass is marked pending in Redis, the thresholds are saved (a redone read finds
+    them moved only until then), and the passes run (`resume` runs those a crash interrupted)."""
+    learned = {key: relearn(sim, key) for key in sorted(keys)}
+    changes = [change for change, _ in learned.values() if change is not None]
+    envelopes = new_envelopes(changes, producer=PRODUCER, event_ids=[
+        uuid.uuid5(NAMESPACE, f"{entry_id}|{c.model_dump_json()}") for c in changes]) if changes else []  # fmt: skip
+    cause = candidates.publish(sim, envelopes) or entry_id
+    for envelope in envelopes:
+        sim.thresholds.pending_follow(str(envelope.event_id), {"change": envelope.payload, "cause": cause})
+    model = sim.served().model.key
+    for key, (change, record) in learned.items():
+        sim.thresholds.save(model, key, record)
+        if change is not None and change.learned:
+            sim.learned[key] = change.threshold
+        elif change is not None:
+            sim.learned.pop(key, None)
+    for envelope in envelopes:
+        apply(sim, ThresholdChanged.model_validate(envelope.payload), str(envelope.event_id), cause)
+    return len(changes)
 
 
 def apply(sim: Similarity, change: ThresholdChanged, tag: str, cause: str) -> Future[None]:
@@ -201,12 +226,22 @@ def apply(sim: Similarity, change: ThresholdChanged, tag: str, cause: str) -> Fu
         try:
             counts = follow(sim, change, tag, cause)
         except (httpx.HTTPError, OSError, TimeoutError):
-            log.exception("candidates did not follow the threshold of %s|%s", change.a_type, change.b_type)
+            log.exception("candidates did not follow the threshold of %s|%s (the next start tries again)",
+                          change.a_type, change.b_type)  # fmt: skip
             return
+        sim.thresholds.followed(tag)
         log.info("candidates follow the threshold %s of %s|%s: %s", change.threshold, change.a_type,
                  change.b_type, counts)  # fmt: skip
 
     return sim.follower.submit(run)
+
+
+def resume(sim: Similarity) -> int:
+    """After a restart: run again the candidates passes a crash or an outage left unfinished, in order."""
+    pending = sim.thresholds.pending_follows()
+    for tag, record in pending:
+        apply(sim, ThresholdChanged.model_validate(record["change"]), tag, record["cause"])
+    return len(pending)
 
 
 def refresh(sim: Similarity) -> None:
