@@ -15,6 +15,7 @@ EVENT_TYPES = (
     "candidate.unrejected",
     "entity.merged",
     "entity.unmerged",
+    "threshold.changed",  # a type pair's learned threshold moved: why candidates were proposed or withdrawn
 )
 
 

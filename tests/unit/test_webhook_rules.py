@@ -104,6 +104,9 @@ def test_filters_on_event_type_entity_type_and_score() -> None:
     assert not messages.matches("candidate.proposed", ["paper:a", "quote:b"], 0.9, sub)
     anything = {"event_types": ["entity.merged"], "entity_types": None, "min_score": 0.8}
     assert messages.matches("entity.merged", ["quote:a", "quote:b"], None, anything)  # no score: not filtered
+    thresholds = sub | {"event_types": ["threshold.changed"]}
+    assert messages.matches("threshold.changed", [], None, thresholds, types=["claim", "hypothesis"])
+    assert not messages.matches("threshold.changed", [], None, thresholds, types=["paper", "quote"])
 
 
 def test_the_body_names_both_entities_and_carries_the_score() -> None:

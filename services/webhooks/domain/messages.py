@@ -24,12 +24,16 @@ def entity_ids(event_type: str, payload: dict[str, Any]) -> list[str]:
     return []
 
 
-def matches(event_type: str, ids: Sequence[str], score: float | None, subscription: dict[str, Any]) -> bool:
-    """Whether a subscription wants an event; an entity's type is the prefix of its id."""
+def matches(
+    event_type: str, ids: Sequence[str], score: float | None, subscription: dict[str, Any],
+    types: Sequence[str] = (),
+) -> bool:  # fmt: skip
+    """Whether a subscription wants an event; an entity's type is the prefix of its id (`types`: the entity
+    types an event names without entities, as threshold.changed names a type pair)."""
     if event_type not in subscription["event_types"]:
         return False
     wanted = subscription["entity_types"]
-    if wanted and not any(i.partition(":")[0] in wanted for i in ids):
+    if wanted and not any(t in wanted for t in [*(i.partition(":")[0] for i in ids), *types]):
         return False
     minimum = subscription["min_score"]
     return minimum is None or score is None or score >= minimum

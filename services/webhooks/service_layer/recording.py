@@ -41,7 +41,8 @@ def record(wh: Webhooks, events: list[tuple[str, Envelope]], subscriptions: list
         if score is None and event.type.startswith("candidate."):
             score = known["scores"].get(f"{payload['a']}|{payload['b']}")
         entity_ids = messages.entity_ids(event.type, payload)
-        wanted = [s for s in subscriptions if messages.matches(event.type, entity_ids, score, s)]
+        types = [payload["a_type"], payload["b_type"]] if event.type == "threshold.changed" else []
+        wanted = [s for s in subscriptions if messages.matches(event.type, entity_ids, score, s, types)]
         if not wanted:
             continue
         body = orjson.dumps(messages.body(event.type, event.occurred_at, payload, known["entities"], score)).decode()
