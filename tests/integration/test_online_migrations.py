@@ -10,8 +10,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -50,58 +50,29 @@ def seed(engine: Engine) -> None:
 
 
 @contextmanager
-def load(engine: Engine) -> Iterator[dict[str, list[float]]]:
-    """A writer and a reader on threads for the duration; yields their latencies (seconds). The writer
-    takes the tables in the order the projector does: journal, entities, edges."""
+def running(write: Callable[[int], None], read: Callable[[random.Random], None]) -> Iterator[dict[str, list[float]]]:
+    """`write(n)` and `read(rng)` called over and over on two threads for the duration; yields how long
+    each call took (seconds), under "write" and "read". An error in either fails the test."""
     stop = threading.Event()
     latencies: dict[str, list[float]] = {"write": [], "read": []}
     errors: list[BaseException] = []
 
-    def write() -> None:
+    def repeat(name: str, call: Callable[[int], None], pause: float) -> None:
         n = 0
         while not stop.is_set():
             n += 1
             began = time.monotonic()
-            position = int(time.time() * 1000) * 10**12 + n
             try:
-                with engine.begin() as conn:
-                    conn.execute(text(
-                        "INSERT INTO journal (event_id, position, stream_id, type, schema_version, occurred_at, "
-                        "producer, payload) VALUES (:e, :p, :s, 'entity.upserted', 1, now(), 'writer', '{}') "
-                        "ON CONFLICT DO NOTHING"),
-                        {"e": uuid.uuid4(), "p": position, "s": f"{position}-0"})  # fmt: skip
-                    conn.execute(text(
-                        "INSERT INTO entities (id, type, name, text, description, attributes, status, version, "
-                        "position, status_position, created_at, updated_at) VALUES (:id, 'claim', :id, 'w', '', "
-                        "'{}', 'active', 1, :p, :p, now(), now()) ON CONFLICT (id) DO UPDATE SET name = excluded.name"),
-                        {"id": f"claim:w{n}", "p": position})  # fmt: skip
-                    conn.execute(text(
-                        "INSERT INTO edges (source, type, target, description, removed, position, created_at) "
-                        "VALUES (:s, 'supports', :t, '', false, :p, now()) ON CONFLICT DO NOTHING"),
-                        {"s": f"claim:w{n}", "t": f"claim:s{n % ENTITIES + 1}", "p": position})  # fmt: skip
+                call(n)
             except BaseException as exc:  # noqa: BLE001  (reported by the test)
                 errors.append(exc)
                 return
-            latencies["write"].append(time.monotonic() - began)
-            time.sleep(0.01)
+            latencies[name].append(time.monotonic() - began)
+            time.sleep(pause)
 
-    def read() -> None:
-        rng = random.Random(1)
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT count(*) FROM edges WHERE source = :x"),
-                                 {"x": f"claim:s{rng.randrange(1, ENTITIES)}"}).scalar_one()  # fmt: skip
-                    conn.execute(text("SELECT name FROM entities WHERE id = :x"),
-                                 {"x": f"claim:s{rng.randrange(1, ENTITIES)}"}).first()  # fmt: skip
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-                return
-            latencies["read"].append(time.monotonic() - began)
-            time.sleep(0.005)
-
-    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
+    rng = random.Random(1)
+    threads = [threading.Thread(target=repeat, args=("write", write, 0.01), daemon=True),
+               threading.Thread(target=repeat, args=("read", lambda _: read(rng), 0.005), daemon=True)]  # fmt: skip
     for thread in threads:
         thread.start()
     try:
@@ -111,6 +82,37 @@ def load(engine: Engine) -> Iterator[dict[str, list[float]]]:
         for thread in threads:
             thread.join(30)
     assert not errors, errors
+
+
+def load(engine: Engine) -> AbstractContextManager[dict[str, list[float]]]:
+    """A writer taking the tables in the order the projector does (journal, entities, edges) and a reader
+    of entities and edges."""
+
+    def write(n: int) -> None:
+        position = int(time.time() * 1000) * 10**12 + n
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO journal (event_id, position, stream_id, type, schema_version, occurred_at, producer, "
+                "payload) VALUES (:e, :p, :s, 'entity.upserted', 1, now(), 'writer', '{}') ON CONFLICT DO NOTHING"),
+                {"e": uuid.uuid4(), "p": position, "s": f"{position}-0"})  # fmt: skip
+            conn.execute(text(
+                "INSERT INTO entities (id, type, name, text, description, attributes, status, version, position, "
+                "status_position, created_at, updated_at) VALUES (:id, 'claim', :id, 'w', '', '{}', 'active', 1, "
+                ":p, :p, now(), now()) ON CONFLICT (id) DO UPDATE SET name = excluded.name"),
+                {"id": f"claim:w{n}", "p": position})  # fmt: skip
+            conn.execute(text(
+                "INSERT INTO edges (source, type, target, description, removed, position, created_at) "
+                "VALUES (:s, 'supports', :t, '', false, :p, now()) ON CONFLICT DO NOTHING"),
+                {"s": f"claim:w{n}", "t": f"claim:s{n % ENTITIES + 1}", "p": position})  # fmt: skip
+
+    def read(rng: random.Random) -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM edges WHERE source = :x"),
+                         {"x": f"claim:s{rng.randrange(1, ENTITIES)}"}).scalar_one()  # fmt: skip
+            conn.execute(text("SELECT name FROM entities WHERE id = :x"),
+                         {"x": f"claim:s{rng.randrange(1, ENTITIES)}"}).first()  # fmt: skip
+
+    return running(write, read)
 
 
 def test_each_migration_runs_while_a_writer_and_a_reader_wait_under_a_second() -> None:
@@ -154,54 +156,25 @@ def test_each_migration_runs_while_a_writer_and_a_reader_wait_under_a_second() -
 DELIVERIES = 300_000
 
 
-@contextmanager
-def delivering(engine: Engine) -> Iterator[dict[str, list[float]]]:
-    """A webhook worker's writes (new deliveries, one set delivered) and the delivery log's reads."""
-    stop = threading.Event()
-    latencies: dict[str, list[float]] = {"write": [], "read": []}
-    errors: list[BaseException] = []
+def delivering(engine: Engine) -> AbstractContextManager[dict[str, list[float]]]:
+    """A webhook worker's writes (a new delivery, one set delivered) and the delivery log's reads."""
 
-    def write() -> None:
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(
-                        "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, stream_id, body, "
-                        "status) VALUES (:id, 'sub', :e, 'candidate.proposed', '1-0', '{}', 'pending')"),
-                        {"id": uuid.uuid4(), "e": uuid.uuid4()})  # fmt: skip
-                    conn.execute(text(
-                        "UPDATE webhook_deliveries SET status = 'delivered', updated_at = now() WHERE id = "
-                        "(SELECT id FROM webhook_deliveries WHERE status = 'pending' LIMIT 1)"))  # fmt: skip
-            except BaseException as exc:  # noqa: BLE001  (reported by the test)
-                errors.append(exc)
-                return
-            latencies["write"].append(time.monotonic() - began)
-            time.sleep(0.01)
+    def write(_: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, stream_id, body, status) "
+                "VALUES (:id, 'sub', :e, 'candidate.proposed', '1-0', '{}', 'pending')"),
+                {"id": uuid.uuid4(), "e": uuid.uuid4()})  # fmt: skip
+            conn.execute(text(
+                "UPDATE webhook_deliveries SET status = 'delivered', updated_at = now() WHERE id = "
+                "(SELECT id FROM webhook_deliveries WHERE status = 'pending' LIMIT 1)"))  # fmt: skip
 
-    def read() -> None:
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT id, status FROM webhook_deliveries WHERE subscription_id = 'sub' "
-                                      "ORDER BY created_at DESC LIMIT 20")).all()  # fmt: skip
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-                return
-            latencies["read"].append(time.monotonic() - began)
-            time.sleep(0.005)
+    def read(_: random.Random) -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT id, status FROM webhook_deliveries WHERE subscription_id = 'sub' "
+                              "ORDER BY created_at DESC LIMIT 20")).all()  # fmt: skip
 
-    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield latencies
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert not errors, errors
+    return running(write, read)
 
 
 def test_each_webhooks_migration_runs_while_deliveries_are_written_and_read() -> None:
