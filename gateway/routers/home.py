@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -23,6 +24,23 @@ def _loop_errors(name: str, loop: dict[str, Any] | None) -> dict[str, str]:
     return {f"{name} errors": f"{loop['failures']}, {now}; last: {loop.get('last_error')}"}
 
 
+async def _learned(services: Any) -> dict[str, str]:
+    """A row per type pair whose threshold people's decisions moved (GET /v1/thresholds)."""
+    try:
+        response = await services.similarity.get("/v1/thresholds", timeout=2.0)
+        pairs = response.json()["type_pairs"] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    rows = {}
+    for t in pairs:
+        if t["source"] == "learned":
+            precision = "" if t["precision"] is None else f", precision {t['precision']:.2f}"
+            rows[f"threshold {t['type_pair']}"] = (
+                f"{t['threshold']:.4f}, learned from {t['decisions']} decisions{precision}"
+            )
+    return rows
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     """Status of the system, the best candidates, and the first entities with links to their neighborhoods."""
@@ -39,6 +57,7 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
         eta = f", about {progress['eta_s']:,} s left" if progress["eta_s"] else ""
         sim_rows["embedded"] = f"{progress['done']:,} done, {progress['waiting']:,} waiting{rate}{eta}"
     sim_rows |= _loop_errors("consumer", similarity.get("consumer"))
+    sim_rows |= await _learned(services) if similarity else {}
     reembed = state.get("reembed") or {}
     job = reembed.get("job")
     if job:

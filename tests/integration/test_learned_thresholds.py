@@ -157,6 +157,11 @@ def test_decisions_move_a_type_pairs_threshold_and_the_candidates_follow(api: Te
     eventually(lambda: (t := learned("finding|hypothesis")) is not None and t["decisions"] == 1, timeout=60)
     assert learned("finding|hypothesis") == learned("finding|hypothesis") | {"source": "default", "threshold": default}
 
+    # The home page says which thresholds people's decisions moved.
+    page = api.get("/").text
+    assert (
+        "threshold claim|finding" in page and f"{offline.threshold:.4f}, learned from {len(decided)} decisions" in page
+    )
     # The journal says why each list grew or shrank.
     changes = api.get("/v1/audit", params={"type": "threshold.changed", "limit": 50}).json()["items"]
     by_pair = {(c["payload"]["a_type"], c["payload"]["b_type"]) for c in changes}
