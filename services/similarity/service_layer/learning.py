@@ -74,18 +74,14 @@ def decisions(sim: Similarity, key: str, model: str) -> list[tuple[float, bool]]
     return labeled
 
 
-def default_threshold(sim: Similarity) -> float:
-    return sim.threshold
-
-
 def relearn(sim: Similarity, key: str) -> tuple[ThresholdChanged | None, dict[str, Any]]:
     """Learn a type pair's threshold again: the change, if it moved (none for a configured pair), and the
     record to keep (saved by the caller once the change is appended: see `learn_after`)."""
     model = sim.served().model.key
-    result = learn(decisions(sim, key, model), default_threshold(sim), sim.settings.threshold_target_precision,
+    result = learn(decisions(sim, key, model), sim.threshold, sim.settings.threshold_target_precision,
                    sim.settings.threshold_min_decisions)  # fmt: skip
     before = sim.thresholds.record(model, key)
-    previous = float(before["threshold"]) if before else default_threshold(sim)
+    previous = float(before["threshold"]) if before else sim.threshold
     moved = abs(result.threshold - previous) >= STEP / 2
     since = time.time() if moved or before is None else before["since"]
     record = result.as_dict() | {"since": since}

@@ -21,8 +21,8 @@ DELTAS = """
 
 
 def upgrade() -> None:
-    # Locked up front, so the triggers and the count below see the same rows (writers wait for the count:
-    # a scan of webhook_deliveries, about 0.1 s a million rows here).
+    # Locked up front, so the triggers and the count below see the same rows (writers wait for the count,
+    # a scan of webhook_deliveries).
     op.execute("LOCK TABLE webhook_deliveries IN SHARE ROW EXCLUSIVE MODE")
     op.execute("""CREATE TABLE webhook_delivery_counts (
                     subscription_id text NOT NULL, status text NOT NULL, delta bigint NOT NULL)""")
