@@ -188,6 +188,12 @@ def from_scratch(claims: list[dict[str, Any]]) -> tuple[set[tuple[str, str]], se
     return above, ties
 
 
+def not_indexed(client: httpx.Client) -> list[str]:
+    """Active entities the index does not hold (said when the counts differ, to tell which were missed)."""
+    every = [e["id"] for e in pages(client, "/v1/entities", {"limit": 500})]
+    return [i for i in every if not client.get(f"/v1/entities/{i}/similar").json().get("indexed", True)]
+
+
 def proposed_claim_pairs(client: httpx.Client) -> set[tuple[str, str]]:
     found = pages(client, "/v1/candidates", {"status": "proposed", "limit": 500})
     pairs = {(min(c["a"]["id"], c["b"]["id"]), max(c["a"]["id"], c["b"]["id"])) for c in found}
@@ -251,9 +257,14 @@ def main() -> None:
         claims = {e["id"]: e for e in pages(client, "/v1/entities", {"type": "claim", "limit": 500})}
         lost = sorted(record.acknowledged - set(claims))
         twice = sorted(i for i in record.acknowledged if claims.get(i, {}).get("version", 1) > 1)
-        status = client.get("/v1/status").json()
-        active = status["graph"]["active_entities"]
-        indexed = status["similarity"]["indexed"]
+
+        def sizes() -> tuple[int, int]:
+            status = client.get("/v1/status").json()
+            return status["graph"]["active_entities"], status["similarity"]["indexed"]
+
+        until(lambda: len(set(sizes())) == 1, 60)  # the consumer may still be backing off after the last kill
+        active, indexed = sizes()
+        unindexed = [] if indexed == active else not_indexed(client)
 
         def arrived() -> dict[str, int]:
             with log.lock:
@@ -273,7 +284,10 @@ def main() -> None:
                    and not any(a <= t <= b for a, b, _ in record.outages)]  # fmt: skip
         bare = [(t, s) for t, s, retry in record.answers if s >= 500 and not retry]
         same = "equal" if indexed == active else "DIFFER"
-        print(f"index holds {indexed} entities, the graph {active} active: {same}")
+        print(
+            f"index holds {indexed} entities, the graph {active} active: {same}"
+            + (f"; not in the index: {unindexed[:20]}" if unindexed else "")
+        )
         hub_errors = []
         for hub in HUBS:  # the views read adjacency, kept by triggers through every kill
             count, listed = hub_claims(client, hub)
