@@ -16,6 +16,7 @@ from platograph import internal, ontology
 from platograph.background import LoopState
 from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
+from services.similarity.adapters.edge_build import Hnsw
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.embedder import Embedder, load_embedder
 from services.similarity.adapters.index import VectorIndex
@@ -123,7 +124,9 @@ def open_index(settings: SimilaritySettings, model: ModelSpec) -> VectorIndex:
         client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
         return QdrantClientIndex(client, model.key, model.dimension, layout=layout)
     storage = {"turbo8": "Turbo8", "float32": None}[settings.index_storage]
-    return EdgeIndex(settings.index_dir, model.key, model.dimension, dense_storage=storage)
+    hnsw = Hnsw(m=settings.qdrant_hnsw_m, ef_construct=settings.qdrant_hnsw_ef_construct, ef=settings.index_hnsw_ef,
+                threads=settings.index_build_threads)  # fmt: skip
+    return EdgeIndex(settings.index_dir, model.key, model.dimension, dense_storage=storage, hnsw=hnsw)
 
 
 def active_model(store: ReembedStore, graph: httpx.Client, configured: str) -> str:

@@ -30,6 +30,14 @@ class SimilaritySettings(CoreSettings):
     index_dir: Path = Path(".platograph/index")
     # How the embedded index stores dense vectors: turbo8 scans ~4.8x faster, scores within 0.0013 of cosine.
     index_storage: Literal["turbo8", "float32"] = "turbo8"
+    # The embedded index's HNSW graph, built in a child process once the shard holds index_build_min_points
+    # and again after index_build_growth times as many writes (service_layer/index_builds.py); m and
+    # ef_construct are the PLATOGRAPH_QDRANT_HNSW_* ones. Off: every search scans every vector.
+    index_hnsw: bool = True
+    index_build_min_points: int = Field(20_000, ge=1)
+    index_build_growth: float = Field(0.2, gt=0)
+    index_build_threads: int = Field(1, ge=0, le=64)  # 0: every core
+    index_hnsw_ef: int = Field(128, ge=1, le=4096)
     model: str = "all-minilm-l6-v2-int8"
     # None: the model's own default (thresholds are per model; see docs/similarity.md).
     similarity_threshold: float | None = Field(None, ge=-1, le=1)

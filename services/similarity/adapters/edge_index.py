@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from services.similarity.adapters.edge_build import Build, Hnsw, Plain, shard_config, to_plain, to_point
 from services.similarity.adapters.index import (
     DENSE,
     FUSION_DEPTH,
@@ -36,7 +39,15 @@ DENSE_STORAGE = "Turbo8"
 FLUSH_EVERY = 10_000
 
 
+#: Points a page when the shard is copied out to a build.
+EXPORT_PAGE = 1_000
+
+
 class EdgeIndex:
+    """One model version's shard. Its directory is named by a pointer file (`<name>.current`) once an HNSW
+    build has been swapped in (each build writes a new directory, `<name>.g<N>`); before that it is
+    `<name>` itself. Writes while a build runs are tracked (point ids) and replayed into it at the swap."""
+
     def __init__(
         self,
         root: Path,
@@ -44,41 +55,46 @@ class EdgeIndex:
         dimension: int,
         dense_storage: str | None = DENSE_STORAGE,
         flush_every: int = FLUSH_EVERY,
+        hnsw: Hnsw | None = None,
     ) -> None:
         """`dense_storage`: a qdrant-edge VectorStorageDatatype name for new shards, None for float32."""
         import qdrant_edge as q
 
         self._q = q
         self._flush_every, self._unflushed = flush_every, 0
-        self.path = root / f"{model_key}.{LAYOUT}"
+        self._root, self._name, self._dimension = root, f"{model_key}.{LAYOUT}", dimension
+        self.hnsw = hnsw or Hnsw()
+        self._walk = q.SearchParams(hnsw_ef=max(self.hnsw.ef, 1))
+        self._dirty: set[Any] | None = None  # point ids written since a build began copying the shard
+        self._since_build = 0  # points written since the last build was swapped in (or since opening)
+        self._pointer = root / f"{self._name}.current"
+        current = json.loads(self._pointer.read_text()) if self._pointer.exists() else {}
+        self.path: Path = root / str(current.get("dir", self._name))
+        self.built_points: int = current.get("built", 0)
+        self._remove_others()
+        self._storage = dense_storage
         if self.path.exists() and any(self.path.iterdir()):
             try:
-                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, dense_storage))
+                self._shard = q.EdgeShard.load(str(self.path), self._config(dense_storage))
             except Exception as exc:  # qdrant-edge raises a plain Exception
                 if "datatype" not in str(exc):
                     raise
                 # A shard keeps the storage it was made with (float32 before Turbo8 was the default, or the
                 # other way round after a setting change); the next re-embed builds its successor as asked.
-                other = None if dense_storage else DENSE_STORAGE
-                self._shard = q.EdgeShard.load(str(self.path), self._config(dimension, other))
+                self._storage = None if dense_storage else DENSE_STORAGE
+                self._shard = q.EdgeShard.load(str(self.path), self._config(self._storage))
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._shard = q.EdgeShard.create(str(self.path), self._config(dimension, dense_storage))
+            self._shard = q.EdgeShard.create(str(self.path), self._config(dense_storage))
 
-    def _config(self, dimension: int, dense_storage: str | None) -> Any:
-        q = self._q
-        datatype = {"datatype": getattr(q.VectorStorageDatatype, dense_storage)} if dense_storage else {}
-        return q.EdgeConfig(
-            vectors={
-                DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine, **datatype),
-                PARTS: q.EdgeVectorParams(
-                    size=dimension,
-                    distance=q.Distance.Cosine,
-                    multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
-                ),
-            },
-            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
-        )
+    def _config(self, dense_storage: str | None) -> Any:
+        return shard_config(self._q, self._dimension, dense_storage, self.hnsw)
+
+    def _remove_others(self) -> None:
+        """Directories of builds a crash left, and the one a swap replaced."""
+        for other in self._root.glob(f"{self._name}*"):
+            if other.is_dir() and other != self.path and other.name.removeprefix(self._name)[:2] in ("", ".g"):
+                shutil.rmtree(other, ignore_errors=True)
 
     def upsert(self, items: Sequence[Indexed], vectors: Vectors, parts: Sequence[Vectors] | None = None) -> None:
         q = self._q
@@ -92,16 +108,20 @@ class EdgeIndex:
             points.append(q.Point(point_id(item.id), named, item.payload()))
         if points:
             self._shard.update(q.UpdateOperation.upsert_points(points))
-            self._written(len(points))
+            self._written([point_id(i.id) for i in items])
 
     def delete(self, entity_ids: Sequence[str]) -> None:
         if entity_ids:
-            self._shard.update(self._q.UpdateOperation.delete_points([point_id(e) for e in entity_ids]))
-            self._written(len(entity_ids))
+            ids: list[Any] = [point_id(e) for e in entity_ids]
+            self._shard.update(self._q.UpdateOperation.delete_points(ids))
+            self._written(ids)
 
-    def _written(self, points: int) -> None:
+    def _written(self, ids: Sequence[Any]) -> None:
         """Flush once enough has been written, so the WAL (and a restart's replay of it) stays small."""
-        self._unflushed += points
+        if self._dirty is not None:
+            self._dirty.update(ids)
+        self._since_build += len(ids)
+        self._unflushed += len(ids)
         if self._unflushed >= self._flush_every:
             self._shard.flush()
             self._unflushed = 0
@@ -130,13 +150,15 @@ class EdgeIndex:
         where = q.Filter(must=must, must_not=must_not) if (must or must_not) else None
         if text is None:
             request = q.QueryRequest(limit=limit, query=q.Query.Nearest(list(vector), using=DENSE), filter=where,
-                                     score_threshold=min_score, with_payload=True)  # fmt: skip
+                                     score_threshold=min_score, with_payload=True, params=self._walk)  # fmt: skip
             return [Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in self._shard.query(request)]
         depth = max(FUSION_DEPTH, limit)
         request = q.QueryRequest(
             limit=depth,
             prefetches=[
-                q.Prefetch(limit=depth, query=q.Query.Nearest(list(vector), using=DENSE), filter=where),
+                q.Prefetch(
+                    limit=depth, query=q.Query.Nearest(list(vector), using=DENSE), filter=where, params=self._walk
+                ),
                 q.Prefetch(limit=depth, query=q.Query.Nearest([list(vector)], using=PARTS), filter=where),
                 q.Prefetch(
                     limit=depth, query=q.Query.Nearest(q.SparseVector(*sparse_query(text)), using=SPARSE), filter=where
@@ -155,7 +177,7 @@ class EdgeIndex:
         q = self._q
 
         def run(rows: list[list[float]], depth: int) -> list[list[Hit]]:
-            requests = [q.QueryRequest(limit=depth, query=q.Query.Nearest(row, using=DENSE),
+            requests = [q.QueryRequest(limit=depth, query=q.Query.Nearest(row, using=DENSE), params=self._walk,
                                        score_threshold=min_score, with_payload=True) for row in rows]  # fmt: skip
             answers = self._shard.query_batch(q.QueryBatchRequest(requests))
             return [[Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in a] for a in answers]
@@ -174,6 +196,67 @@ class EdgeIndex:
     def drop(self) -> None:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        self._pointer.unlink(missing_ok=True)
+
+    # An HNSW build (services/similarity/service_layer/index_builds.py calls these, holding the index lock
+    # for each call but `start_build` and `open_built`).
+
+    def build_due(self, min_points: int, growth: float) -> bool:
+        """Enough points to be worth a graph, and enough written since the last one (a share of it)."""
+        points = self.count()
+        return points >= min_points and (self.built_points == 0 or self._since_build >= growth * self.built_points)
+
+    def start_build(self) -> Build:
+        generation = 1 + max((int(p.name.rsplit(".g", 1)[1]) for p in self._root.glob(f"{self._name}.g*")
+                              if p.name.rsplit(".g", 1)[1].isdigit()), default=0)  # fmt: skip
+        return Build(self._root / f"{self._name}.g{generation}", self._dimension, self._storage, self.hnsw)
+
+    def export(self, offset: Any) -> tuple[list[Plain], Any]:
+        """A page of the shard's points from `offset` (None: the first; writes are tracked from then on),
+        and the next offset (None after the last page)."""
+        if offset is None:
+            self._dirty = set()
+        request = self._q.ScrollRequest(offset=offset, limit=EXPORT_PAGE, with_payload=True, with_vector=True)
+        records, after = self._shard.scroll(request)
+        return [to_plain(r) for r in records], after
+
+    def open_built(self, build: Build) -> Any:
+        return self._q.EdgeShard.load(str(build.path))
+
+    def replay(self, built: Any, limit: int | None = None) -> int:
+        """Copy into `built` the current state of up to `limit` points written since the export began
+        (deleted ones are deleted there); how many are left."""
+        assert self._dirty is not None
+        ids: list[Any] = [self._dirty.pop() for _ in range(min(len(self._dirty), limit or len(self._dirty)))]
+        for start in range(0, len(ids), EXPORT_PAGE):
+            chunk = ids[start : start + EXPORT_PAGE]
+            records = self._shard.retrieve(chunk, with_payload=True, with_vector=True)
+            present = {str(r.id) for r in records}
+            if records:
+                points = [to_point(self._q, to_plain(r)) for r in records]
+                built.update(self._q.UpdateOperation.upsert_points(points))
+            if gone := [i for i in chunk if str(i) not in present]:
+                built.update(self._q.UpdateOperation.delete_points(gone))
+        return len(self._dirty)
+
+    def swap(self, built: Any, build: Build) -> Path:
+        """Replay the rest and answer from `built` from now on; the replaced directory (to remove)."""
+        self.replay(built)
+        built.flush()
+        points = int(built.info().points_count)
+        tmp = self._pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"dir": build.path.name, "built": points}))
+        with tmp.open() as f:
+            os.fsync(f.fileno())
+        tmp.replace(self._pointer)  # the switch a restart sees: the built directory holds every write
+        old, old_path, self._shard, self.path = self._shard, self.path, built, build.path
+        old.flush()
+        old.close()
+        self.built_points, self._since_build, self._dirty = points, 0, None
+        return old_path
+
+    def abandon_build(self) -> None:
+        self._dirty = None
 
     def close(self) -> None:
         self._shard.flush()

@@ -22,7 +22,7 @@ from services.similarity.domain.models import REGISTRY
 from services.similarity.domain.thresholds import pair_key
 from services.similarity.entrypoints import consumer, reembed_http
 from services.similarity.entrypoints.deps import SimDep
-from services.similarity.service_layer import learning, queries, reembed, replicas
+from services.similarity.service_layer import index_builds, learning, queries, reembed, replicas
 
 BATCH_BODY_BYTES = 64 * MIB
 
@@ -166,10 +166,14 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
         # Every replica follows the model state the others change (service_layer/replicas.py).
         follower = threading.Thread(target=replicas.run, args=(wired, stop), name="similarity-replicas", daemon=True)
         follower.start()
+        # The embedded index's HNSW, built in a child process when due (service_layer/index_builds.py).
+        builder = threading.Thread(target=index_builds.run, args=(wired, stop), name="index-builds", daemon=True)
+        builder.start()
         if run_consumer:
             consumer.run(wired, stop)
         stop.wait()
         follower.join(5)
+        builder.join(5)
 
     lifespan = thread_lifespan(background, name="similarity-consumer", enabled=True,
                                close=wired.close if sim is None else None)  # fmt: skip
