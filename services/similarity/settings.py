@@ -34,7 +34,7 @@ class SimilaritySettings(CoreSettings):
     # and again after index_build_growth times as many writes (service_layer/index_builds.py); m and
     # ef_construct are the PLATOGRAPH_QDRANT_HNSW_* ones. Off: every search scans every vector.
     index_hnsw: bool = True
-    index_build_min_points: int = Field(20_000, ge=1)
+    index_build_min_points: int = Field(50_000, ge=1)
     index_build_growth: float = Field(0.2, gt=0)
     index_build_threads: int = Field(1, ge=0, le=64)  # 0: every core
     index_hnsw_ef: int = Field(128, ge=1, le=4096)

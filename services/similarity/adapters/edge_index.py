@@ -40,7 +40,7 @@ FLUSH_EVERY = 10_000
 
 
 #: Points a page when the shard is copied out to a build.
-EXPORT_PAGE = 1_000
+EXPORT_PAGE = 250
 
 
 class EdgeIndex:

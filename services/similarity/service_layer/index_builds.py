@@ -15,6 +15,8 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from services.similarity.adapters.edge_index import EdgeIndex
@@ -49,27 +51,36 @@ def build_if_due(sim: Similarity, stop: threading.Event, force: bool = False) ->
     with sim.index_lock:
         if not force and not index.build_due(settings.index_build_min_points, settings.index_build_growth):
             return None
+    return build(index, sim.index_lock, stop, answering=lambda: sim.served().index is index)
+
+
+def build(
+    index: EdgeIndex, lock: AbstractContextManager[object], stop: threading.Event, answering: Callable[[], bool]
+) -> Built | None:
+    """Build `index`'s graph and swap it in, taking `lock` for each step that touches the open shard;
+    None if the build failed, `stop` was set, or `answering()` turned false (the model was switched)."""
     started = time.monotonic()
-    build = index.start_build()
+    child = index.start_build()
     swapped, replaced = False, None
     try:
-        offset, first = None, True
-        while first or offset is not None:
-            with sim.index_lock:  # a page at a time: writes and searches go on between pages
-                page, offset = index.export(offset)
-            if not build.send(page):
+        with lock:  # the first page starts tracking writes; the shard takes calls from several threads,
+            page, offset = index.export(None)  # so later pages are read beside searches and writes
+        while True:
+            if not child.send(page):
                 return None
-            first = False
-        if not build.finish(stop):
+            if offset is None:
+                break
+            page, offset = index.export(offset)
+        if not child.finish(stop):
             return None
-        built = index.open_built(build)  # seconds at 100,000 points: not under the lock
+        built = index.open_built(child)  # seconds at 100,000 points: not under the lock
         try:
             while not stop.is_set():
-                with sim.index_lock:
-                    if sim.served().index is not index:
+                with lock:
+                    if not answering():
                         return None  # a re-embed switched models meanwhile: this shard no longer answers
                     if index.replay(built, REPLAY_PAGE) <= REPLAY_PAGE:
-                        replaced = index.swap(built, build)
+                        replaced = index.swap(built, child)
                         swapped = True
                         break
         finally:
@@ -77,9 +88,9 @@ def build_if_due(sim: Similarity, stop: threading.Event, force: bool = False) ->
                 built.close()
     finally:
         if not swapped:
-            with sim.index_lock:
+            with lock:
                 index.abandon_build()
-        build.close(keep=swapped)
+        child.close(keep=swapped)
     if replaced is None:
         return None
     shutil.rmtree(replaced, ignore_errors=True)
