@@ -31,6 +31,8 @@ bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/similarity.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/reembed.py
+	$(PY) bench/ann.py --source real --points 100000
+	$(PY) bench/ann.py --source synthetic --points 1000000
 
 chaos: $(VENV)/.installed  ## kill -9 every process and embedded server in turn under load; print what was lost
 	$(PY) bench/chaos.py

@@ -56,6 +56,9 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
         rate = f", {progress['per_s']:,}/s" if progress["per_s"] else ""
         eta = f", about {progress['eta_s']:,} s left" if progress["eta_s"] else ""
         sim_rows["embedded"] = f"{progress['done']:,} done, {progress['waiting']:,} waiting{rate}{eta}"
+    if graph_state := similarity.get("index_graph"):
+        built = f"HNSW over {graph_state['points']:,} points" if graph_state["points"] else "scanned (no HNSW yet)"
+        sim_rows["index"] = built + (", building the next" if graph_state["building"] else "")
     sim_rows |= _loop_errors("consumer", similarity.get("consumer"))
     sim_rows |= await _learned(services) if similarity else {}
     reembed = state.get("reembed") or {}

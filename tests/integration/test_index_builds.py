@@ -17,6 +17,7 @@ from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.bootstrap import bootstrap as similarity_bootstrap
+from services.similarity.entrypoints.http import stats
 from services.similarity.service_layer import index_builds
 from services.similarity.settings import SimilaritySettings
 from tests.integration.test_gateway import EMBEDDER
@@ -55,11 +56,12 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
     for start in range(0, N, 1_000):
         index.upsert(items(range(start, start + 1_000)), x[start : start + 1_000])
     assert index.build_due(N // 2, 0.2)
+    assert stats(sim)["index_graph"] == {"points": 0, "building": False}
     result: list[object] = []
     thread = threading.Thread(target=lambda: result.append(index_builds.build_if_due(sim, threading.Event())))
     thread.start()
     # While the child builds: searches answer and writes land (new points, moved points, deleted points).
-    searched_while_building = 0
+    searched_while_building, seen_building = 0, False
     added, moved = vectors(rng, 300), vectors(rng, 200)
     while not building() and thread.is_alive():
         time.sleep(0.01)
@@ -73,6 +75,7 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
                 index.delete([f"e:{i}"])
             hits = index.search(x[1000].tolist(), limit=5)
         searched_while_building += building() and len(hits) == 5
+        seen_building = seen_building or stats(sim)["index_graph"]["building"]
     thread.join(120)
     assert searched_while_building > 0  # the build ran in a child: this process went on answering
     built = result[0]
@@ -92,6 +95,7 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
                       for q, t in zip(queries, truth, strict=True)])  # fmt: skip
     assert recall >= 0.95
     assert not index.build_due(N // 2, 0.2)  # just built
+    assert seen_building and stats(sim)["index_graph"] == {"points": N + 300 - 50, "building": False}
     sim.close()
     # A restart opens the built shard.
     reopened = EdgeIndex(tmp_path, sim.model.key, sim.model.dimension)

@@ -255,6 +255,10 @@ class EdgeIndex:
         self.built_points, self._since_build, self._dirty = points, 0, None
         return old_path
 
+    @property
+    def building(self) -> bool:
+        return self._dirty is not None
+
     def abandon_build(self) -> None:
         self._dirty = None
 

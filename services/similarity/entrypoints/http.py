@@ -16,6 +16,7 @@ from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, in_thread, instrument
 from services.similarity.adapters import graph_reads
+from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.index import Hit
 from services.similarity.bootstrap import Similarity, bootstrap
 from services.similarity.domain.models import REGISTRY
@@ -131,13 +132,16 @@ def thresholds(sim: SimDep) -> dict[str, Any]:
 @router.get("/stats")
 def stats(sim: SimDep) -> dict[str, Any]:
     """How many entities the index holds and how many it gained a second over the last minute of these
-    reads (`indexed_per_s`, None until two reads a second apart), for which model, how far behind the
+    reads (`indexed_per_s`, None until two reads a second apart), the embedded index's HNSW graph
+    (`index_graph`: points it was built over, 0 before the first; whether a build runs), for which model,
+    how far behind the
     stream the consumer is, and whether its loop runs (`consumer`: running, failures, last_error)."""
     index = sim.served().index
     with sim.index_lock:
         indexed = index.count()
+        graph = {"points": index.built_points, "building": index.building} if isinstance(index, EdgeIndex) else None
     loop = {"consumer": sim.loop.report()}
-    counts = {"indexed": indexed, "indexed_per_s": sim.progress.observe(indexed)}
+    counts = {"indexed": indexed, "indexed_per_s": sim.progress.observe(indexed), "index_graph": graph}
     return counts | {"model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop
 
 
