@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "eval")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "platograph-ann")
     parser.add_argument("--threads", type=int, default=1, help="indexing threads of the build process")
+    parser.add_argument("--ef", type=int, nargs="*", default=[64, 256, 512], help="other ef values to try after")
+    parser.add_argument("--m", type=int, default=Hnsw.m)
     args = parser.parse_args()
     if args.source == "real":
         x, queries = real(args.points, args.queries, args.data, args.cache)
@@ -103,7 +105,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="platograph-ann-"))
     process = psutil.Process()
     rss_empty = process.memory_info().rss
-    index = EdgeIndex(work, "bench", DIM, hnsw=Hnsw(threads=args.threads))  # the service's defaults otherwise
+    index = EdgeIndex(work, "bench", DIM, hnsw=Hnsw(m=args.m, threads=args.threads))  # the service's defaults otherwise
     started = time.perf_counter()
     for s in range(0, len(x), PAGE):
         chunk = range(s, min(s + PAGE, len(x)))
@@ -143,9 +145,15 @@ def main() -> None:
           f"({child_cpu / len(x) * 1000:.2f} ms a point); during it {len(during)} searches (each with a "
           f"write every 10th): p50 {ms(during, 0.5)} ms, p99 {ms(during, 0.99)} ms, "
           f"max {max(during) * 1000:.0f} ms")  # fmt: skip
-    ask(index, queries[:20])  # the graph's pages come into memory
+    print(f"the build held the index lock at most {built.longest_hold_s * 1000:.0f} ms (first page, swap)")
+    ask(index, queries)  # the graph's pages come into memory
     graph_took, graph_answers = ask(index, queries)
     rss_graph = process.memory_info().rss
+    for ef in args.ef:  # the recall a search's candidate list buys
+        index._walk = index._q.SearchParams(hnsw_ef=ef)
+        took, answers = ask(index, queries)
+        print(f"  ef {ef}: p50 {ms(took, 0.5)} ms, p99 {ms(took, 0.99)} ms, recall@10 vs float32 "
+              f"{recall(answers, truth):.4f}, vs the scan {recall(answers, scan_answers):.4f}")  # fmt: skip
     size = sum(f.stat().st_blocks * 512 for f in index.path.rglob("*") if f.is_file())  # allocated, not sparse
     print(f"HNSW (m {index.hnsw.m}, ef_construct {index.hnsw.ef_construct}, ef {index.hnsw.ef}): "
           f"p50 {ms(graph_took, 0.5)} ms, p99 {ms(graph_took, 0.99)} ms; recall@10 vs float32 "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,10 +239,11 @@ class EdgeIndex:
                 built.update(self._q.UpdateOperation.delete_points(gone))
         return len(self._dirty)
 
-    def swap(self, built: Any, build: Build) -> Path:
-        """Replay the rest and answer from `built` from now on; the replaced directory (to remove)."""
+    def swap(self, built: Any, build: Build) -> Callable[[], None]:
+        """Replay the rest and answer from `built` from now on; what closes and removes the replaced shard
+        (to call without the lock: closing a large shard takes a while). The replayed writes are in the
+        built shard's WAL, as any write is until a flush."""
         self.replay(built)
-        built.flush()
         points = int(built.info().points_count)
         tmp = self._pointer.with_suffix(".tmp")
         tmp.write_text(json.dumps({"dir": build.path.name, "built": points}))
@@ -250,10 +251,13 @@ class EdgeIndex:
             os.fsync(f.fileno())
         tmp.replace(self._pointer)  # the switch a restart sees: the built directory holds every write
         old, old_path, self._shard, self.path = self._shard, self.path, built, build.path
-        old.flush()
-        old.close()
         self.built_points, self._since_build, self._dirty = points, 0, None
-        return old_path
+
+        def retire() -> None:
+            old.close()
+            shutil.rmtree(old_path, ignore_errors=True)
+
+        return retire
 
     @property
     def building(self) -> bool:

@@ -12,7 +12,6 @@ and swaps it in. Points written after a build sit in a small plain segment besid
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ REPLAY_PAGE = 2_000  # writes replayed a hold of the lock before the swap
 class Built:
     points: int
     seconds: float
+    longest_hold_s: float  # the longest the index lock was held by the build (searches and writes waited)
 
 
 def run(sim: Similarity, stop: threading.Event, every_s: float = CHECK_EVERY_S) -> None:
@@ -61,10 +61,12 @@ def build(
     None if the build failed, `stop` was set, or `answering()` turned false (the model was switched)."""
     started = time.monotonic()
     child = index.start_build()
-    swapped, replaced = False, None
+    swapped, replaced, holds = False, None, [0.0]
     try:
         with lock:  # the first page starts tracking writes; the shard takes calls from several threads,
-            page, offset = index.export(None)  # so later pages are read beside searches and writes
+            held = time.monotonic()  # so later pages are read beside searches and writes
+            page, offset = index.export(None)
+            holds.append(time.monotonic() - held)
         while True:
             if not child.send(page):
                 return None
@@ -77,11 +79,14 @@ def build(
         try:
             while not stop.is_set():
                 with lock:
+                    held = time.monotonic()
                     if not answering():
                         return None  # a re-embed switched models meanwhile: this shard no longer answers
                     if index.replay(built, REPLAY_PAGE) <= REPLAY_PAGE:
                         replaced = index.swap(built, child)
                         swapped = True
+                    holds.append(time.monotonic() - held)
+                    if swapped:
                         break
         finally:
             if not swapped:
@@ -93,7 +98,8 @@ def build(
         child.close(keep=swapped)
     if replaced is None:
         return None
-    shutil.rmtree(replaced, ignore_errors=True)
-    done = Built(index.built_points, time.monotonic() - started)
-    log.info("index graph built: %d points in %.1f s", done.points, done.seconds)
+    replaced()  # close the old shard and remove its directory
+    done = Built(index.built_points, time.monotonic() - started, max(holds))
+    log.info("index graph built: %d points in %.1f s (lock held at most %.3f s)", done.points, done.seconds,
+             done.longest_hold_s)  # fmt: skip
     return done
