@@ -211,11 +211,13 @@ class EdgeIndex:
                               if p.name.rsplit(".g", 1)[1].isdigit()), default=0)  # fmt: skip
         return Build(self._root / f"{self._name}.g{generation}", self._dimension, self._storage, self.hnsw)
 
+    def track_writes(self) -> None:
+        """From now on, note the points written (replayed into a build at the swap)."""
+        self._dirty = set()
+
     def export(self, offset: Any) -> tuple[list[Plain], Any]:
-        """A page of the shard's points from `offset` (None: the first; writes are tracked from then on),
-        and the next offset (None after the last page)."""
-        if offset is None:
-            self._dirty = set()
+        """A page of the shard's points from `offset` (None: the first) and the next offset (None after the
+        last page). qdrant-edge's shard takes this beside searches and writes from other threads."""
         request = self._q.ScrollRequest(offset=offset, limit=EXPORT_PAGE, with_payload=True, with_vector=True)
         records, after = self._shard.scroll(request)
         return [to_plain(r) for r in records], after
