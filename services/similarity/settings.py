@@ -38,6 +38,7 @@ class SimilaritySettings(CoreSettings):
     index_build_growth: float = Field(0.2, gt=0)
     index_build_threads: int = Field(1, ge=0, le=64)  # 0: every core
     index_hnsw_ef: int = Field(256, ge=1, le=4096)
+    index_build_check_s: float = Field(30.0, gt=0)  # how often the similarity process checks whether one is due
     model: str = "all-minilm-l6-v2-int8"
     # None: the model's own default (thresholds are per model; see docs/similarity.md).
     similarity_threshold: float | None = Field(None, ge=-1, le=1)

@@ -43,6 +43,10 @@ def up_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         "PLATOGRAPH_SIMILARITY_PORT": str(free_port()),
         "PLATOGRAPH_WEBHOOKS_PORT": str(free_port()),
         "PLATOGRAPH_ACCESS_PORT": str(free_port()),
+        # The seed's few entities are enough for the embedded index's HNSW build (a child process of the
+        # similarity service) to run and be swapped in while the test reads.
+        "PLATOGRAPH_INDEX_BUILD_MIN_POINTS": "10",
+        "PLATOGRAPH_INDEX_BUILD_CHECK_S": "1",
     }
     with ExitStack() as stack:
         if request.param == "external":
@@ -92,6 +96,15 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         assert key.startswith("plg_") and f"admin key     {key}" in output
         assert key_file.stat().st_mode & 0o777 == 0o600
         auth = {"Authorization": f"Bearer {key}"}
+
+        def graph_points() -> int:
+            status = httpx.get(f"{gateway}/v1/status", headers=auth, timeout=10).json()
+            return int(((status.get("similarity") or {}).get("index_graph") or {}).get("points") or 0)
+
+        deadline = time.monotonic() + 60
+        while graph_points() == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert graph_points() > 0  # built in a child process and swapped in; the checks below read through it
         anonymous = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10)
         assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
         view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10, headers=auth).json()

@@ -171,7 +171,8 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
         follower = threading.Thread(target=replicas.run, args=(wired, stop), name="similarity-replicas", daemon=True)
         follower.start()
         # The embedded index's HNSW, built in a child process when due (service_layer/index_builds.py).
-        builder = threading.Thread(target=index_builds.run, args=(wired, stop), name="index-builds", daemon=True)
+        builder = threading.Thread(target=index_builds.run, args=(wired, stop, wired.settings.index_build_check_s),
+                                   name="index-builds", daemon=True)  # fmt: skip
         builder.start()
         if run_consumer:
             consumer.run(wired, stop)
