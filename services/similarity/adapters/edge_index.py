@@ -41,6 +41,7 @@ FLUSH_EVERY = 10_000
 
 #: Points a page when the shard is copied out to a build.
 EXPORT_PAGE = 250
+WARM_BUFFER = bytearray(1 << 22)
 
 
 class EdgeIndex:
@@ -223,6 +224,14 @@ class EdgeIndex:
         return [to_plain(r) for r in records], after
 
     def open_built(self, build: Build) -> Any:
+        """Open the built shard. `EdgeShard.load` holds the GIL while it reads the shard's files (1.4 s at
+        100,000 points from a cold page cache, 0.2 s from a warm one; every thread of the process waits),
+        so the files are read into the page cache first by plain reads, which release the GIL."""
+        for file in sorted(build.path.rglob("*")):
+            if file.is_file():
+                with file.open("rb") as f:
+                    while f.readinto(WARM_BUFFER):
+                        pass
         return self._q.EdgeShard.load(str(build.path))
 
     def replay(self, built: Any, limit: int | None = None) -> int:

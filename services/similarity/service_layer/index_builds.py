@@ -24,7 +24,7 @@ from services.similarity.bootstrap import Similarity
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 30.0
-REPLAY_PAGE = 2_000  # writes replayed a hold of the lock before the swap
+REPLAY_PAGE = 500  # writes replayed a hold of the lock before the swap
 
 
 @dataclass(frozen=True)
