@@ -68,14 +68,14 @@ def build(
             index.track_writes()
         page, offset = index.export(None)  # without the lock: the pages are read beside searches and writes
         while True:
-            if not child.send(page):
+            if stop.is_set() or not child.send(page):
                 return None
             if offset is None:
                 break
             page, offset = index.export(offset)
         if not child.finish(stop):
             return None
-        built = index.open_built(child)  # seconds at 100,000 points: not under the lock
+        built = index.open_built(child)  # not under the lock: it reads the whole shard
         try:
             while not stop.is_set():
                 with lock:
