@@ -99,7 +99,7 @@ def test_a_similarity_dead_letter_replays_with_the_entity_as_the_graph_has_it_no
     assert record["group"] == "similarity"
     written = api.post("/v1/entities", json=[{"id": "concept:p", "name": "Protein folding by diffusion"}])
     # The later write was indexed on its own; the replay must not put the older name back.
-    eventually(lambda: api.get("/v1/entities/concept:p/similar").json()["indexed"])
+    eventually(lambda: api.get("/v1/entities/concept:p/similar").json().get("indexed"))  # an answer may be a 503
     cured.append(1)
     replayed = api.post(f"/v1/dead-letters/{record['id']}/replay")
     assert replayed.status_code == 200, replayed.text
