@@ -23,7 +23,6 @@ from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.bootstrap import Similarity
 
 log = logging.getLogger(__name__)
-CHECK_EVERY_S = 30.0
 REPLAY_PAGE = 500  # writes replayed a hold of the lock before the swap
 
 
@@ -34,8 +33,8 @@ class Built:
     longest_hold_s: float  # the longest the build held the index lock (replays and the swap)
 
 
-def run(sim: Similarity, stop: threading.Event, every_s: float = CHECK_EVERY_S) -> None:
-    """The background loop: build when due, until `stop`."""
+def run(sim: Similarity, stop: threading.Event, every_s: float) -> None:
+    """The background loop: build when due (checked every `every_s`, PLATOGRAPH_INDEX_BUILD_CHECK_S), until `stop`."""
     while not stop.wait(every_s):
         try:
             build_if_due(sim, stop)
