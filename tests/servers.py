@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ import pytest
 import redis
 
 from ops.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.ports import free_port
 from tests.valkey_cluster import valkey_cluster
 
 EXTERNAL_REDIS = os.environ.get("PLATOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,7 +108,7 @@ def pgbouncer() -> Iterator[Servers]:
     data_dir = Path(tempfile.mkdtemp(prefix="platograph-pgbouncer-"))
     data_dir.chmod(0o777)
     with external() as direct:
-        port = _free_port()
+        port = free_port()
         (data_dir / "users.txt").write_text('"postgres" ""\n')
         (data_dir / "pgbouncer.ini").write_text(
             f"[databases]\n* = host=127.0.0.1 port={_pg_port()}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
@@ -152,7 +152,7 @@ def replicated() -> Iterator[tuple[str, str]]:
     root = Path(tempfile.mkdtemp(prefix="platograph-replica-"))
     root.chmod(0o777)
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    ports = {"primary": _free_port(), "replica": _free_port()}
+    ports = {"primary": free_port(), "replica": free_port()}
 
     def run(*argv: str) -> None:
         subprocess.run([*as_user, *argv], check=True, capture_output=True, timeout=120)
@@ -182,10 +182,6 @@ def replicated() -> Iterator[tuple[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_port() -> int:

@@ -3,7 +3,6 @@ servers with `--cluster-enabled yes` on free ports, slots assigned and nodes int
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+from tests.ports import free_port
 
 SLOTS = 16384
 
@@ -26,19 +27,7 @@ def _binary() -> Path:
 
 def _free_ports(n: int) -> list[int]:
     """n free ports whose +10000 bus ports are free too."""
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 < 65536 and port not in ports:
-            try:
-                with socket.socket() as bus:
-                    bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-            ports.append(port)
-    return ports
+    return [free_port(bus=True) for _ in range(n)]
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,13 @@ import httpx
 import psutil
 import pytest
 
-from tests import servers
+from tests import ports, servers
 from tests.integration.test_gateway import QUOTE, SEED_PAGE_COUNTS
 
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = ports.free_port
 
 
 @pytest.fixture(params=["external", "embedded"])
