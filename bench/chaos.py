@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhooks import Log, receiver  # noqa: E402
+from bench.receiver import Log, receiver  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
 from services.similarity.adapters.embedder import MiniLMOnnx  # noqa: E402
 from services.similarity.domain.models import MINILM  # noqa: E402

@@ -30,7 +30,8 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhooks import Log, append, receiver, wait_for  # noqa: E402
+from bench.receiver import Log, receiver, wait_for  # noqa: E402
+from bench.webhooks import append  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
 
 console = Console()

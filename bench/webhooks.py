@@ -1,9 +1,11 @@
-"""Webhook benchmark: candidate.proposed events appended to the log, delivered to 4 local endpoints.
+"""Webhook benchmark: candidate.proposed events appended to the log, delivered to 10 local endpoints.
 
 Prints, from one run on one machine:
 - deliveries/s for a burst (first event appended → last delivery received), against a raw baseline:
-  one process POSTing the same signed bodies to the same receiver, one after another (ratio);
+  one asyncio process POSTing the same signed bodies to the same receiver over one connection an endpoint
+  (ratio), and the CPU each process spent per delivery (per-process accounting);
 - p50/p99 from `candidate.proposed` appended to delivery received, at a paced rate of events.
+The receiver is a process of its own (bench/receiver.py: uvicorn, httptools), so it is not the limit.
 
 Usage: python bench/webhooks.py [--burst N] [--rate EVENTS_PER_S] [--seconds S] [--workers W]
 """
@@ -11,16 +13,13 @@ Usage: python bench/webhooks.py [--burst N] [--rate EVENTS_PER_S] [--seconds S] 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -31,54 +30,15 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import procs  # noqa: E402
+from bench.receiver import Remote, started  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
 from platograph.contracts import CandidateProposed, encode_entry, new_envelope  # noqa: E402
 from services.webhooks.adapters.sender import signature_headers  # noqa: E402
 from services.webhooks.domain.messages import new_secret  # noqa: E402
 
 console = Console()
-ENDPOINTS = 4
-
-
-class Log:
-    """When each (endpoint, webhook-id) first arrived, and how many times each webhook-id arrived."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received: dict[tuple[str, str], float] = {}
-        self.receipts: dict[str, int] = {}
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.received)
-
-
-@contextmanager
-def receiver(log: Log) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            at = time.time()
-            key = self.headers.get("webhook-id", "")
-            with log.lock:
-                log.received.setdefault((self.path, key), at)
-                log.receipts[key] = log.receipts.get(key, 0) + 1
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+ENDPOINTS = 10
 
 
 def append(client: redis.Redis, stream: str, i: int) -> tuple[str, float]:
@@ -88,28 +48,33 @@ def append(client: redis.Redis, stream: str, i: int) -> tuple[str, float]:
     return str(envelope.event_id), time.time()
 
 
-def wait_for(log: Log, total: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while log.count() < total and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def raw_baseline(base: str, n: int) -> float:
-    """Deliveries/s from one process POSTing signed bodies straight to the receiver, one at a time."""
+    """Deliveries/s from one asyncio process POSTing signed bodies straight to the receiver: one connection
+    and one delivery at a time per endpoint, as the workers send a batch."""
     secret, body = new_secret(), '{"type":"candidate.proposed","data":{}}'
-    with httpx.Client() as client:
-        started = time.perf_counter()
-        for i in range(n):
-            client.post(
-                f"{base}/raw{i % ENDPOINTS}", content=body, headers=signature_headers(f"raw-{i}", body, [secret])
-            )
-        return n / (time.perf_counter() - started)
+
+    async def endpoint(client: httpx.AsyncClient, e: int) -> None:
+        for i in range(e, n, ENDPOINTS):
+            headers = signature_headers(f"raw-{i}", body, [secret])
+            (await client.post(f"{base}/raw{e}", content=body.encode(), headers=headers)).raise_for_status()
+
+    async def run() -> float:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=ENDPOINTS)) as client:
+            started_at = time.perf_counter()
+            await asyncio.gather(*(endpoint(client, e) for e in range(ENDPOINTS)))
+            return n / (time.perf_counter() - started_at)
+
+    return asyncio.run(run())
+
+
+def received(remote: Remote, after: int, wanted: set[str]) -> list[float]:
+    return [at for _, key, at in remote.records(after) if key in wanted]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--burst", type=int, default=500, help="events appended at once (×4 deliveries)")
-    parser.add_argument("--rate", type=float, default=50.0, help="events/s in the paced phase (×4 deliveries)")
+    parser.add_argument("--burst", type=int, default=1000, help=f"events appended at once (×{ENDPOINTS} deliveries)")
+    parser.add_argument("--rate", type=float, default=20.0, help=f"events/s in the paced phase (×{ENDPOINTS})")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
     parser.add_argument("--workers", type=int, default=4, help="webhook worker processes")
     args = parser.parse_args()
@@ -119,7 +84,6 @@ def main() -> None:
     os.environ["PLATOGRAPH_WEBHOOK_ALLOWLIST"] = "127.0.0.0/8"
     os.environ["PLATOGRAPH_WEBHOOK_WORKERS"] = str(args.workers)
     os.environ["PLATOGRAPH_WEBHOOK_ENDPOINT_CONCURRENCY"] = str(args.workers)
-    log = Log()
     system = System(UpSettings())
     try:
         system.start_infrastructure()
@@ -130,21 +94,24 @@ def main() -> None:
         gateway.post("/v1/entities", json=entities).raise_for_status()
         client = redis.Redis.from_url(system.env["REDIS_URL"])
         stream = os.environ.get("PLATOGRAPH_STREAM", "platograph:events")
-        with receiver(log) as base:
+        with started() as remote:
             for n in range(ENDPOINTS):
-                gateway.post("/v1/webhooks", json={"url": f"{base}/e{n}"}).raise_for_status()
-            raw = raw_baseline(base, 2000)
+                gateway.post("/v1/webhooks", json={"url": f"{remote.base}/e{n}"}).raise_for_status()
+            raw_cpu = procs.cpu_seconds(system)
+            raw = raw_baseline(remote.base, 5000)
+            raw_spent = procs.ms_per_item(raw_cpu, procs.cpu_seconds(system), 5000)
             time.sleep(2)  # workers up
             # Burst: throughput.
-            before = log.count()
-            started = time.time()
+            before, cpu = remote.count(), procs.cpu_seconds(system)
+            started_at = time.time()
             burst = {append(client, stream, i)[0] for i in range(args.burst)}
             with console.status(f"burst: {args.burst * ENDPOINTS} deliveries"):
-                wait_for(log, before + args.burst * ENDPOINTS, 600)
-            burst_times = [t for (_, i), t in log.received.items() if i in burst]
-            burst_rate = len(burst_times) / (max(burst_times) - started)
+                remote.wait_for(before + args.burst * ENDPOINTS, 600)
+            burst_times = received(remote, before, burst)
+            burst_rate = len(burst_times) / (max(burst_times) - started_at)
+            spent = procs.ms_per_item(cpu, procs.cpu_seconds(system), len(burst_times))
             # Paced: latency from append to receipt.
-            before = log.count()
+            before = remote.count()
             appended: dict[str, float] = {}
             interval = 1 / args.rate
             next_at = time.monotonic()
@@ -154,9 +121,12 @@ def main() -> None:
                     time.sleep(max(0.0, next_at - time.monotonic()))
                     event_id, at = append(client, stream, args.burst + i)
                     appended[event_id] = at
-                wait_for(log, before + len(appended) * ENDPOINTS, 600)
-            latencies = sorted((t - appended[i]) * 1000 for (_, i), t in log.received.items() if i in appended)
+                remote.wait_for(before + len(appended) * ENDPOINTS, 600)
+            latencies = sorted((at - appended[key]) * 1000 for _, key, at in remote.records(before)
+                               if key in appended)  # fmt: skip
         report(args, burst_rate, raw, latencies)
+        console.print(procs.cpu_line(raw_spent, "raw delivery"))
+        console.print(procs.cpu_line(spent, "delivery in the burst"))
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
