@@ -3,6 +3,7 @@
 Prints, from one run on one machine:
 - deliveries/s for a burst (first event appended → last delivery received), against a raw baseline:
   one asyncio process POSTing the same signed bodies to the same receiver over one connection an endpoint
+  with the client the workers use (aiohttp)
   (ratio), and the CPU each process spent per delivery (per-process accounting);
 - p50/p99 from `candidate.proposed` appended to delivery received, at a paced rate of events.
 The receiver is a process of its own (bench/receiver.py: uvicorn, httptools), so it is not the limit.
@@ -22,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
+import psycopg
 import redis
 from rich.console import Console
 from rich.table import Table
@@ -53,16 +56,18 @@ def raw_baseline(base: str, n: int) -> float:
     and one delivery at a time per endpoint, as the workers send a batch."""
     secret, body = new_secret(), '{"type":"candidate.proposed","data":{}}'
 
-    async def endpoint(client: httpx.AsyncClient, e: int) -> None:
-        for i in range(e, n, ENDPOINTS):
-            headers = signature_headers(f"raw-{i}", body, [secret])
-            (await client.post(f"{base}/raw{e}", content=body.encode(), headers=headers)).raise_for_status()
+    async def endpoint(e: int) -> None:
+        async with aiohttp.ClientSession() as client:  # the client the workers send with
+            for i in range(e, n, ENDPOINTS):
+                headers = signature_headers(f"raw-{i}", body, [secret])
+                async with client.post(f"{base}/raw{e}", data=body.encode(), headers=headers) as response:
+                    response.raise_for_status()
+                    await response.read()
 
     async def run() -> float:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=ENDPOINTS)) as client:
-            started_at = time.perf_counter()
-            await asyncio.gather(*(endpoint(client, e) for e in range(ENDPOINTS)))
-            return n / (time.perf_counter() - started_at)
+        started_at = time.perf_counter()
+        await asyncio.gather(*(endpoint(e) for e in range(ENDPOINTS)))
+        return n / (time.perf_counter() - started_at)
 
     return asyncio.run(run())
 
@@ -107,7 +112,7 @@ def main() -> None:
             burst = {append(client, stream, i)[0] for i in range(args.burst)}
             with console.status(f"burst: {args.burst * ENDPOINTS} deliveries"):
                 remote.wait_for(before + args.burst * ENDPOINTS, 600)
-            burst_times = received(remote, before, burst)
+            burst_times = received(remote, before, burst) or [started_at + 1]
             burst_rate = len(burst_times) / (max(burst_times) - started_at)
             spent = procs.ms_per_item(cpu, procs.cpu_seconds(system), len(burst_times))
             # Paced: latency from append to receipt.
@@ -124,12 +129,29 @@ def main() -> None:
                 remote.wait_for(before + len(appended) * ENDPOINTS, 600)
             latencies = sorted((at - appended[key]) * 1000 for _, key, at in remote.records(before)
                                if key in appended)  # fmt: skip
+            stages = where_the_time_went(system.env["DATABASE_URL"], appended)
         report(args, burst_rate, raw, latencies)
+        console.print("paced, p50 ms: " + ", ".join(f"{name} {ms:.0f}" for name, ms in stages.items()))
         console.print(procs.cpu_line(raw_spent, "raw delivery"))
         console.print(procs.cpu_line(spent, "delivery in the burst"))
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def where_the_time_went(database_url: str, appended: dict[str, float]) -> dict[str, float]:
+    """p50 of each stage of the paced deliveries: appended → recorded by the dispatcher → first attempt."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT d.event_id::text, extract(epoch FROM d.created_at),
+                                      extract(epoch FROM min(a.attempted_at))
+                                 FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id
+                                WHERE d.event_id = ANY(%s::uuid[]) GROUP BY d.id""",
+            [list(appended)],
+        ).fetchall()
+    recorded = [(float(r[1]) - appended[r[0]]) * 1000 for r in rows]
+    attempted = [(float(r[2]) - float(r[1])) * 1000 for r in rows]
+    return {"append → recorded": statistics.median(recorded), "recorded → sent": statistics.median(attempted)}
 
 
 def report(args: argparse.Namespace, burst_rate: float, raw: float, latencies: list[float]) -> None:

@@ -182,7 +182,5 @@ def replicated() -> Iterator[tuple[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-
-
 def _pg_port() -> int:
     return int(EXTERNAL_POSTGRES.rpartition(":")[2].partition("/")[0])

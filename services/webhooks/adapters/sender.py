@@ -1,16 +1,23 @@
 """One HTTP attempt: signed, to the address that was checked, no redirects, the reply read with a cap, and
-the whole attempt (connect, send, read) within one deadline: httpx's timeouts apply per socket operation,
-so a receiver that trickles a byte every few seconds would otherwise hold the worker without end."""
+the whole attempt (connect, send, read) within one deadline, so a receiver that trickles a byte every few
+seconds cannot hold the worker without end.
+
+aiohttp, not httpx: a POST through httpx's streaming API cost 1.5 ms of CPU here against aiohttp's 0.36, and
+an httpx client built per batch another 36 ms (its TLS context); the TLS context is built once a process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
+import certifi
 from standardwebhooks import Webhook
 
 from services.webhooks.domain.safety import Target
@@ -41,39 +48,50 @@ def signature_headers(message_id: str, body: str, secrets: list[str], at: dateti
     }
 
 
-def client(timeout_s: float) -> httpx.AsyncClient:
-    """The client a batch sends with: no redirects, no proxies from the environment."""
-    return httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False)
+@cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def client() -> aiohttp.ClientSession:
+    """The session a batch sends with (one connection to its endpoint): no redirects, no proxies or cookies
+    from the environment, bodies as the endpoint sent them."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=_tls(), limit=1, use_dns_cache=False),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 async def send(
-    client: httpx.AsyncClient, url: str, target: Target, body: str, headers: dict[str, str], *, cap: int,
+    client: aiohttp.ClientSession, url: str, target: Target, body: str, headers: dict[str, str], *, cap: int,
     excerpt: int, deadline_s: float,
 ) -> Outcome:  # fmt: skip
     parts = urlsplit(url)
     address = f"[{target.address}]" if target.address.version == 6 else str(target.address)
     pinned = urlunsplit((parts.scheme, f"{address}:{target.port}", parts.path or "/", parts.query, ""))
     host = parts.netloc.rpartition("@")[2]
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     started = time.perf_counter()
     received = bytearray()
     try:
         async with asyncio.timeout(deadline_s):
-            request = client.build_request("POST", pinned, content=body.encode(), headers=headers | {"host": host},
-                                           extensions=extensions)  # fmt: skip
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                async for chunk in response.aiter_raw():
-                    received += chunk
-                    if len(received) >= cap:
+            async with client.post(
+                pinned, data=body.encode(), headers=headers | {"host": host}, allow_redirects=False,
+                server_hostname=target.host if target.scheme == "https" else None,
+            ) as response:  # fmt: skip
+                while len(received) < cap:
+                    chunk = await response.content.read(cap - len(received))
+                    if not chunk:
                         break
-            finally:
-                await response.aclose()
+                    received += chunk
+                status = response.status
     except TimeoutError:
         latency = (time.perf_counter() - started) * 1000
         return Outcome(None, latency, f"no complete answer within {deadline_s:g} s (the whole attempt)", "")
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         latency = (time.perf_counter() - started) * 1000
         return Outcome(None, latency, f"{type(exc).__name__}: {exc}"[:500], "")
     latency = (time.perf_counter() - started) * 1000
-    return Outcome(response.status_code, latency, "", bytes(received[:excerpt]).decode(errors="replace"))
+    return Outcome(status, latency, "", bytes(received[:excerpt]).decode(errors="replace"))

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert
 
 from platograph.cursors import decode_cursor, encode_cursor
-from services.webhooks.adapters.tables import Attempt, Delivery, Subscription
+from services.webhooks.adapters.tables import Delivery, Subscription
 
 SUBSCRIPTION_COLUMNS = """id, owner, created_by, changed_by, url, event_types, entity_types, min_score, description,
     state, state_reason,
@@ -66,9 +67,19 @@ def live_subscriptions(conn: Connection) -> list[dict[str, Any]]:
 
 def insert_deliveries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Record deliveries, once each: a row that exists (an event seen again) is left as it is."""
-    if rows:
-        statement = insert(Delivery).values(list(rows)).on_conflict_do_nothing(index_elements=["id"])
-        conn.execute(statement)
+    if not rows:
+        return
+    sql = text("""INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, stream_id, body, status)
+                  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:subscriptions AS text[]), CAST(:events AS uuid[]),
+                                       CAST(:types AS text[]), CAST(:streams AS text[]), CAST(:bodies AS text[]),
+                                       CAST(:statuses AS text[]))
+                  ON CONFLICT (id) DO NOTHING""")
+    conn.execute(sql, {
+        "ids": [r["id"] for r in rows], "subscriptions": [r["subscription_id"] for r in rows],
+        "events": [r["event_id"] for r in rows], "types": [r["event_type"] for r in rows],
+        "streams": [r["stream_id"] for r in rows], "bodies": [r["body"] for r in rows],
+        "statuses": [r["status"] for r in rows],
+    })  # fmt: skip
 
 
 def unsent(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
@@ -109,8 +120,21 @@ def claim(conn: Connection, delivery_ids: Sequence[uuid.UUID]) -> list[dict[str,
 
 
 def record_attempts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(Attempt).values(list(rows)))
+    """One statement of arrays: SQLAlchemy compiles a multi-row VALUES afresh for every batch size, which
+    cost a delivery worker a fifth of its CPU."""
+    if not rows:
+        return
+    sql = text("""INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response,
+                                                  details)
+                  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[]), CAST(:codes AS int[]),
+                                       CAST(:latencies AS float8[]), CAST(:errors AS text[]),
+                                       CAST(:responses AS text[]), CAST(CAST(:details AS text[]) AS jsonb[]))""")
+    conn.execute(sql, {
+        "ids": [r["delivery_id"] for r in rows], "ats": [r["attempted_at"] for r in rows],
+        "codes": [r["status_code"] for r in rows], "latencies": [r["latency_ms"] for r in rows],
+        "errors": [r["error"] for r in rows], "responses": [r["response"] for r in rows],
+        "details": [orjson.dumps(r["details"]).decode() for r in rows],
+    })  # fmt: skip
 
 
 def mark_delivered(conn: Connection, done: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:

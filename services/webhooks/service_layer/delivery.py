@@ -214,7 +214,7 @@ async def _attempts(
     """Send the batch in order over one connection until one fails or the batch's time is up."""
     s = wh.settings
     sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
-    async with sender.client(s.webhook_timeout_s) as client:
+    async with sender.client() as client:
         for row in rows:
             now = datetime.now(UTC)
             headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
