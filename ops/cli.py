@@ -8,13 +8,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ops import credentials, loader
-from platograph.observability import configure_logging
 from platograph.urls import segment
 
 app = typer.Typer(help="Platograph: a research knowledge graph.", no_args_is_help=True)
@@ -37,7 +34,9 @@ def up(
     seed: Annotated[bool, typer.Option(help="Load seeds/ once the system is up")] = True,
 ) -> None:
     """Start everything (embedded Redis/Postgres unless REDIS_URL/DATABASE_URL are set); Ctrl-C stops it all."""
+    from ops import loader
     from ops.supervisor import System, UpSettings
+    from platograph.logs import configure_logging
 
     configure_logging("WARNING")
     system = System(UpSettings())
@@ -83,6 +82,8 @@ def up(
 @app.command()
 def seed(gateway: GatewayOpt = DEFAULT_GATEWAY, key: KeyOpt = None) -> None:
     """Load the sample data in seeds/ (loading it twice changes nothing)."""
+    from ops import credentials, loader
+
     for path in loader.seed_files():
         totals = loader.import_file(gateway, path, key=credentials.cli_key(key))
         console.print(f"{path.name}: {totals['entity_count']} entities, {totals['edge_count']} edges")
@@ -98,6 +99,10 @@ def import_(
     ] = False,
 ) -> None:
     """Import an NDJSON file of {"kind": "entity"|"edge", ...} lines, with a progress bar."""
+    import httpx
+
+    from ops import credentials, loader
+
     try:
         totals = loader.import_file(gateway, file, key=credentials.cli_key(key))
     except loader.LoadError as exc:
@@ -121,6 +126,10 @@ def _get(
     json: Any = None,
 ) -> Any:
     """A gateway answer as JSON; unreachable, or an error answer, is printed and exits 1."""
+    import httpx
+
+    from ops import credentials
+
     try:
         response = httpx.request(method, f"{gateway}{path}", params=params, json=json, timeout=60,
                                  headers=credentials.headers(credentials.cli_key(key)))  # fmt: skip
@@ -216,7 +225,7 @@ def eval_(
     """Measure similarity quality on real data through the running system (see docs/similarity.md)."""
     import tempfile
 
-    from ops import evaluation
+    from ops import credentials, evaluation
 
     with tempfile.TemporaryDirectory() as work:
         report = evaluation.run(gateway, data, Path(work), links_only=links_only, key=credentials.cli_key(key))
@@ -250,6 +259,7 @@ def make_secrets(
 @app.command(hidden=True)
 def projector() -> None:
     """Run one graph projector (a member of the stream's consumer group)."""
+    from platograph.logs import configure_logging
     from services.graph.entrypoints import projector as entry
 
     configure_logging()
@@ -264,6 +274,7 @@ def worker(
 ) -> None:
     """Run an RQ worker."""
     from ops import workers
+    from platograph.logs import configure_logging
 
     configure_logging()
     workers.work(queue, simple=simple, maintenance_s=maintenance_s)
@@ -284,7 +295,9 @@ def reembed(
 ) -> None:
     """Re-embed the corpus with another model in the background, with a live progress bar; the site keeps
     answering with the old model until the switch."""
-    from ops import reembed_cli
+    import httpx
+
+    from ops import credentials, reembed_cli
 
     client = httpx.Client(base_url=gateway, timeout=60, headers=credentials.headers(credentials.cli_key(key)))
     if rollback:
@@ -308,6 +321,7 @@ def reembed(
 @app.command(hidden=True)
 def coordinator() -> None:
     """Run the re-embedding coordinator."""
+    from platograph.logs import configure_logging
     from services.similarity.entrypoints import reembed_jobs
 
     configure_logging()
@@ -323,6 +337,7 @@ def scheduler(
 ) -> None:
     """Run RQ's scheduler."""
     from ops import workers
+    from platograph.logs import configure_logging
 
     configure_logging()
     workers.schedule(queue)

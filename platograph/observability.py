@@ -68,10 +68,6 @@ def fastapi_telemetry() -> TelemetryConfig:
     return {} if wanted else {"tracing": False, "metrics": False, "logs": False}
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 class MetricsMiddleware:
     """Request count and latency labelled by route template, as plain ASGI (no per-request task)."""
 
