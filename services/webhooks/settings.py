@@ -47,6 +47,11 @@ class WebhookSettings(CoreSettings, DatabaseSettings):
     webhook_group: str = "webhooks"
     webhook_consumer: str = Field(default_factory=lambda: f"webhooks-{socket.gethostname()}-{os.getpid()}")
     webhook_batch_size: int = Field(50, ge=1)
+    # Delivery jobs waiting in the queue past which the dispatcher holds back (up to webhook_hold_s) before
+    # it reads on: the entries gather in the stream and go out as bigger batches, fewer jobs, instead of
+    # a queue of one-delivery jobs that each pay the job's round trips.
+    webhook_queue_high: int = Field(8, ge=1)
+    webhook_hold_s: float = Field(1.0, ge=0, le=30)
     dispatch: bool = True  # run the stream dispatcher in this process
 
     @field_validator("webhook_allowlist", mode="before")

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
+from services.webhooks.entrypoints import dispatcher
 from services.webhooks.entrypoints import http as webhooks_http
 from services.webhooks.service_layer import delivery, sweeping, waking
 from tests.receiver import receiver
@@ -279,3 +280,17 @@ def test_delivery_counts_are_maintained_and_agree_with_counting(wh: Webhooks, mo
         assert store.delivery_counts(conn, "wh_test") == counted(conn) == {"delivered": 15, "failed": 5, "pending": 8}
         store.delete_subscription(conn, "wh_test")
         assert store.delivery_counts(conn, "wh_test") == {} and store.stats(conn)["deliveries"] == {}
+
+
+def test_the_dispatcher_holds_back_while_the_workers_are_behind(wh: Webhooks) -> None:
+    """More jobs waiting than webhook_queue_high: the dispatcher waits (at most webhook_hold_s) before it
+    reads on, so the stream's entries gather into bigger batches; with room in the queue it reads at once."""
+    wh.settings.webhook_queue_high, wh.settings.webhook_hold_s = 2, 0.4
+    jobs = [wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none") for _ in range(3)]
+    assert 0.4 <= dispatcher.hold_back(wh) < 2.0  # no worker runs here: the queue stays long, the hold ends
+    jobs[0].cancel()
+    wh.queue.remove(jobs[0])
+    assert dispatcher.hold_back(wh) < 0.1  # 2 waiting: not more than the mark
+    threading.Timer(0.15, lambda: [wh.queue.remove(job) for job in jobs[1:]]).start()
+    wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none")
+    assert 0.1 < dispatcher.hold_back(wh) < 0.4  # the workers caught up while it waited

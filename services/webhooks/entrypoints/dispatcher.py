@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,7 +35,19 @@ def handle(wh: Webhooks, entries: list[Entry]) -> int:
         queued = recording.record(wh, _events(entries), subscriptions)
         log.info("%d deliveries queued", queued)
     wh.consumer.ack([entry_id for entry_id, _ in entries])
+    if subscriptions:
+        hold_back(wh)
     return len(entries)
+
+
+def hold_back(wh: Webhooks, poll_s: float = 0.02) -> float:
+    """While the workers are behind (more jobs waiting than webhook_queue_high), wait up to webhook_hold_s
+    before the next read; returns the seconds waited."""
+    s = wh.settings
+    started = time.monotonic()
+    while wh.queue.count > s.webhook_queue_high and time.monotonic() - started < s.webhook_hold_s:
+        time.sleep(poll_s)
+    return time.monotonic() - started
 
 
 def _events(entries: list[Entry]) -> list[tuple[str, Envelope]]:
