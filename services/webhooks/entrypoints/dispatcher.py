@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from platograph.api.webhooks import EVENT_TYPES
@@ -45,8 +46,11 @@ def hold_back(wh: Webhooks, poll_s: float = 0.02) -> float:
     before the next read; returns the seconds waited."""
     s = wh.settings
     started = time.monotonic()
-    while wh.queue.count > s.webhook_queue_high and time.monotonic() - started < s.webhook_hold_s:
-        time.sleep(poll_s)
+    try:
+        while wh.queue.count > s.webhook_queue_high and time.monotonic() - started < s.webhook_hold_s:
+            time.sleep(poll_s)
+    except RedisError:  # the entries are recorded and acked: the next read meets the outage and waits it out
+        pass
     return time.monotonic() - started
 
 
