@@ -32,15 +32,24 @@ PGBOUNCER_MODULES = {
 }  # fmt: skip
 ONLY = {"cluster": CLUSTER_MODULES, "pgbouncer": PGBOUNCER_MODULES}
 
+# Tests whose subject is RQ's and the workers' timing (a heartbeat lapsing, a breaker's pauses), which waits
+# out tens of seconds and is the same on either server: they run against the machine's Redis only.
+EXTERNAL_ONLY = {
+    "test_a_worker_killed_mid_delivery_does_not_lose_the_message",
+    "test_a_dead_endpoint_is_backed_off_as_a_whole_beside_a_healthy_one",
+}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the "cluster" and "pgbouncer" backends only for their modules."""
+    """Run the "cluster" and "pgbouncer" backends only for their modules, and EXTERNAL_ONLY on one backend."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec is not None else None
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
-        (dropped if backend in ONLY and module not in ONLY[backend] else kept).append(item)
+        name = getattr(item, "originalname", item.name)
+        other = backend in ONLY and module not in ONLY[backend]
+        (dropped if other or (name in EXTERNAL_ONLY and backend != "external") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
