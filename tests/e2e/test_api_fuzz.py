@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from platograph.internal import HEADER
-from tests.e2e.test_system import free_port
 from tests.e2e.up import platograph_up
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,13 +18,11 @@ import httpx
 import psutil
 import pytest
 
-from tests import ports, servers
+from tests import servers
 from tests.integration.test_gateway import QUOTE, SEED_PAGE_COUNTS
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-free_port = ports.free_port
 
 
 @pytest.fixture(params=["external", "embedded"])

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.e2e.test_system import free_port, read_until
+from tests.e2e.test_system import read_until
+from tests.ports import free_port
 
 
 class Up(NamedTuple):
