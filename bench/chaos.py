@@ -200,12 +200,25 @@ def proposed_claim_pairs(client: httpx.Client) -> set[tuple[str, str]]:
     return {p for p in pairs if p[0].startswith("claim:") and p[1].startswith("claim:")}
 
 
+def problems(log_file: Path, keep: int = 40) -> str:
+    """The last warnings and errors of a log, and the lines that follow them (tracebacks)."""
+    if not log_file.exists():
+        return f"{log_file}: none"
+    lines = log_file.read_text(errors="replace").splitlines()
+    picked = [i for i, line in enumerate(lines) if "WARNING" in line or "ERROR" in line or "Traceback" in line]
+    shown = sorted({j for i in picked for j in range(i, min(i + 3, len(lines)))})[-keep:]
+    return f"{log_file.name}, last warnings and errors:\n" + "\n".join(lines[j][:300] for j in shown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pause", type=float, default=10.0, help="seconds of load between recovery and next kill")
     parser.add_argument("--victims", default=",".join(VICTIMS), help="what to kill, in order (comma-separated)")
+    parser.add_argument("--keep", action="store_true", help="keep the data and logs (the path is printed)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="platograph-chaos-"))
+    if args.keep:
+        print(f"data and logs kept in {work}", flush=True)
     for variable in ("REDIS_URL", "DATABASE_URL"):  # embedded servers: they are among the victims
         os.environ.pop(variable, None)
     os.environ.update({"PLATOGRAPH_DATA_DIR": str(work / "data"), "PLATOGRAPH_WEBHOOK_ALLOWLIST": "127.0.0.0/8",
@@ -229,10 +242,12 @@ def main() -> None:
         system.start_children(timeout=180)
         threading.Thread(target=system.supervise, args=(stopping.is_set,), daemon=True).start()
         client = httpx.Client(base_url=system.gateway_url, timeout=30, headers=system.api_headers())
-        hubs = [{"id": hub, "name": f"Hub {n}"} for n, hub in enumerate(HUBS)]
-        client.post("/v1/entities", json=hubs, headers={"Idempotency-Key": "chaos-hubs"}).raise_for_status()
+        # Subscribed first: two of the hubs are a candidate pair, and a subscription is sent only the events
+        # that come after it (a red run missed the two proposals of that pair when the hubs came first).
         made = client.post("/v1/webhooks", json={"url": hook, "event_types": ["candidate.proposed"]})
         subscription = made.raise_for_status().json()["id"]
+        hubs = [{"id": hub, "name": f"Hub {n}"} for n, hub in enumerate(HUBS)]
+        client.post("/v1/entities", json=hubs, headers={"Idempotency-Key": "chaos-hubs"}).raise_for_status()
         load = [threading.Thread(target=writer, args=(client, record, stop), daemon=True),
                 threading.Thread(target=reader, args=(client, record, stop), daemon=True)]  # fmt: skip
         for thread in load:
@@ -274,7 +289,8 @@ def main() -> None:
         until(lambda: proposed_claim_pairs(client) - ties == expected - ties, 60)
         got = proposed_claim_pairs(client)
         missing, extra = (expected - ties) - got, (got - ties) - expected
-        proposed = {e["event_id"] for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
+        audit = {e["event_id"]: e for e in pages(client, "/v1/audit", {"type": "candidate.proposed", "limit": 500})}
+        proposed = set(audit)
         until(lambda: proposed <= set(arrived()), 150)  # a job lost with a worker is swept after 60 s
         by_status = client.get(f"/v1/webhooks/{subscription}").json()["deliveries"]
         receipts = arrived()
@@ -306,6 +322,11 @@ def main() -> None:
             f"writes acknowledged {len(record.acknowledged)} / lost {len(lost)} / duplicated {len(twice)}; "
             f"deliveries expected {len(proposed)} / received {len(received)} / duplicated {duplicated}"
         )
+        if received != proposed:  # what a red run needs to be understood: the events, and the dispatcher's log
+            for event_id in sorted(proposed - received)[:10]:
+                event = audit[event_id]
+                print(f"not received: {event_id} at {event['position']}, {event['payload']}")
+            print(problems(work / "data" / "logs" / "webhooks.log"))
         # Sends in flight when a worker dies may arrive twice (delivery is at least once): not a failure.
         failed = (lost or twice or indexed != active or received != proposed or outside or bare or missing or extra
                   or hub_errors)  # fmt: skip
@@ -314,7 +335,8 @@ def main() -> None:
         stopping.set()
         servers.close()
         system.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 
