@@ -271,13 +271,16 @@ def worker(
     queue: Annotated[str, typer.Option(help="The RQ queue to work")] = "platograph",
     simple: Annotated[bool, typer.Option(help="Run jobs in this process (no fork per job)")] = False,
     maintenance_s: Annotated[int, typer.Option(help="How often to requeue jobs of dead workers")] = 600,
+    preload: Annotated[
+        list[str] | None, typer.Option(help="Import this jobs module (and run its warm()) before the first job")
+    ] = None,
 ) -> None:
     """Run an RQ worker."""
     from ops import workers
     from platograph.logs import configure_logging
 
     configure_logging()
-    workers.work(queue, simple=simple, maintenance_s=maintenance_s)
+    workers.work(queue, simple=simple, maintenance_s=maintenance_s, preload=preload or [])
 
 
 @app.command()

@@ -205,13 +205,18 @@ class System:
         queues = ["--queue", "platograph", "--queue", s.webhook_queue, "--queue", s.reembed_queue]
         self.children.append(Child("scheduler", [*cli, "scheduler", *queues], self.env, logs / "scheduler.log"))
         self.children.append(Child("coordinator", [*cli, "coordinator"], self.env, logs / "coordinator.log"))
-        for name, queue, count in (("webhook-worker", s.webhook_queue, s.webhook_workers),
-                                   ("reembed-worker", s.reembed_queue, s.reembed_workers)):  # fmt: skip
+        # A delivery worker imports its jobs at start, not on its first delivery (a second of CPU); a
+        # re-embed batch runs for seconds anyway.
+        for name, queue, count, preload in (
+            ("webhook-worker", s.webhook_queue, s.webhook_workers, ["--preload", "services.webhooks.entrypoints.jobs"]),
+            ("reembed-worker", s.reembed_queue, s.reembed_workers, []),
+        ):
             # One thread per embedding worker: parallelism comes from the number of workers.
             env = self.env | ({"OMP_NUM_THREADS": self.env.get("OMP_NUM_THREADS", "1")} if name == "reembed-worker"
                               else {})  # fmt: skip
             for n in range(1, count + 1):
-                argv = [*cli, "worker", "--queue", queue, "--simple", "--maintenance-s", str(s.worker_maintenance_s)]
+                argv = [*cli, "worker", "--queue", queue, "--simple", "--maintenance-s", str(s.worker_maintenance_s),
+                        *preload]  # fmt: skip
                 nice = 10 if name == "reembed-worker" else 0
                 self.children.append(Child(f"{name}-{n}", argv, env, logs / f"{name}-{n}.log", nice=nice))
         gateway = _uvicorn("gateway.app:create_app", s.host, s.port)

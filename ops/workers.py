@@ -3,6 +3,8 @@ entrypoints)."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -45,9 +47,14 @@ class DeliveryWorker(QuickStop, SimpleWorker):
         return int(job.timeout or 180) + 10
 
 
-def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 600) -> None:
+def work(
+    queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 600, preload: Sequence[str] = ()
+) -> None:
     """Run an RQ worker on one queue until stopped. A simple worker runs jobs in
-    its own process instead of forking one per job: cheap jobs (webhook deliveries) keep their pools."""
+    its own process instead of forking one per job: cheap jobs (webhook deliveries) keep their pools.
+    `preload`: jobs modules imported (and their `warm()` run) before the first job, which would otherwise
+    pay for them: a webhook worker's first job spent about a second importing its world."""
+    load(preload)
     connection = sync_redis(CoreSettings().rq_url)
     worker_class = DeliveryWorker if simple else GeneralWorker
     worker = worker_class(
@@ -62,6 +69,14 @@ def work(queue_name: str = QUEUE, *, simple: bool = False, maintenance_s: int = 
     # The scheduler runs as its own supervised process (`schedule`): a worker's scheduler is a forked
     # child that a kill -9 of the worker would orphan.
     worker.work(with_scheduler=False, logging_level="WARNING" if simple else "INFO")
+
+
+def load(modules: Sequence[str]) -> None:
+    """Import jobs modules and run the `warm()` of those that have one."""
+    for name in modules:
+        warm = getattr(importlib.import_module(name), "warm", None)
+        if callable(warm):
+            warm()
 
 
 def schedule(queue_names: list[str]) -> None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from typing import TYPE_CHECKING
 
 import orjson
-from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from platograph.contracts import Actor
 from platograph.settings import SecretFiles
+
+if TYPE_CHECKING:  # workers use the headers: FastAPI is 0.3 s of their start-up
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 HEADER = "X-Platograph-Internal"

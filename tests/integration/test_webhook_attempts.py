@@ -294,3 +294,37 @@ def test_the_dispatcher_holds_back_while_the_workers_are_behind(wh: Webhooks) ->
     threading.Timer(0.15, lambda: [wh.queue.remove(job) for job in jobs[1:]]).start()
     wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none")
     assert 0.1 < dispatcher.hold_back(wh) < 0.4  # the workers caught up while it waited
+
+
+def test_bodies_and_replies_are_stored_as_sent(wh: Webhooks) -> None:
+    """Bodies go once per event (rows share them) and replies as JSON arrays: quotes, backslashes and
+    non-ASCII text come back exactly; a NUL, which PostgreSQL's text cannot hold, comes back replaced."""
+    tricky = '{"name": "a \\"quoted\\" \\\\ back\\\\slash, ünïcode ✓, {braces}, NULL"}'
+    ids = [uuid.uuid4() for _ in range(3)]
+    events = [uuid.uuid4(), uuid.uuid4(), uuid.uuid4()]
+    with wh.engine.begin() as conn:
+        subscribe(wh, "http://127.0.0.1:9/hook")
+        store.insert_deliveries(conn, [
+            {"id": ids[0], "subscription_id": "wh_test", "event_id": events[0], "event_type": "candidate.proposed",
+             "stream_id": "2-0", "body": tricky, "status": "pending"},
+            {"id": ids[1], "subscription_id": "wh_test", "event_id": events[1], "event_type": "candidate.proposed",
+             "stream_id": "3-0", "body": "{}", "status": "pending"},
+            {"id": ids[2], "subscription_id": "wh_test", "event_id": events[2], "event_type": "candidate.proposed",
+             "stream_id": "2-0", "body": tricky, "status": "pending"},
+        ])  # fmt: skip
+        store.record_attempts(conn, [
+            {"delivery_id": ids[0], "attempted_at": datetime.now(UTC), "status_code": 200, "latency_ms": 1.5,
+             "error": "", "response": 'ok "fine" \\ \x00 end', "details": {"attempt": 1}},
+            {"delivery_id": ids[1], "attempted_at": datetime.now(UTC), "status_code": None, "latency_ms": 2.0,
+             "error": "ClientError: 'quoted' \"x\"", "response": "", "details": {"attempt": 2}},
+        ])  # fmt: skip
+        bodies = dict(conn.execute(text("SELECT id, body FROM webhook_deliveries WHERE id = ANY(:ids)"),
+                                   {"ids": ids}).all())  # fmt: skip
+        attempts = conn.execute(text("""SELECT delivery_id, status_code, error, response, details FROM webhook_attempts
+                                        WHERE delivery_id = ANY(:ids) ORDER BY latency_ms"""),
+                                {"ids": ids}).all()  # fmt: skip
+    assert bodies == {ids[0]: tricky, ids[1]: "{}", ids[2]: tricky}
+    assert [tuple(a) for a in attempts] == [
+        (ids[0], 200, "", 'ok "fine" \\ \ufffd end', {"attempt": 1}),
+        (ids[1], None, "ClientError: 'quoted' \"x\"", "", {"attempt": 2}),
+    ]

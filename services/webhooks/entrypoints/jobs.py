@@ -18,3 +18,8 @@ def deliver(delivery_ids: list[str], attempt: int, endpoint: str | None = None) 
 def wake(endpoint: str) -> str:
     """RQ job: probe a backed-off endpoint with one parked batch, and release the rest once it answers."""
     return waking.wake(worker_context(), endpoint)
+
+
+def warm() -> None:
+    """Build the worker's wiring before its first job (platograph worker --preload)."""
+    worker_context()
