@@ -35,6 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import procs  # noqa: E402
 from ops import loader  # noqa: E402
 from ops.supervisor import System, UpSettings  # noqa: E402
 from platograph.ontology import load as load_ontology  # noqa: E402
@@ -212,7 +213,9 @@ def wrk(
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    done = re.search(r"^\s+(\d+) requests in", out, re.M)
     return {
+        "requests": float(done.group(1)) if done else 0.0,
         "p50": ms("50%"),
         "p99": ms("99%"),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
@@ -273,7 +276,9 @@ def main() -> None:
             f"{k} {v:.2f}" for k, v in hub.items() if k != "degree"))  # fmt: skip
         single = single_client_latency(system.gateway_url, ids, 1000, rng, system.api_headers())
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
+            cpu = procs.cpu_seconds(system)
             views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, key=system.admin_key)
+            per_view = procs.ms_per_item(cpu, procs.cpu_seconds(system), int(views["requests"]))
         paced = {}
         for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
             with console.status(f"view load: {rate} views/s offered by {args.connections} clients"):
@@ -281,6 +286,9 @@ def main() -> None:
                                   key=system.admin_key)  # fmt: skip
         sampler.stopped.set()
         report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
+        console.print(procs.cpu_line(per_view, f"view, closed loop of {args.connections} clients"))
+        serving = sum(ms for name, ms in per_view.items() if name in ("gateway", "graph", "postgres"))
+        console.print(f"gateway + graph + Postgres: {serving:.2f} ms of CPU a view (issue 25's aim: 1.2)")
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -294,6 +294,11 @@ def test_the_dispatcher_holds_back_while_the_workers_are_behind(wh: Webhooks) ->
     threading.Timer(0.15, lambda: [wh.queue.remove(job) for job in jobs[1:]]).start()
     wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none")
     assert 0.1 < dispatcher.hold_back(wh) < 0.4  # the workers caught up while it waited
+    for _ in range(20):
+        wh.queue.enqueue("builtins.print", "waiting")
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    assert dispatcher.hold_back(wh, stop=stop) < 0.4  # asked to stop: it does not wait the hold out
 
 
 def test_bodies_and_replies_are_stored_as_sent(wh: Webhooks) -> None:

@@ -29,7 +29,7 @@ from services.webhooks.service_layer import recording, sweeping
 log = logging.getLogger(__name__)
 
 
-def handle(wh: Webhooks, entries: list[Entry]) -> int:
+def handle(wh: Webhooks, entries: list[Entry], stop: threading.Event | None = None) -> int:
     with wh.engine.begin() as conn:
         subscriptions = store.live_subscriptions(conn)
     if subscriptions:  # with none, nothing is decoded: a bulk load carries ~10 candidate events an entity
@@ -37,18 +37,20 @@ def handle(wh: Webhooks, entries: list[Entry]) -> int:
         log.info("%d deliveries queued", queued)
     wh.consumer.ack([entry_id for entry_id, _ in entries])
     if subscriptions:
-        hold_back(wh)
+        hold_back(wh, stop=stop)
     return len(entries)
 
 
-def hold_back(wh: Webhooks, poll_s: float = 0.02) -> float:
+def hold_back(wh: Webhooks, poll_s: float = 0.02, stop: threading.Event | None = None) -> float:
     """While the workers are behind (more jobs waiting than webhook_queue_high), wait up to webhook_hold_s
-    before the next read; returns the seconds waited."""
+    before the next read, or until asked to stop; returns the seconds waited."""
     s = wh.settings
     started = time.monotonic()
+    stop = stop or threading.Event()
     try:
         while wh.queue.count > s.webhook_queue_high and time.monotonic() - started < s.webhook_hold_s:
-            time.sleep(poll_s)
+            if stop.wait(poll_s):
+                break
     except RedisError:  # the entries are recorded and acked: the next read meets the outage and waits it out
         pass
     return time.monotonic() - started
@@ -84,7 +86,7 @@ def run(wh: Webhooks, stop: threading.Event) -> None:
     def body(stop: threading.Event) -> None:
         consume(
             wh.consumer,
-            lambda entries: handle(wh, entries),
+            lambda entries: handle(wh, entries, stop),
             stop,
             batch=wh.settings.webhook_batch_size,
             block_ms=500,
