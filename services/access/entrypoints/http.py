@@ -6,13 +6,12 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 
 from platograph.api.access import KeyIn, KeyMade, KeyPage, KeyView, Principal
 from platograph.database import ping_database
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, in_thread, instrument
+from platograph.outages import answer_outages
 from services.access.bootstrap import Access, bootstrap
 from services.access.service_layer import keys
 
@@ -73,9 +72,5 @@ def create_app(access: Access | None = None) -> FastAPI:
     instrument(app, "access", readiness={"postgres": in_thread(partial(ping_database, wired.engine))})
     protect(app, "access")
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        detail = [{"loc": ["server"], "msg": "database unavailable", "type": "unavailable"}]
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
-
+    answer_outages(app)
     return app

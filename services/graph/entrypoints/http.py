@@ -9,15 +9,10 @@ from functools import partial
 from typing import Annotated, Any
 
 import orjson
-import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
 
 from platograph.api.graph import (
     AuditPage,
@@ -34,6 +29,7 @@ from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, in_thread, instrument
 from platograph.ontology import OntologyError
+from platograph.outages import answer_outages
 from platograph.positions import parse_entry_id
 from platograph.redis_clients import async_redis
 from platograph.runtime import tune_gc
@@ -398,17 +394,5 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     )
     protect(app, "graph")
 
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def _event_log_down(_: Request, exc: Exception) -> JSONResponse:
-        detail = [{"loc": ["server"], "msg": f"event log unavailable: {exc}", "type": "unavailable"}]
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(psycopg.OperationalError)  # the view's pool (a PoolTimeout is one too)
-    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        reason = exc.orig if isinstance(exc, OperationalError) else exc
-        detail = [{"loc": ["server"], "msg": f"database unavailable: {reason}", "type": "unavailable"}]
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
-
+    answer_outages(app)
     return app

@@ -15,6 +15,7 @@ from platograph.body_limit import MIB, BodyLimits
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import protect
 from platograph.observability import fastapi_telemetry, in_thread, instrument
+from platograph.outages import answer_outages
 from services.similarity.adapters import graph_reads
 from services.similarity.adapters.edge_index import EdgeIndex
 from services.similarity.adapters.index import Hit
@@ -193,4 +194,5 @@ def create_app(sim: Similarity | None = None, consume: bool | None = None) -> Fa
     ready = {"redis": in_thread(wired.consumer.client.ping), "index": in_thread(lambda: wired.served().index.count())}
     instrument(app, "similarity", body_limits=BodyLimits(BATCH_BODY_BYTES), readiness=ready)
     protect(app, "similarity")
+    answer_outages(app)
     return app

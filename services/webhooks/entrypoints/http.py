@@ -16,6 +16,7 @@ from platograph.database import ping_database
 from platograph.dead_letters import Owner, replay_router
 from platograph.internal import ACTOR_HEADER, OWNER_HEADER, actor_label, protect
 from platograph.observability import fastapi_telemetry, in_thread, instrument
+from platograph.outages import answer_outages
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain import safety
@@ -239,4 +240,5 @@ def create_app(wh: Webhooks | None = None, dispatch: bool | None = None) -> Fast
     ready = {"redis": in_thread(wired.redis.ping), "postgres": in_thread(partial(ping_database, wired.engine))}
     instrument(app, "webhooks", readiness=ready)
     protect(app, "webhooks")
+    answer_outages(app)
     return app
