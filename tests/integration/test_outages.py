@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 
 from services.webhooks.bootstrap import bootstrap
 from services.webhooks.entrypoints import http as webhooks_http
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once it is closed
 
 
 def test_the_webhooks_service_answers_503_while_redis_is_away(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLATOGRAPH_WEBHOOK_KEY", Fernet.generate_key().decode())
-    away = f"redis://127.0.0.1:{closed_port()}/0"
+    away = f"redis://127.0.0.1:{free_port()}/0"  # a port nothing listens on
     monkeypatch.setenv("REDIS_URL", away)
     monkeypatch.setenv("RQ_REDIS_URL", away)
     hooks = bootstrap()
