@@ -9,6 +9,7 @@ import httpx
 import orjson
 
 from platograph.contracts import ENTRY_FIELD
+from platograph.cursors import encode_cursor
 
 
 def pages(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
@@ -59,4 +60,18 @@ def journal_entries(
             yield [(item["id"], {ENTRY_FIELD: orjson.dumps(item["events"])}) for item in page["items"]]
         after = page["next_after"]
         if not after:
+            return
+
+
+def entity_pages_between(
+    client: httpx.Client, after: str, last: str | None, page_size: int = 500
+) -> Iterator[list[dict[str, Any]]]:
+    """Active entities with after < id <= last (no upper bound when `last` is None), in id order, a page at
+    a time: a range of any size in bounded memory."""
+    params: dict[str, Any] = {"limit": page_size} | ({"cursor": encode_cursor(after)} if after else {})
+    for page in pages(client, "/v1/entities", params):
+        inside = [e for e in page if last is None or e["id"] <= last]
+        if active := [e for e in inside if e["status"] == "active"]:
+            yield active
+        if len(inside) < len(page):
             return

@@ -38,6 +38,7 @@ from services.graph.adapters import candidate_queries, journal_queries, queries
 from services.graph.adapters.neighborhood_sql import Related
 from services.graph.adapters.view_reader import ViewReader
 from services.graph.bootstrap import Graph, bootstrap
+from services.graph.entrypoints import pairs_http
 from services.graph.service_layer import projecting
 
 router = APIRouter(prefix="/v1", tags=["graph"])
@@ -383,6 +384,7 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app = FastAPI(title="Platograph graph", telemetry=fastapi_telemetry(), lifespan=lifespan)
     app.state.graph, app.state.views = graph, views
     app.include_router(router)
+    app.include_router(pairs_http.router)
     app.include_router(
         replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine, project=graph.project)))
     )

@@ -95,6 +95,7 @@ class ReembedStore:
         key = self._job_key(job_id)
         job["done_batches"] = int(self.client.scard(f"{key}:done"))
         job["done"] = int(self.client.get(f"{key}:entities") or 0)
+        job["diffed_batches"] = int(self.client.scard(f"{key}:diffed"))
         failed = self.client.hgetall(f"{key}:failed")
         job["failed_batches"] = {k.decode(): v.decode() for k, v in failed.items()}  # type: ignore[union-attr]
         return job
@@ -118,6 +119,14 @@ class ReembedStore:
             self.client.incrby(f"{key}:entities", entities)
             return True
         return False
+
+    def mark_diffed(self, job_id: str, n: int) -> None:
+        """Record that range `n`'s pairs are staged for the job's diff (service_layer/reembed_diff)."""
+        self.client.sadd(f"{self._job_key(job_id)}:diffed", n)
+
+    def pending_diff(self, job_id: str, batches: int) -> list[int]:
+        done = {int(n) for n in self.client.smembers(f"{self._job_key(job_id)}:diffed")}
+        return [n for n in range(batches) if n not in done]
 
     def mark_fresh(self, job_id: str, entity_ids: list[str]) -> None:
         """Entities the consumer wrote (or removed) in the new collection while the job runs: a batch read
@@ -171,11 +180,20 @@ class ReembedStore:
         value = self.client.get(f"{self.prefix}:follow")
         return value.decode() if isinstance(value, bytes) else None
 
+    def follow_progress(self, tag: str, last_id: str) -> None:
+        """The last entity a follow pass has proposed for (a pass that restarts goes on after it)."""
+        self.client.set(f"{self.prefix}:follow-after:{tag}", last_id, ex=7 * 24 * 3600)
+
+    def follow_cursor(self, tag: str) -> str | None:
+        value = self.client.get(f"{self.prefix}:follow-after:{tag}")
+        return value.decode() if isinstance(value, bytes) else None
+
     def candidates_followed(self, tag: str, counts: dict[str, int]) -> None:
         """Clear the mark (unless a later switch set another) and note the counts on the job, if it is one."""
         if self.client.exists(self._job_key(tag)):
             self.client.hset(self._job_key(tag), "candidates", orjson.dumps(counts))
         self.client.eval(CLEAR_IF, 1, f"{self.prefix}:follow", tag)  # a later switch's mark stays
+        self.client.delete(f"{self.prefix}:follow-after:{tag}")
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Change a job's fields; a change of status is journaled with it."""

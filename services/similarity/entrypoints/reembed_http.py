@@ -17,7 +17,7 @@ from platograph.internal import ACTOR_HEADER, actor_label
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Similarity
 from services.similarity.entrypoints.deps import SimDep
-from services.similarity.service_layer import reembed
+from services.similarity.service_layer import reembed, reembed_diff
 
 router = APIRouter(prefix="/v1/reembed", tags=["re-embedding"])
 
@@ -107,6 +107,16 @@ def batch(job: str, n: int, body: Batch, sim: SimDep) -> dict[str, Any]:
     items = [Indexed(id=i.id, type=i.type, name=i.name, description=i.description, text=i.text) for i in body.items]
     counted = reembed.accept_batch(sim, job, n, items, _rows(body))
     return {"counted": counted}
+
+
+@router.post("/{job}/diff/{n}")
+def diff_shard(job: str, n: int, sim: SimDep) -> dict[str, Any]:
+    """Stage what the new model proposes for the entities of range `n` (internal: an RQ job of the
+    coordinator's calls it once every batch is in)."""
+    try:
+        return {"pairs": reembed_diff.shard(sim, job, n)}
+    except reembed_diff.DiffError as exc:
+        raise HTTPException(exc.status, detail=[{"loc": ["path", "n"], "msg": exc.msg, "type": "reembed"}]) from exc
 
 
 @router.post("/{job}/finish")

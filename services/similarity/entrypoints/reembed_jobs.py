@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -25,8 +26,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from platograph import internal
-from platograph.cursors import encode_cursor
-from platograph.graph_api import pages
+from platograph.graph_api import entity_pages_between
 from platograph.redis_clients import sync_redis
 from platograph.settings import CoreSettings
 from services.similarity.adapters.embedder import Embedder, load_embedder
@@ -61,15 +61,8 @@ def _embedder(model_name: str) -> Embedder:
 
 
 def _entities(graph: httpx.Client, after: str, last: str) -> list[dict[str, Any]]:
-    """Active entities with after < id <= last, in id order (pages until past `last`)."""
-    out: list[dict[str, Any]] = []
-    for page in pages(graph, "/v1/entities", {"limit": 500} | ({"cursor": encode_cursor(after)} if after else {})):
-        for entity in page:
-            if entity["id"] > last:
-                return out
-            if entity["status"] == "active":
-                out.append(entity)
-    return out
+    """Active entities with after < id <= last, in id order."""
+    return [e for page in entity_pages_between(graph, after, last) for e in page]
 
 
 def embed_batch(job_id: str, n: int) -> int:
@@ -91,8 +84,19 @@ def embed_batch(job_id: str, n: int) -> int:
     return len(items)
 
 
-def job_id_of(job_id: str, n: int) -> str:
-    return f"reembed-{job_id}-{n}"
+def diff_shard(job_id: str, n: int) -> int:
+    """RQ job: have the similarity service stage the new model's pairs for one id range (the diff)."""
+    _, store, _, similarity = _context()
+    job = store.job(job_id)
+    if job is None or job["status"] != "running":
+        return 0
+    response = similarity.post(f"/v1/reembed/{job_id}/diff/{n}", timeout=None)
+    response.raise_for_status()
+    return int(response.json()["pairs"])
+
+
+def job_id_of(job_id: str, n: int, phase: str = "") -> str:
+    return f"reembed-{job_id}-{phase}{n}"
 
 
 def tick(settings: ReembedSettings, store: ReembedStore, queue: Queue, similarity: httpx.Client) -> str | None:
@@ -110,28 +114,54 @@ def tick(settings: ReembedSettings, store: ReembedStore, queue: Queue, similarit
         log.error("re-embed %s: %s", job_id, error)
         store.finish(job_id, "failed", error=error)
         return "failed"
-    if not pending:
-        response = similarity.post(f"/v1/reembed/{job_id}/finish", timeout=None)
-        if response.status_code >= 400:
-            log.error("finishing re-embed %s failed: %s", job_id, response.text)
-            store.finish(job_id, "failed", error=response.text[:500])
-        return "finishing"
+    if pending:
+        for n, error in _queue(settings, queue, embed_batch, job_id, pending, "", "batch"):
+            store.mark_failed(job_id, n, error)  # RQ's retries are spent: reported, the rest go on
+        return "running"
+    # Every batch is in: the diff, a shard an id range, then the switch (or the wait for a review).
+    shards = store.pending_diff(job_id, job["batches"])
+    if shards:
+        failed_shards = _queue(settings, queue, diff_shard, job_id, shards, "diff-", "diff of range")
+        if failed_shards:
+            n, error = failed_shards[0]
+            store.finish(job_id, "failed", error=f"the diff of range {n} failed after its retries: {error}"[:500])
+            return "failed"
+        return "diffing"
+    response = similarity.post(f"/v1/reembed/{job_id}/finish", timeout=None)
+    if response.status_code >= 400:
+        log.error("finishing re-embed %s failed: %s", job_id, response.text)
+        store.finish(job_id, "failed", error=response.text[:500])
+    return "finishing"
+
+
+def _queue(
+    settings: ReembedSettings,
+    queue: Queue,
+    work: Callable[[str, int], int],
+    job_id: str,
+    ranges: list[int],
+    phase: str,
+    what: str,
+) -> list[tuple[int, str]]:
+    """Queue an RQ job for each range that has none; returns the ranges whose job failed after its retries
+    (with the error), which are not queued again."""
     failed = set(FailedJobRegistry(queue=queue).get_job_ids())
     with queue.connection.pipeline() as pipe:
-        for n in pending:
-            pipe.exists(Job.key_for(job_id_of(job_id, n)))
+        for n in ranges:
+            pipe.exists(Job.key_for(job_id_of(job_id, n, phase)))
         exists = pipe.execute()
-    for n, present in zip(pending, exists, strict=True):
-        rq_id = job_id_of(job_id, n)
-        if rq_id in failed:  # RQ's retries are spent: report it, go on with the rest
+    out = []
+    for n, present in zip(ranges, exists, strict=True):
+        rq_id = job_id_of(job_id, n, phase)
+        if rq_id in failed:
             fetched = Job.fetch(rq_id, connection=queue.connection, serializer=JSONSerializer)
             result = fetched.latest_result()
-            store.mark_failed(job_id, n, (result.exc_string if result is not None else None) or "failed")
+            out.append((n, (result.exc_string if result is not None else None) or "failed"))
         elif not present:
-            queue.enqueue(embed_batch, job_id, n, job_id=rq_id, retry=Retry(max=3, interval=[5, 30, 120]),
+            queue.enqueue(work, job_id, n, job_id=rq_id, retry=Retry(max=3, interval=[5, 30, 120]),
                           job_timeout=settings.reembed_batch_timeout_s, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                          description=f"re-embed {job_id} batch {n}")  # fmt: skip
-    return "running"
+                          description=f"re-embed {job_id} {what} {n}")  # fmt: skip
+    return out
 
 
 def coordinate(stop: threading.Event | None = None) -> None:

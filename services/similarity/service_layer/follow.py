@@ -5,12 +5,17 @@ So, in the background, every entity's candidates are proposed again from the new
 updates the pair's score, kind and model), and pairs still proposed by another model that the new one does
 not propose are withdrawn. Pairs the consumer proposes meanwhile already carry the new model, so they are
 never withdrawn here. A Redis marker, set before the switch and cleared after the last event is appended,
-makes this survive a crash: the next start does it again (event ids are derived from the content, so a
-redone pass adds nothing twice to the journal). One replica runs the pass at a time (a Redis lock it keeps
-extending); the others leave it to that one.
+makes this survive a crash: the next start goes on from the last page done (a pair's event id is derived
+from the pass and the pair, so what is redone adds nothing twice to the journal). One replica runs the pass
+at a time (a Redis lock it keeps extending); the others leave it to that one.
 
-Every pair state the pass sets names as its cause the position the graph had projected through when the
-pass began: an edge added up to there is known to the pass, which does not propose its pair; one added
+The pass holds a page of entities at a time, never the corpus's ids or pairs: a pair found from both its
+sides, on two pages, is appended twice with one event id (the journal and the webhooks keep the first),
+and the withdrawals come last, once the graph has projected every proposal, from the pairs it still lists
+as proposed by another model.
+
+Every pair state the pass sets names as its cause the position the graph had projected through when its
+page began: an edge added up to there is known to the pass, which does not propose its pair; one added
 after withdraws the pair with a later cause, which wins in the graph whatever the order the two events
 arrive in.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -28,8 +34,8 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from platograph.contracts import CandidateWithdrawn, Frozen, new_envelopes
-from platograph.graph_api import entity_ids, pages, projected_through
+from platograph.contracts import CandidateProposed, CandidateWithdrawn, new_envelopes
+from platograph.graph_api import entity_pages_between, projected_through, wait_for_projection
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
@@ -37,55 +43,82 @@ from services.similarity.service_layer import candidates
 
 log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("0d3c7f6e-5b1a-4f7e-8a0c-2f6b9e4d1c37")
-CHUNK = 1000
+CHUNK = 500  # entities a page (the graph's largest), and withdrawals a page
+PROJECTION_WAIT_S = 600
+
+
+def _publish(
+    sim: Similarity, tag: str, model: str, cause: str | None, payloads: list[CandidateProposed | CandidateWithdrawn]
+) -> str | None:
+    events = [p.model_copy(update={"cause": cause}) for p in payloads]
+    # One id for a pair's proposal in this pass, whichever side (page) found it.
+    ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{type(p).__name__}|{p.a}|{p.b}") for p in events]
+    return candidates.publish(sim, new_envelopes(events, producer=PRODUCER, event_ids=ids))
+
+
+def propose(sim: Similarity, tag: str, beat: Callable[[], object]) -> str | None:
+    """Propose every entity's candidates from the active model, a page of entities at a time, from where a
+    crashed pass stopped. Returns the stream position of the last append (None: nothing appended)."""
+    served = sim.served()
+    model = served.model.key
+    position = None
+    for page in entity_pages_between(sim.graph, sim.store.follow_cursor(tag) or "", None, page_size=CHUNK):
+        beat()
+        cause = projected_through(sim.graph)
+        ids = [e["id"] for e in page]
+        blocked = graph_reads.linked(sim.graph, ids)
+        indexed = []
+        for entity_id in ids:
+            with sim.index_lock:
+                found = served.index.lookup(entity_id)
+            if found is not None:  # else retracted or merged since: not indexed
+                indexed.append((found[0], np.asarray(found[1], dtype=np.float32)))
+        exclude = [blocked.get(item.id, set()) for item, _ in indexed]
+        # Both sides of a pair on this page: one event.
+        proposals = {(c.a, c.b): c for c in candidates.candidates_for(sim, indexed, exclude)}
+        position = _publish(sim, tag, model, cause, list(proposals.values())) or position
+        sim.store.follow_progress(tag, ids[-1])
+    return position
+
+
+def withdraw(sim: Similarity, tag: str, beat: Callable[[], object]) -> int:
+    """Withdraw what the graph still lists as proposed by another model (call once it has projected every
+    proposal of the pass). Returns how many."""
+    model = sim.served().model.key
+    reason = f"not proposed by {model}, which now answers"
+    withdrawn, after = 0, None
+    while True:
+        beat()
+        cause = projected_through(sim.graph)
+        params: dict[str, str | int] = {"status": "proposed", "model_not": model, "limit": CHUNK}
+        if after:
+            params["after"] = after
+        response = sim.graph.get("/v1/candidate-pairs", params=params)
+        response.raise_for_status()
+        page = response.json()
+        payloads: list[CandidateProposed | CandidateWithdrawn] = [
+            CandidateWithdrawn(a=a, b=b, reason=reason) for a, b in page["items"]
+        ]
+        _publish(sim, tag, model, cause, payloads)
+        withdrawn += len(payloads)
+        if not (after := page["next_after"]):
+            return withdrawn
 
 
 def follow(sim: Similarity, tag: str, beat: Callable[[], object] = lambda: None) -> dict[str, int]:
-    """Propose every entity's candidates from the active model; withdraw other models' leftovers. Entities
-    are taken a thousand at a time and events appended as they come, so memory holds pair names only.
-    `beat` is called between chunks (the pass's lock is extended there)."""
-    served = sim.served()
-    model = served.model.key
-    cause = projected_through(sim.graph)
-    ids = entity_ids(sim.graph)
-    seen: set[tuple[str, str]] = set()
-    pending: list[Frozen] = []
-
-    def append(flush: bool = False) -> None:
-        if pending and (flush or len(pending) >= CHUNK):
-            pending[:] = [p.model_copy(update={"cause": cause}) for p in pending]
-            event_ids = [uuid.uuid5(NAMESPACE, f"{tag}|{model}|{p.model_dump_json()}") for p in pending]
-            candidates.publish(sim, new_envelopes(pending, producer=PRODUCER, event_ids=event_ids))
-            pending.clear()
-
-    for start_at in range(0, len(ids), 1000):
+    """Propose every entity's candidates from the active model; withdraw other models' leftovers. `beat`
+    is called between pages (the pass's lock is extended there)."""
+    position = propose(sim, tag, beat)
+    deadline = time.monotonic() + PROJECTION_WAIT_S
+    while position is not None and not wait_for_projection(sim.graph, position, wait_ms=5000):
         beat()
-        chunk = ids[start_at : start_at + 1000]
-        blocked = graph_reads.linked(sim.graph, chunk)
-        indexed = []
-        for entity_id in chunk:
-            with sim.index_lock:
-                found = served.index.lookup(entity_id)
-            if found is not None:  # else retracted or merged: not indexed
-                indexed.append((found[0], np.asarray(found[1], dtype=np.float32)))
-        exclude = [blocked.get(item.id, set()) for item, _ in indexed]
-        for candidate in candidates.candidates_for(sim, indexed, exclude):
-            if (candidate.a, candidate.b) not in seen:
-                seen.add((candidate.a, candidate.b))
-                pending.append(candidate)
-            append()
-    stale = sorted(
-        (c["a"]["id"], c["b"]["id"])
-        for page in pages(sim.graph, "/v1/candidates", {"status": "proposed", "limit": 500})
-        for c in page
-        if c["model"] != model and (c["a"]["id"], c["b"]["id"]) not in seen
-    )
-    reason = f"not proposed by {model}, which now answers"
-    for a, b in stale:
-        pending.append(CandidateWithdrawn(a=a, b=b, reason=reason))
-        append()
-    append(flush=True)
-    return {"proposed": len(seen), "withdrawn": len(stale)}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the graph did not project the proposals through {position}")
+    withdrawn = withdraw(sim, tag, beat)
+    params = {"status": "proposed", "model": sim.served().model.key}
+    response = sim.graph.get("/v1/candidate-pairs/count", params=params)
+    response.raise_for_status()
+    return {"proposed": int(response.json()["count"]), "withdrawn": withdrawn}
 
 
 def start(sim: Similarity, tag: str) -> threading.Thread:

@@ -9,22 +9,19 @@ The workers (embedding batches) and the coordinator (queueing them, finishing th
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections import Counter
 from typing import Any
 
 import httpx
 import numpy as np
 
 from platograph.contracts import ModelSwitched, new_envelopes
-from platograph.graph_api import entity_ids, pages
-from services.similarity.adapters import graph_reads
+from platograph.graph_api import pages
 from services.similarity.adapters.index import Indexed
 from services.similarity.bootstrap import Served, Similarity
-from services.similarity.domain.candidates import PRODUCER, pair, threshold_for
+from services.similarity.domain.candidates import PRODUCER
 from services.similarity.domain.models import REGISTRY, ModelSpec
-from services.similarity.service_layer import candidates, follow, replicas
+from services.similarity.service_layer import candidates, follow, reembed_diff, replicas
 from services.similarity.service_layer.replicas import serve_model
 
 log = logging.getLogger(__name__)
@@ -148,64 +145,6 @@ def accept_batch(sim: Similarity, job_id: str, n: int, items: list[Indexed], vec
     return sim.store.mark_done(job_id, n, len(items))
 
 
-def _pairs(served: Served, ids: list[str], sim: Similarity) -> dict[tuple[str, str], float]:
-    """Pairs above the model's thresholds (its default, per type pair as configured): what it proposes."""
-    threshold = served.model.default_threshold
-    floor = min([threshold, *sim.settings.thresholds.values()])
-    out: dict[tuple[str, str], float] = {}
-    for start in range(0, len(ids), candidates.SEARCH_BATCH):
-        with sim.index_lock:
-            found = [(e, served.index.lookup(e)) for e in ids[start : start + candidates.SEARCH_BATCH]]
-            rows = [(e, hit[1]) for e, hit in found if hit is not None]
-            if not rows:
-                continue
-            answers = served.index.search_many(
-                np.asarray([vector for _, vector in rows], dtype=np.float32),
-                limit=sim.settings.candidates_per_entity,
-                min_score=floor,
-                exclude=[[e] for e, _ in rows],
-            )
-        for (entity_id, _), hits in zip(rows, answers, strict=True):
-            for hit in hits:
-                other = hit.entity
-                kind = entity_id.partition(":")[0]
-                if hit.score >= threshold_for(kind, other.type, threshold, sim.settings.thresholds):
-                    out[pair(entity_id, other.id)] = round(hit.score, 4)
-    return out
-
-
-def diff(sim: Similarity, old: Served, new: Served, ids: list[str], linked: dict[str, set[str]]) -> dict[str, Any]:
-    """Candidates gained, lost and re-scored by the switch (typed neighbors and rejections left out)."""
-
-    def kept(pairs: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
-        return {p: s for p, s in pairs.items() if p[1] not in linked.get(p[0], set())}
-
-    before, after = kept(_pairs(old, ids, sim)), kept(_pairs(new, ids, sim))
-    gained = sorted(set(after) - set(before))
-    lost = sorted(set(before) - set(after))
-    both = sorted(set(before) & set(after))
-    by_pair: dict[str, Counter[str]] = {}
-    for name, group in (("gained", gained), ("lost", lost), ("rescored", both)):
-        for a, b in group:
-            key = "|".join(sorted((a.partition(":")[0], b.partition(":")[0])))
-            by_pair.setdefault(key, Counter())[name] += 1
-    rng = random.Random(0)
-
-    def sample(group: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        return rng.sample(group, min(SAMPLE, len(group)))
-
-    return {
-        "from_model": old.model.key, "to_model": new.model.key,
-        "gained": len(gained), "lost": len(lost), "rescored": len(both),
-        "by_type_pair": {k: dict(v) for k, v in sorted(by_pair.items())},
-        "sample": {
-            "gained": [{"a": a, "b": b, "score": after[(a, b)]} for a, b in sample(gained)],
-            "lost": [{"a": a, "b": b, "score": before[(a, b)]} for a, b in sample(lost)],
-            "rescored": [{"a": a, "b": b, "old": before[(a, b)], "new": after[(a, b)]} for a, b in sample(both)],
-        },
-    }  # fmt: skip
-
-
 @replicas.changing
 def flip(sim: Similarity, job_id: str) -> None:
     """Switch the alias to the job's model; the old collection stays for a rollback."""
@@ -259,9 +198,12 @@ def finish(sim: Similarity, job_id: str) -> None:
         target = sim.target
     if target is None:
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} has no open target collection here")
-    ids = entity_ids(sim.graph)
-    found = diff(sim, sim.served(), target, ids, graph_reads.linked(sim.graph, ids))
+    try:
+        found = reembed_diff.compute(sim, job_id, sim.served().model.key, target.model.key)
+    except reembed_diff.DiffError as exc:
+        raise ReembedError(exc.status, ["path", "job"], exc.msg) from exc
     sim.store.update(job_id, diff=found)
+    reembed_diff.drop(sim, job_id)
     if job["review"]:
         sim.store.update(job_id, status="ready")
     else:
@@ -275,6 +217,7 @@ def cancel(sim: Similarity, job_id: str) -> None:
     if job is None or job["status"] not in ("running", "ready"):
         raise ReembedError(409, ["path", "job"], f"re-embed {job_id} is not running or waiting for review")
     sim.store.finish(job_id, "cancelled")
+    reembed_diff.drop(sim, job_id)
     with sim.lock:
         target, sim.target = sim.target, None
     if target is not None:
