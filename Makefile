@@ -31,6 +31,7 @@ bench: $(VENV)/.installed  ## the benchmarks (see bench/README.md)
 	$(PY) bench/similarity.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/reembed.py
+	$(PY) bench/reembed_diff.py --entities 100000
 	$(PY) bench/ann.py --source real --points 100000
 	$(PY) bench/ann.py --source synthetic --points 1000000
 
