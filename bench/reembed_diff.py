@@ -11,6 +11,7 @@ start: the index itself grows with the corpus; what the phases add must not), fo
 corpus sizes.
 
 Usage: python bench/reembed_diff.py --entities 100000 [--workers 2]
+       python bench/reembed_diff.py --entities 1000000 --for 900   # the memory of a run's first 15 minutes
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000, help="entities a range (a diff shard)")
+    parser.add_argument("--for", dest="seconds", type=float, default=0, metavar="S",
+                        help="stop after S seconds of the phases and report the memory so far (for corpora whose "
+                             "exact searches would take hours here)")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="platograph-bench-reembed-diff-"))
     os.environ |= {"PLATOGRAPH_DATA_DIR": str(work / "data"), "PLATOGRAPH_REEMBED_WORKERS": str(args.workers),
@@ -172,11 +176,22 @@ def main() -> None:
                 if record.get("candidates") is not None:
                     times["follow"] = time.perf_counter() - phase_started - times["diff"]
                     break
+                if args.seconds and time.perf_counter() - phase_started > args.seconds:
+                    break
                 if record.get("status") in ("failed", "cancelled"):
                     raise SystemExit(f"the job ended {record['status']}: {record.get('error')}")
                 time.sleep(0.5)
         stop.set()
         sampler.join()
+        if "follow" not in times:  # stopped by --for
+            elapsed = time.perf_counter() - phase_started
+            console.print(f"stopped after {elapsed:.0f} s: status {record.get('status')}, "
+                          f"{record.get('diffed_batches')} of {len(plan)} ranges diffed")  # fmt: skip
+            for name, peak in sorted(peaks.items()):
+                console.print(f"peak RSS {name}: {peak / 2**20:.0f} MiB")
+            console.print(f"similarity: RSS at start {at_start / 2**20:.0f} MiB; anonymous RSS "
+                          f"{anon['start'] / 2**20:.0f} → {anon.get('peak', 0) / 2**20:.0f} MiB")  # fmt: skip
+            return
         diff, followed = record["diff"], record["candidates"]
         table = Table("measure", "value", title=f"re-embed diff and follow-up, {n:,} entities, {rows:,} candidate "
                                                 f"rows, {len(plan)} ranges, {args.workers} workers")  # fmt: skip

@@ -35,7 +35,7 @@ from redis.lock import Lock
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from platograph.contracts import CandidateProposed, CandidateWithdrawn, new_envelopes
-from platograph.graph_api import entity_pages_between, projected_through, wait_for_projection
+from platograph.graph_api import entity_pages_between, projected_through
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
@@ -105,12 +105,19 @@ def withdraw(sim: Similarity, tag: str, beat: Callable[[], object]) -> int:
             return withdrawn
 
 
+def _projected(sim: Similarity, position: str) -> bool:
+    """Whether the graph has projected through `position` (waiting up to 5 s); a busy graph (429) has not:
+    withdrawing before the proposals are projected would withdraw pairs the pass just proposed."""
+    response = sim.graph.get("/v1/projection", params={"position": position, "wait_ms": 5000})
+    return response.status_code == 200 and bool(response.json()["reached"])
+
+
 def follow(sim: Similarity, tag: str, beat: Callable[[], object] = lambda: None) -> dict[str, int]:
     """Propose every entity's candidates from the active model; withdraw other models' leftovers. `beat`
     is called between pages (the pass's lock is extended there)."""
     position = propose(sim, tag, beat)
     deadline = time.monotonic() + PROJECTION_WAIT_S
-    while position is not None and not wait_for_projection(sim.graph, position, wait_ms=5000):
+    while position is not None and not _projected(sim, position):
         beat()
         if time.monotonic() > deadline:
             raise TimeoutError(f"the graph did not project the proposals through {position}")
