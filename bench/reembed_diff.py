@@ -12,6 +12,7 @@ corpus sizes.
 
 Usage: python bench/reembed_diff.py --entities 100000 [--workers 2]
        python bench/reembed_diff.py --entities 1000000 --for 900   # the memory of a run's first 15 minutes
+       python bench/reembed_diff.py --entities 1000000 --for 900 --follow-only   # the follow-up's alone
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ console = Console()
 GROUP = 16
 NOISE = 0.25  # cosine within a group ≈ 1 / (1 + NOISE²) ≈ 0.94: above both models' thresholds
 WATCHED = ("coordinator", "reembed-worker", "similarity")
+FOLLOW_TAG = "bench-follow"
 
 
 def ident(i: int) -> str:
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000, help="entities a range (a diff shard)")
+    parser.add_argument("--follow-only", action="store_true",
+                        help="no job: the new model answers already and the follow-up runs alone")  # fmt: skip
     parser.add_argument("--for", dest="seconds", type=float, default=0, metavar="S",
                         help="stop after S seconds of the phases and report the memory so far (for corpora whose "
                              "exact searches would take hours here)")  # fmt: skip
@@ -133,13 +137,18 @@ def main() -> None:
             write_index(index_dir, E5_SMALL, n, shift=GROUP // 2)
             client = redis.Redis.from_url(env["REDIS_URL"])
             store = ReembedStore(client, env.get("PLATOGRAPH_STREAM", "platograph:events"))
-            store.set_alias(MINILM.name, None)
             store.mark_indexed()
             plan = [{"after": ident(i - 1) if i else "", "last": ident(min(i + args.batch, n) - 1),
                      "count": min(args.batch, n - i)} for i in range(0, n, args.batch)]  # fmt: skip
-            job = store.create(E5_SMALL.name, MINILM.name, False, plan)
-            for k, batch in enumerate(plan):
-                store.mark_done(job, k, batch["count"])
+            if args.follow_only:  # switched already; the follow-up's mark set, as a switch leaves it
+                store.set_alias(E5_SMALL.name, MINILM.name)
+                store.follow_candidates(FOLLOW_TAG)
+                job = ""
+            else:
+                store.set_alias(MINILM.name, None)
+                job = store.create(E5_SMALL.name, MINILM.name, False, plan)
+                for k, batch in enumerate(plan):
+                    store.mark_done(job, k, batch["count"])
         console.print(f"{n:,} entities, {rows:,} candidate rows, two collections written in "
                       f"{time.perf_counter() - started:.0f} s")  # fmt: skip
         peaks: dict[str, int] = {}
@@ -168,7 +177,15 @@ def main() -> None:
         phase_started = time.perf_counter()
         times: dict[str, float] = {}
         with console.status("diff shards, switch, follow-up") as status:
-            while True:
+            while args.follow_only:
+                status.update(f"follow-up only: proposed up to {store.follow_cursor(FOLLOW_TAG)}")
+                if store.candidates_to_follow() is None:
+                    times["follow"] = time.perf_counter() - phase_started
+                    break
+                if args.seconds and time.perf_counter() - phase_started > args.seconds:
+                    break
+                time.sleep(0.5)
+            while not args.follow_only:
                 record = store.job(job) or {}
                 status.update(f"{record.get('status')}: {record.get('diffed_batches')} of {len(plan)} ranges diffed")
                 if record.get("status") != "running" and "diff" not in times:
@@ -183,10 +200,14 @@ def main() -> None:
                 time.sleep(0.5)
         stop.set()
         sampler.join()
-        if "follow" not in times:  # stopped by --for
+        if "follow" not in times or args.follow_only:  # stopped by --for, or the follow-up alone
             elapsed = time.perf_counter() - phase_started
-            console.print(f"stopped after {elapsed:.0f} s: status {record.get('status')}, "
-                          f"{record.get('diffed_batches')} of {len(plan)} ranges diffed")  # fmt: skip
+            if args.follow_only:
+                console.print(f"follow-up only: {'done' if 'follow' in times else 'stopped'} after {elapsed:.0f} s, "
+                              f"proposed up to {store.follow_cursor(FOLLOW_TAG)} of {ident(n - 1)}")  # fmt: skip
+            else:
+                console.print(f"stopped after {elapsed:.0f} s: status {record.get('status')}, "
+                              f"{record.get('diffed_batches')} of {len(plan)} ranges diffed")  # fmt: skip
             for name, peak in sorted(peaks.items()):
                 console.print(f"peak RSS {name}: {peak / 2**20:.0f} MiB")
             console.print(f"similarity: RSS at start {at_start / 2**20:.0f} MiB; anonymous RSS "

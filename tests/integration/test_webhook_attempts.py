@@ -215,10 +215,26 @@ def test_a_retry_that_gets_through_releases_what_was_parked(wh: Webhooks) -> Non
         assert wh.breaker.parked("wh_test") == 2 and queued_batches(wh) == []
         open_now(wh)
         assert delivery.attempt_batch(wh, [retried], 0, "wh_test") == "1 delivered"  # a retry's job probed
-        due = [j for j in wake_jobs(wh) if int(j.id.rsplit("-", 1)[1]) <= time.time()]
+        due = [j for j in wake_jobs(wh) if "-now-" in j.id]
         assert len(due) == 1, [(j.id, time.time()) for j in wake_jobs(wh)]  # a wake due now, beside the pause end's
         assert waking.wake(wh, "wh_test") == "released 2 parked batches"
         assert sorted(queued_batches(wh)) == sorted([[str(parked[0])], [str(parked[1])]])
+
+
+def test_a_pause_that_ends_within_the_second_of_the_last_one_gets_a_wake_of_its_own(wh: Webhooks) -> None:
+    """Pauses can be shorter than a second: a probe failing in a wake job opens one that may end within the
+    same second as the pause the job woke from. Its wake must not be taken for the job already there (a
+    wake id of whole seconds did: the parked batches then waited for good)."""
+    subscribe(wh, "http://127.0.0.1:9999/hook")
+    second = int(time.time()) + 5
+    key = f"{wh.settings.webhook_queue}:breaker:wh_test"
+    wh.redis.hset(key, "open_until", str(second + 0.3))
+    delivery.schedule_wake(wh, "wh_test")
+    delivery.schedule_wake(wh, "wh_test")  # the same pause: the same wake
+    assert len(wake_jobs(wh)) == 1
+    wh.redis.hset(key, "open_until", str(second + 0.7))  # the probe failed: a longer pause, same second
+    delivery.schedule_wake(wh, "wh_test")
+    assert len(wake_jobs(wh)) == 2
 
 
 def test_a_batch_parked_just_after_the_breaker_closed_is_sent_not_stranded(wh: Webhooks) -> None:

@@ -146,10 +146,15 @@ def park(wh: Webhooks, endpoint: str, batches: Sequence[tuple[Sequence[uuid.UUID
 
 def schedule_wake(wh: Webhooks, endpoint: str) -> None:
     """One wake job when the endpoint's pause ends (now if its breaker is closed): its id is the pause's
-    end, so the batches parked during one pause share it."""
-    until = wh.breaker.open_until(endpoint) or time.time()
+    end, so the batches parked during one pause share it. To the millisecond: a probe that fails in a
+    wake job opens a pause that may end within the same second as the last one (pauses can be sub-second),
+    and a wake id of whole seconds then named the running job, so no wake came and the parked batches
+    waited for good. With the breaker closed, every call gets a wake of its own (releasing is idempotent)."""
+    until = wh.breaker.open_until(endpoint)
+    stamp = f"{int(until * 1000)}" if until is not None else f"now-{uuid.uuid4().hex[:12]}"
     # RQ's job ids are global in its Redis: the queue's name keeps another deployment's apart.
-    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{int(until)}"
+    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{stamp}"
+    until = until or time.time()
     if not Job.exists(wake_id, connection=wh.redis):
         when = datetime.fromtimestamp(until + wh.rng.uniform(0.0, 1.0), UTC)
         wh.queue.enqueue_at(when, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
