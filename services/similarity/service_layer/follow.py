@@ -36,6 +36,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from platograph.contracts import CandidateProposed, CandidateWithdrawn, new_envelopes
 from platograph.graph_api import entity_pages_between, projected_through
+from platograph.stream import reply_text
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
@@ -56,12 +57,12 @@ def _publish(
     return candidates.publish(sim, new_envelopes(events, producer=PRODUCER, event_ids=ids))
 
 
-def propose(sim: Similarity, tag: str, beat: Callable[[], object]) -> str | None:
+def propose(sim: Similarity, tag: str, beat: Callable[[], object]) -> bool:
     """Propose every entity's candidates from the active model, a page of entities at a time, from where a
-    crashed pass stopped. Returns the stream position of the last append (None: nothing appended)."""
+    crashed pass stopped. Returns whether it appended anything."""
     served = sim.served()
     model = served.model.key
-    position = None
+    appended = False
     for page in entity_pages_between(sim.graph, sim.store.follow_cursor(tag) or "", None, page_size=CHUNK):
         beat()
         cause = projected_through(sim.graph)
@@ -76,9 +77,9 @@ def propose(sim: Similarity, tag: str, beat: Callable[[], object]) -> str | None
         exclude = [blocked.get(item.id, set()) for item, _ in indexed]
         # Both sides of a pair on this page: one event.
         proposals = {(c.a, c.b): c for c in candidates.candidates_for(sim, indexed, exclude)}
-        position = _publish(sim, tag, model, cause, list(proposals.values())) or position
+        appended = _publish(sim, tag, model, cause, list(proposals.values())) is not None or appended
         sim.store.follow_progress(tag, ids[-1])
-    return position
+    return appended
 
 
 def withdraw(sim: Similarity, tag: str, beat: Callable[[], object]) -> int:
@@ -115,7 +116,13 @@ def _projected(sim: Similarity, position: str) -> bool:
 def follow(sim: Similarity, tag: str, beat: Callable[[], object] = lambda: None) -> dict[str, int]:
     """Propose every entity's candidates from the active model; withdraw other models' leftovers. `beat`
     is called between pages (the pass's lock is extended there)."""
-    position = propose(sim, tag, beat)
+    resumed = sim.store.follow_cursor(tag) is not None
+    position = None
+    if propose(sim, tag, beat) or resumed:
+        # Everything appended so far, not only this run's last append: a pass resumed after a crash may
+        # have proposed its pairs before it, and they must be projected before anything is withdrawn.
+        last = sim.consumer.client.xrevrange(sim.settings.stream, count=1)
+        position = reply_text(last[0][0]) if last else None
     deadline = time.monotonic() + PROJECTION_WAIT_S
     while position is not None and not _projected(sim, position):
         beat()
