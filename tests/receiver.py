@@ -16,6 +16,7 @@ class Received:
     body: bytes
     status: int  # what the receiver answered
     at: float = field(default_factory=time.time)  # when it arrived
+    peer: int = 0  # the sender's port: one port, one connection
 
 
 @dataclass
@@ -42,18 +43,26 @@ class Receiver:
 
 
 @contextmanager
-def receiver(script: Callable[[int], tuple[int, float]] | None = None, path: str = "/hook") -> Iterator[Receiver]:
+def receiver(
+    script: Callable[[int], tuple[int, float]] | None = None, path: str = "/hook", idle_close: float | None = None
+) -> Iterator[Receiver]:
+    """`idle_close`: keep connections alive (HTTP/1.1), closing one after that many idle seconds; by default
+    every answer closes its connection (HTTP/1.0)."""
     state = Receiver(url="")
     if script is not None:
         state.script = script
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0" if idle_close is None else "HTTP/1.1"
+        timeout = idle_close
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             with state.lock:
                 n = len(state.requests) + 1
                 status, delay = state.script(n)
-                state.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                state.requests.append(Received(headers, body, status, peer=self.client_address[1]))
             time.sleep(delay)
             reply = b"ok" if status < 300 else b"nope"
             self.send_response(status)

@@ -12,7 +12,6 @@ the next job records the marked ones as delivered and sends only the rest.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from rq.job import Job
 from sqlalchemy import Connection
 
 from services.webhooks.adapters import sender, store
+from services.webhooks.adapters.marks import SentMarks
 from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages, safety
 
@@ -181,7 +181,7 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     if target is None:
         sent = [(rows[0], sender.Outcome(None, 0.0, refused, ""), datetime.now(UTC))]
     else:
-        sent = asyncio.run(_attempts(wh, rows, target, secrets, started))
+        sent = sender.run(lambda kept: _attempts(wh, kept, rows, target, secrets, started))
     store.record_attempts(conn, [
         {"delivery_id": row["id"], "attempted_at": at, "status_code": o.status_code, "latency_ms": o.latency_ms,
          "error": o.error, "response": o.response, "details": {"attempt": row["attempts"] + 1}}
@@ -214,20 +214,24 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
 
 
 async def _attempts(
-    wh: Webhooks, rows: list[dict[str, Any]], target: safety.Target, secrets: list[str], started: float
-) -> list[tuple[dict[str, Any], sender.Outcome, datetime]]:
+    wh: Webhooks, kept: sender.Kept, rows: list[dict[str, Any]], target: safety.Target, secrets: list[str],
+    started: float,
+) -> list[tuple[dict[str, Any], sender.Outcome, datetime]]:  # fmt: skip
     """Send the batch in order over one connection until one fails or the batch's time is up."""
     s = wh.settings
     sent: list[tuple[dict[str, Any], sender.Outcome, datetime]] = []
-    async with sender.client() as client:
+    client, warm = await kept.session((rows[0]["subscription_id"], target))
+    with SentMarks(wh.redis, SENT_MARK_S) as marks:
         for row in rows:
             now = datetime.now(UTC)
             headers = sender.signature_headers(str(row["event_id"]), row["body"], secrets, now)
-            outcome = await sender.send(client, row["url"], target, row["body"], headers, cap=s.webhook_response_cap,
-                                        excerpt=s.webhook_excerpt, deadline_s=s.webhook_timeout_s)  # fmt: skip
+            outcome = await sender.send(client, row["url"], target, row["body"], headers, warm=warm,
+                                        cap=s.webhook_response_cap, excerpt=s.webhook_excerpt,
+                                        deadline_s=s.webhook_timeout_s)  # fmt: skip
+            warm = False  # only the first request can find the kept connection closed by the endpoint
             sent.append((row, outcome, now))
             if outcome.ok:  # before the row is marked: a crash from here on must not send it again
-                wh.redis.set(_sent_key(wh, row["id"]), "1", ex=SENT_MARK_S)
+                marks.mark(_sent_key(wh, row["id"]))
             if not outcome.ok or time.monotonic() - started > s.webhook_timeout_s:
                 break
     return sent
