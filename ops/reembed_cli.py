@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+POLL_S = 1.0
+
 
 def call(console: Console, client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     response = client.request(method, path, **kwargs)
@@ -27,14 +29,19 @@ def call(console: Console, client: httpx.Client, method: str, path: str, **kwarg
 
 def follow(console: Console, client: httpx.Client, job: dict[str, Any]) -> None:
     """Poll the job until it is done, waits for review, or failed."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}/s"),
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"re-embedding with {job['model']}", total=job["total"], rate=0)
+        task = bar.add_task(f"re-embedding with {job['model']}", total=job["total"], rate="")
+        diffing = None  # once every entity is embedded: the candidate diff, an id range at a time
         while job["status"] == "running":
-            time.sleep(1)
+            time.sleep(POLL_S)
             job = call(console, client, "GET", f"/v1/reembed/{job['id']}")
-            bar.update(task, completed=job["done"], rate=job["rate"])
+            bar.update(task, completed=job["done"], rate=f"{job['rate']}/s")
+            if diffing is None and job["done"] >= job["total"] and job.get("batches"):
+                diffing = bar.add_task("comparing candidates (id ranges)", total=job["batches"], rate="")
+            if diffing is not None:
+                bar.update(diffing, completed=job.get("diffed_batches", 0))
         bar.update(task, completed=job["done"])
     diff = job.get("diff")
     if diff:

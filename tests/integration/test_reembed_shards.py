@@ -178,9 +178,17 @@ def test_the_coordinator_queues_a_diff_job_a_range_once_every_batch_is_in(env: d
         assert failed is not None
         queue.remove(failed)
         FailedJobRegistry(queue=queue).add(failed, ttl=60, exc_string="similarity away")
-        assert reembed_jobs.tick(settings, sim.store, queue, nowhere) == "failed"
+        asked: list[tuple[str, str]] = []
+
+        def similarity(request: httpx.Request) -> httpx.Response:
+            asked.append((request.method, request.url.path))
+            return httpx.Response(200, json={"job": job})
+
+        recording = httpx.Client(base_url="http://similarity", transport=httpx.MockTransport(similarity))
+        assert reembed_jobs.tick(settings, sim.store, queue, recording) == "failed"
         ended = sim.store.job(job)
         assert ended is not None and "the diff of range 2 failed" in ended["error"]
+        assert asked == [("DELETE", f"/v1/reembed/{job}/diff")]  # the ranges staged so far are dropped
     finally:
         queue.empty()
         sim.close()

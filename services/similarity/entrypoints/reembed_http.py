@@ -119,6 +119,13 @@ def diff_shard(job: str, n: int, sim: SimDep) -> dict[str, Any]:
         raise HTTPException(exc.status, detail=[{"loc": ["path", "n"], "msg": exc.msg, "type": "reembed"}]) from exc
 
 
+@router.delete("/{job}/diff")
+def drop_diff(job: str, sim: SimDep) -> dict[str, Any]:
+    """Forget the pairs the job's diff staged (internal: the coordinator calls it when the diff failed)."""
+    reembed_diff.drop(sim, job)
+    return {"job": job}
+
+
 @router.post("/{job}/finish")
 def finish(job: str, sim: SimDep) -> dict[str, Any]:
     """All batches are in (internal, the coordinator calls it): compute the candidate diff, then switch

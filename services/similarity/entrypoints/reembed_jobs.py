@@ -125,6 +125,10 @@ def tick(settings: ReembedSettings, store: ReembedStore, queue: Queue, similarit
         if failed_shards:
             n, error = failed_shards[0]
             store.finish(job_id, "failed", error=f"the diff of range {n} failed after its retries: {error}"[:500])
+            try:  # the ranges staged so far are of no use now
+                similarity.delete(f"/v1/reembed/{job_id}/diff").raise_for_status()
+            except httpx.HTTPError as exc:
+                log.warning("staged pairs of failed re-embed %s not dropped: %s", job_id, exc)
             return "failed"
         return "diffing"
     response = similarity.post(f"/v1/reembed/{job_id}/finish", timeout=None)

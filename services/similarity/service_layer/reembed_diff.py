@@ -103,7 +103,8 @@ def compute(sim: Similarity, job_id: str, from_model: str, to_model: str) -> dic
 
 
 def drop(sim: Similarity, job_id: str) -> None:
-    """Forget a job's staged pairs (best effort: a leftover only takes room until the next start drops it)."""
+    """Forget a job's staged pairs (best effort: a leftover is an UNLOGGED table's rows under the job's tag,
+    dropped by the next call for the job, or by PostgreSQL's crash recovery)."""
     try:
         sim.graph.delete(f"/v1/staged-pairs/{job_id}").raise_for_status()
     except httpx.HTTPError as exc:  # the job's outcome does not depend on it
