@@ -101,22 +101,39 @@ class Kept:
             await self._sessions.popitem()[1][0].close()
 
 
+class _Loop:
+    """A thread's event loop and kept sessions."""
+
+    def __init__(self) -> None:
+        self.runner, self.kept, self.closed = asyncio.Runner(), Kept(), False
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.runner.run(self.kept.close())
+            finally:
+                self.runner.close()  # cancels whatever is left in the loop
+
+
 _thread = threading.local()
 T = TypeVar("T")
 
 
 def run(work: Callable[[Kept], Coroutine[Any, Any, T]]) -> T:
     """Run `work` on this thread's long-lived event loop with the thread's kept sessions."""
-    if not hasattr(_thread, "runner"):
-        runner, kept = asyncio.Runner(), Kept()
-        _thread.runner, _thread.kept = runner, kept
-
-        def close() -> None:
-            runner.run(kept.close())
-            runner.close()
-
-        atexit.register(close)
-    return cast(T, _thread.runner.run(work(_thread.kept)))
+    loop: _Loop | None = getattr(_thread, "loop", None)
+    if loop is None or loop.closed:
+        loop = _thread.loop = _Loop()
+    try:
+        return cast(T, loop.runner.run(work(loop.kept)))
+    except BaseException:
+        # RQ's time limit is an exception raised by a signal handler: raised in the loop's own code rather
+        # than in the task, it leaves the batch's task pending, and the next job's run would resume it (and
+        # its sends). After any failure the loop and its sessions are closed; the next job starts afresh.
+        loop.close()
+        raise
 
 
 async def send(
