@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -127,7 +127,7 @@ def run(work: Callable[[Kept], Coroutine[Any, Any, T]]) -> T:
     if loop is None or loop.closed:
         loop = _thread.loop = _Loop()
     try:
-        return cast(T, loop.runner.run(work(loop.kept)))
+        return loop.runner.run(work(loop.kept))
     except BaseException:
         # RQ's time limit is an exception raised by a signal handler: raised in the loop's own code rather
         # than in the task, it leaves the batch's task pending, and the next job's run would resume it (and
