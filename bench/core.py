@@ -257,10 +257,12 @@ def main() -> None:
         system.start_children()
         sampler = MemorySampler(processes_of(system))
         sampler.start()
-        started = time.perf_counter()
+        started, before_ingest = time.perf_counter(), procs.cpu_seconds(system)
         totals = loader.import_file(system.gateway_url, data, key=system.admin_key, show_progress=True)
         ingest_seconds = time.perf_counter() - started
         events = int(totals["event_count"])
+        per_event = {name: ms * 1000 for name, ms in
+                     procs.ms_per_item(before_ingest, procs.cpu_seconds(system), events).items()}  # fmt: skip
         # Fresh planner statistics, as autovacuum would gather within a minute of a bulk load.
         with psycopg.connect(system.env["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("ANALYZE")
@@ -286,6 +288,9 @@ def main() -> None:
                                   key=system.admin_key)  # fmt: skip
         sampler.stopped.set()
         report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
+        spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
+        console.print(f"CPU µs per event, first POST → last projected: {spent}; COPY: "
+                      f"{1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
         console.print(procs.cpu_line(per_view, f"view, closed loop of {args.connections} clients"))
         serving = sum(ms for name, ms in per_view.items() if name in ("gateway", "graph", "postgres"))
         console.print(f"gateway + graph + Postgres: {serving:.2f} ms of CPU a view (issue 25's aim: 1.2)")

@@ -262,6 +262,34 @@ def encode_entry(envelopes: list[Envelope]) -> dict[bytes, bytes]:
     return {ENTRY_FIELD: ENVELOPES.dump_json(envelopes)}
 
 
+_PAYLOAD_LISTS: dict[str, TypeAdapter[list[Frozen]]] = {
+    name: TypeAdapter(list[cls])  # type: ignore[valid-type]
+    for name, cls in PAYLOADS.items()
+}
+
+
+def decode_typed(fields: dict[bytes, bytes]) -> list[tuple[Envelope, Frozen | None]]:
+    """A stream entry's envelopes with their typed payloads (None for unknown types), validated from its JSON
+    in one pass and the payloads one call a type: a consumer's fast path (about half the projector's CPU went
+    to validating event by event). Raises ValidationError or ValueError when anything in the entry breaks
+    its contract; `decode_entry` then tells which event."""
+    raw = fields.get(ENTRY_FIELD)
+    if raw is None:
+        raise ValueError("stream entry has no 'events' field")
+    envelopes = ENVELOPES.validate_json(raw)
+    by_type: dict[str, list[int]] = {}
+    for index, envelope in enumerate(envelopes):
+        by_type.setdefault(envelope.type, []).append(index)
+    payloads: list[Frozen | None] = [None] * len(envelopes)
+    for name, indexes in by_type.items():
+        adapter = _PAYLOAD_LISTS.get(name)
+        if adapter is not None:
+            for index, payload in zip(indexes, adapter.validate_python([envelopes[i].payload for i in indexes]),
+                                      strict=True):  # fmt: skip
+                payloads[index] = payload
+    return list(zip(envelopes, payloads, strict=True))
+
+
 def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
     """Raw envelope dicts from a stream entry; raises ValueError when the entry is malformed."""
     raw = fields.get(ENTRY_FIELD)

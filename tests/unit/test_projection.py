@@ -1,15 +1,26 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
+import pytest
+from pydantic import ValidationError
+
 from platograph.contracts import (
+    Actor,
     CandidateProposed,
     CandidateWithdrawn,
     EdgeAdded,
     EdgeRemoved,
     EntityRetracted,
     EntityUpserted,
+    Envelope,
     Frozen,
+    decode_entry,
+    decode_typed,
+    encode_entry,
     new_envelope,
+    new_envelopes,
+    parse_payload,
 )
 from platograph.positions import event_position
 from services.graph.domain.projection import PositionedEvent, fold
@@ -97,3 +108,30 @@ def test_a_pairs_state_follows_what_caused_it_not_which_replica_appended_first()
     first = PositionedEvent(event_position("6000-0", 0), "6000-0", new_envelope(proposal.model_copy(
         update={"cause": "5500-0"}), producer="similarity"))  # fmt: skip
     assert fold([both, first]).candidate_rows()[0]["status"] == "withdrawn"
+
+
+def test_an_entry_decoded_in_one_pass_equals_the_event_by_event_decoding() -> None:
+    payloads: list[Frozen] = [
+        EntityUpserted(id="claim:c", type="claim", name="C", attributes={"year": 2024, "tags": ["x"]}),
+        EdgeAdded(source="claim:c", target="paper:p", type="extracted_from"),
+        CandidateProposed(a="claim:c", b="claim:d", score=0.81, kind="link", model="m", cause="5-0"),
+        EntityRetracted(id="claim:d", reason="dup"),
+        EdgeRemoved(source="claim:c", target="paper:p", type="extracted_from"),
+        CandidateWithdrawn(a="claim:c", b="claim:d", reason="edge added", cause="6-0"),
+    ]
+    envelopes = new_envelopes(payloads, producer="test", actor=Actor(id="k1", name="k"))
+    fields = encode_entry(envelopes)
+    slow = []
+    for raw in decode_entry(fields):
+        envelope = Envelope.model_validate(raw)
+        slow.append((envelope, parse_payload(envelope)))
+    assert decode_typed(fields) == slow
+    assert [payload for _, payload in slow] == payloads
+    # An unknown type keeps its raw payload; one event breaking its contract fails the entry (the caller
+    # then goes event by event).
+    items = orjson.loads(fields[b"events"])
+    items[0]["type"] = "something.new"
+    assert decode_typed({b"events": orjson.dumps(items)})[0][1] is None
+    items[1]["payload"]["source"] = 7
+    with pytest.raises(ValidationError):
+        decode_typed({b"events": orjson.dumps(items)})

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
-from platograph.contracts import Envelope, decode_entry, parse_payload
+from platograph.contracts import Envelope, decode_entry, decode_typed, parse_payload
 from platograph.positions import event_position
 from platograph.stream import Entry, StreamConsumer
 from services.graph.adapters import projection_store
@@ -45,6 +45,14 @@ def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) 
     """Valid events per entry id; whatever fails its contract is dead-lettered."""
     out: dict[str, list[PositionedEvent]] = {}
     for entry_id, fields in entries:
+        base = event_position(entry_id, 0)
+        try:  # the whole entry at once; when something in it is wrong, event by event to say what
+            typed = decode_typed(fields)
+        except (ValidationError, ValueError):
+            pass
+        else:
+            out[entry_id] = [PositionedEvent(base + i, entry_id, e, payload) for i, (e, payload) in enumerate(typed)]
+            continue
         try:
             raws = decode_entry(fields)
         except ValueError as exc:
@@ -52,7 +60,6 @@ def decode(entries: list[Entry], consumer: StreamConsumer, result: BatchResult) 
             result.dead_lettered += 1
             continue
         events: list[PositionedEvent] = []
-        base = event_position(entry_id, 0)
         for index, raw in enumerate(raws):
             try:
                 events.append(positioned(base + index, entry_id, raw))
