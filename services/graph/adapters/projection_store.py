@@ -46,7 +46,7 @@ WITH fresh AS (
 )
 INSERT INTO journal ({", ".join(JOURNAL_COLUMNS)})
 SELECT {", ".join(JOURNAL_COLUMNS)} FROM stage_journal WHERE event_id IN (SELECT event_id FROM fresh)
-ON CONFLICT DO NOTHING RETURNING event_id
+ON CONFLICT DO NOTHING RETURNING position
 """
 
 # Each field group is a last-writer-wins register keyed by position; version only adds up. `status` is
@@ -141,8 +141,10 @@ def journal_new(conn: Connection, events: Sequence[PositionedEvent]) -> list[Pos
             for e in unique.values()
         ),
     )  # fmt: skip
+    # Positions, not event ids: integers come back several times cheaper than UUIDs, and each event kept in
+    # `unique` has a position of its own.
     inserted = set(conn.execute(text(INSERT_JOURNAL)).scalars().all())
-    return sorted((e for e in unique.values() if e.envelope.event_id in inserted), key=lambda e: e.position)
+    return sorted((e for e in unique.values() if e.position in inserted), key=lambda e: e.position)
 
 
 def apply(conn: Connection, events: Sequence[PositionedEvent]) -> None:
