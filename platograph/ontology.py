@@ -63,7 +63,7 @@ class Ontology:
         kind = self.edge_types.get(edge_type)
         if kind is None:
             raise OntologyError("type", f"unknown edge type {edge_type!r}; known: {', '.join(self.edge_types)}")
-        if not kind.allows(source_type, target_type):
+        if edge_type not in self._allowed.get((source_type, target_type), ()):
             raise OntologyError("type", f"edge type {edge_type!r} is not allowed from {source_type} to {target_type}")
 
     def allowed_edge_types(self, source_type: str, target_type: str) -> list[str]:
@@ -76,7 +76,7 @@ class Ontology:
 
     @cached_property
     def _allowed(self) -> dict[tuple[str, str], tuple[str, ...]]:
-        # Asked for every candidate the similarity service proposes: a table of the few type pairs.
+        # Asked for every edge ingested and every candidate proposed: a table of the few type pairs.
         return {(s, t): tuple(self._allows(s, t)) for s in self.entity_types for t in self.entity_types}
 
 
