@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument("--edges", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=20, help="seconds of view load")
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--projectors", type=int, default=1)
+    parser.add_argument("--projectors", type=int, default=None, help="default: what platograph up runs")
     parser.add_argument(
         "--rates", default="500,1000", help="views/s offered on a fixed schedule, comma-separated (empty: none)"
     )
@@ -243,7 +243,8 @@ def main() -> None:
         ids = generate(data, args.entities, args.edges, rng)
     (work / "ids.txt").write_text("\n".join(ids) + "\n")
     os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
-    os.environ["PLATOGRAPH_PROJECTORS"] = str(args.projectors)
+    if args.projectors is not None:
+        os.environ["PLATOGRAPH_PROJECTORS"] = str(args.projectors)
     # The core path only: embedding 100k entities would take the cores for minutes (bench/similarity.py
     # measures that). Views read related-by-similarity from the (here empty) candidates table in the same
     # query; the gateway asks the similarity service for its thresholds once every 5 s.

@@ -122,6 +122,7 @@ def diff_shard(job: str, n: int, sim: SimDep) -> dict[str, Any]:
 @router.delete("/{job}/diff")
 def drop_diff(job: str, sim: SimDep) -> dict[str, Any]:
     """Forget the pairs the job's diff staged (internal: the coordinator calls it when the diff failed)."""
+    progress(sim, job)  # 404 for a job that does not exist
     reembed_diff.drop(sim, job)
     return {"job": job}
 
