@@ -234,7 +234,7 @@ def test_the_migration_fills_adjacency_from_the_edges_already_there(monkeypatch:
         # The projector of that time: its journal was one table, unique by event id (0009 partitioned it).
         monkeypatch.setattr(projection_store, "INSERT_JOURNAL", f"""INSERT INTO journal
             ({", ".join(projection_store.JOURNAL_COLUMNS)}) SELECT {", ".join(projection_store.JOURNAL_COLUMNS)}
-            FROM stage_journal ON CONFLICT DO NOTHING RETURNING event_id""")  # fmt: skip
+            FROM stage_journal ON CONFLICT DO NOTHING RETURNING position""")  # fmt: skip
         engine = make_engine(fresh.database_url)
         try:
             project(engine, random_events(random.Random(11), entities=30, edges=250, merges=True), batch=25)
