@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import ssl
 import threading
 import time
@@ -109,12 +110,15 @@ class _Loop:
         atexit.register(self.close)
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self.runner.run(self.kept.close())
-            finally:
-                self.runner.close()  # cancels whatever is left in the loop
+        """Close the sessions, then the loop (cancelling whatever is left in it); best effort: it runs at
+        exit and after a failed job, whose own error is the one to report."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.runner.run(self.kept.close())
+        with contextlib.suppress(Exception):
+            self.runner.close()
 
 
 _thread = threading.local()
@@ -144,8 +148,9 @@ async def send(
     it was reused (aiohttp reports a disconnect before any reply), the request goes once more on a new one,
     as a browser does, instead of counting as the endpoint's failure (which would also trip its breaker)."""
     outcome = await _send(client, url, target, body, headers, cap=cap, excerpt=excerpt, deadline_s=deadline_s)
-    if warm and outcome.error.startswith(_STALE):
-        outcome = await _send(client, url, target, body, headers, cap=cap, excerpt=excerpt, deadline_s=deadline_s)
+    left = deadline_s - outcome.latency_ms / 1000  # both tries within the attempt's one deadline
+    if warm and outcome.error.startswith(_STALE) and left > 0:
+        outcome = await _send(client, url, target, body, headers, cap=cap, excerpt=excerpt, deadline_s=left)
     return outcome
 
 
