@@ -36,7 +36,6 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from platograph.contracts import CandidateProposed, CandidateWithdrawn, new_envelopes
 from platograph.graph_api import entity_pages_between, projected_through
-from platograph.stream import reply_text
 from services.similarity.adapters import graph_reads
 from services.similarity.bootstrap import Similarity
 from services.similarity.domain.candidates import PRODUCER
@@ -121,8 +120,7 @@ def follow(sim: Similarity, tag: str, beat: Callable[[], object] = lambda: None)
     if propose(sim, tag, beat) or resumed:
         # Everything appended so far, not only this run's last append: a pass resumed after a crash may
         # have proposed its pairs before it, and they must be projected before anything is withdrawn.
-        last = sim.consumer.client.xrevrange(sim.settings.stream, count=1)
-        position = reply_text(last[0][0]) if last else None
+        position = sim.consumer.last_issued()
     deadline = time.monotonic() + PROJECTION_WAIT_S
     while position is not None and not _projected(sim, position):
         beat()

@@ -85,21 +85,23 @@ class Kept:
 
     def __init__(self, limit: int = 32) -> None:
         self._limit = limit
-        self._sessions: OrderedDict[Hashable, tuple[aiohttp.ClientSession, float]] = OrderedDict()
+        self._sessions: OrderedDict[Hashable, aiohttp.ClientSession] = OrderedDict()
 
     async def session(self, key: Hashable) -> tuple[aiohttp.ClientSession, bool]:
-        """The endpoint's session, and whether it may hold an idle connection (used within KEEPALIVE_S)."""
-        session, used_at = self._sessions.pop(key, (None, 0.0))
+        """The endpoint's session, and whether it was kept (so may hold an idle connection: aiohttp keeps one
+        KEEPALIVE_S after the last batch released it)."""
+        session = self._sessions.pop(key, None)
+        kept = session is not None and not session.closed
         if session is None or session.closed:
-            session, used_at = client(), 0.0
-        self._sessions[key] = (session, time.monotonic())
+            session = client()
+        self._sessions[key] = session
         while len(self._sessions) > self._limit:
-            await self._sessions.popitem(last=False)[1][0].close()
-        return session, time.monotonic() - used_at < KEEPALIVE_S
+            await self._sessions.popitem(last=False)[1].close()
+        return session, kept
 
     async def close(self) -> None:
         while self._sessions:
-            await self._sessions.popitem()[1][0].close()
+            await self._sessions.popitem()[1].close()
 
 
 class _Loop:
