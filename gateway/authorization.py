@@ -15,7 +15,8 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.deps import ServicesDep, SettingsDep
+from gateway.adapters.clients import Services
+from gateway.settings import GatewaySettings
 from platograph.api.access import SCOPES, Principal, Scope
 from platograph.contracts import Actor
 
@@ -44,7 +45,7 @@ def _unauthorized(msg: str = "an API key is required: Authorization: Bearer <key
                          detail=[{"loc": ["header", "authorization"], "msg": msg, "type": "unauthorized"}])  # fmt: skip
 
 
-async def _from_session(request: Request, services: ServicesDep) -> Principal | None:
+async def _from_session(request: Request, services: Services) -> Principal | None:
     """The principal of the request's page session, if any; a state-changing request must carry its CSRF
     token (a cookie alone is what a cross-site request would have)."""
     session_id = request.cookies.get(COOKIE)
@@ -72,9 +73,11 @@ def authorize(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
     """A dependency that lets a request through when its key has `scope` (admin has every scope); the
     principal is kept on `request.state.principal` (None for an open read)."""
 
-    async def check(request: Request, services: ServicesDep, settings: SettingsDep, credentials: Credentials) -> (
-        Principal | None
-    ):  # fmt: skip
+    async def check(request: Request, credentials: Credentials) -> Principal | None:
+        # The app's services and settings from its state, not as dependencies: FastAPI solves each
+        # dependency's own parameters on every request (a cached one too), and this runs on every request.
+        services: Services = request.app.state.services
+        settings: GatewaySettings = request.app.state.settings
         if credentials is not None:
             principal = await services.principals.get(services.access, credentials.credentials)
             if principal is None:
@@ -106,11 +109,9 @@ def authorize_page(scope: Scope) -> Callable[..., Awaitable[Principal | None]]:
     """`authorize` for the pages: a person without a session is sent to sign in instead of a 401."""
     inner = authorize(scope)
 
-    async def check(request: Request, services: ServicesDep, settings: SettingsDep, credentials: Credentials) -> (
-        Principal | None
-    ):  # fmt: skip
+    async def check(request: Request, credentials: Credentials) -> Principal | None:
         try:
-            return await inner(request, services, settings, credentials)
+            return await inner(request, credentials)
         except HTTPException as exc:
             if exc.status_code == 401:
                 path = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -20,7 +20,7 @@ from tests import servers
 CLUSTER_MODULES = {
     "test_event_log_contract", "test_consuming", "test_atomic_append", "test_merges", "test_dead_letter_replay",
     "test_reembed_race", "test_catch_up", "test_ingest_api", "test_gateway", "test_projector", "test_similarity_flow",
-    "test_graph_api", "test_webhook_attempts", "test_retiring", "test_similarity_replicas",
+    "test_graph_api", "test_webhook_attempts", "test_retiring", "test_similarity_replicas", "test_rate_leases",
 }  # fmt: skip
 
 

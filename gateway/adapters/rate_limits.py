@@ -1,13 +1,23 @@
 """Budgets of requests per API key (the `limits` library: moving windows kept in Redis, so every gateway
-replica draws on the same budget)."""
+replica draws on the same budget).
+
+A busy key does not cost a Redis round trip per request: a gateway takes a few of its requests at once
+(a lease) and spends them locally for up to LEASE_S. The lease doubles while the key keeps using it up,
+to at most LEASE_SHARE of the budget, and falls back to one request at a time when a bigger one does not
+fit, so the 429 comes at the budget exactly. The cost: requests leased and not used within LEASE_S count
+as spent, at most LEASE_SHARE of the budget per gateway process and second (60 of 6,000 a minute). A
+budget under 1 / LEASE_SHARE requests is always taken one at a time."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
@@ -15,6 +25,21 @@ from redis.exceptions import RedisError
 from platograph.redis_clients import is_cluster
 
 log = logging.getLogger(__name__)
+LEASE_S = 1.0
+LEASE_SHARE = 0.01
+MAX_LEASES = 10_000  # keys leased at once, per gateway process (the least recently used go first)
+
+
+@dataclass
+class Lease:
+    left: int  # requests taken from Redis and not spent yet
+    size: int  # how many the last take asked for
+    until: float  # time.monotonic() after which what is left is dropped
+
+
+@lru_cache(maxsize=256)
+def _budget(budget: str) -> RateLimitItem:
+    return parse(budget)
 
 
 class RateLimits:
@@ -26,17 +51,34 @@ class RateLimits:
             storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:rate",
                                    connection_pool=client.connection_pool)  # fmt: skip
         self._limiter = MovingWindowRateLimiter(storage)
+        self._leases: OrderedDict[tuple[str, str], Lease] = OrderedDict()
 
     async def take(self, who: str, budget: str) -> float | None:
         """Spend one request of `who`'s budget (`"600/minute"`); None when it was there, else the seconds
         until one is free again. A Redis that does not answer lets the request through (the write itself
         will fail, and a read should not)."""
-        item = parse(budget)
+        now = time.monotonic()
+        lease = self._leases.get((who, budget))
+        if lease is not None and lease.left > 0 and now < lease.until:
+            lease.left -= 1
+            return None
+        item = _budget(budget)
+        most = max(1, int(item.amount * LEASE_SHARE))
+        # Used up while it held: the key is busy, so the next lease doubles; otherwise one at a time.
+        size = min(most, 2 * lease.size) if lease is not None and now < lease.until else 1
         try:
-            if await self._limiter.hit(item, who):
-                return None
+            for asked in dict.fromkeys((size, 1)):  # the bigger lease, then a single request if it did not fit
+                if await self._limiter.hit(item, who, cost=asked):
+                    self._lease(who, budget, Lease(asked - 1, asked, now + min(LEASE_S, item.get_expiry())))
+                    return None
             stats = await self._limiter.get_window_stats(item, who)
         except (RedisError, OSError) as exc:
             log.warning("rate limits unavailable (%s): letting the request through", exc)
             return None
         return max(1.0, stats.reset_time - time.time())
+
+    def _lease(self, who: str, budget: str, lease: Lease) -> None:
+        self._leases[(who, budget)] = lease
+        self._leases.move_to_end((who, budget))
+        while len(self._leases) > MAX_LEASES:
+            self._leases.popitem(last=False)

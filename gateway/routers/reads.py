@@ -45,8 +45,7 @@ async def list_entities(
 )
 async def neighborhood(
     id: str,
-    services: ServicesDep,
-    settings: SettingsDep,
+    request: Request,
     after: After = None,
     limit: int = Query(50, ge=1, le=500, description="Neighbors per group"),
     group: str | None = Query(None, description="Page through one group only"),
@@ -56,8 +55,10 @@ async def neighborhood(
     """The entity, its source paper, typed neighbors by type (ranked by edge count) and related-by-similarity:
     the candidates proposed with it (above their type pair's threshold, no typed edge, not rejected), best
     first; with a `min_score` below what candidates are proposed at, a live search instead."""
-    return await assembly.neighborhood(services, settings, id, after=after, limit=limit, group=group, cursor=cursor,
-                                       min_score=min_score)  # fmt: skip
+    # The hottest route: services and settings from the app's state (see gateway.deps).
+    state = request.app.state
+    return await assembly.neighborhood(state.services, state.settings, id, after=after, limit=limit, group=group,
+                                       cursor=cursor, min_score=min_score)  # fmt: skip
 
 
 @router.get("/entities/{id}/similar", tags=["similarity"], responses=NOT_FOUND)  # type: ignore[arg-type]

@@ -125,8 +125,7 @@ def list_entities(
 @router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
 async def neighborhood(
     id: str,
-    graph: GraphDep,
-    views: ViewsDep,
+    request: Request,
     limit: Limit = 50,
     group: str | None = None,
     cursor: str | None = None,
@@ -136,6 +135,10 @@ async def neighborhood(
 ) -> Response:
     """The entity, its source paper and its typed neighbors grouped by type; with `related_limit`, also the
     candidates proposed with it (related by similarity)."""
+    # The hottest route: the graph and the view reader from the app's state, not as dependencies (FastAPI
+    # solves each dependency's parameters on every request).
+    graph: Graph = request.app.state.graph
+    views: ViewReader = request.app.state.views
     if group is not None and group not in graph.ontology.entity_types:
         raise HTTPException(
             422, detail=[{"loc": ["query", "group"], "msg": f"unknown entity type {group!r}", "type": "ontology"}]

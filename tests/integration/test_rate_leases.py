@@ -1,0 +1,83 @@
+"""A busy key's requests are taken from Redis a lease at a time, and its budget still ends exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from gateway.adapters import rate_limits
+from gateway.adapters.rate_limits import RateLimits
+from platograph.redis_clients import async_redis
+from tests import servers
+
+
+class Counted(RateLimits):
+    """The adapter with its Redis round trips counted (the limiter's hits and window reads)."""
+
+    def __init__(self, url: str, stream: str, client: object) -> None:
+        super().__init__(url, stream, client)
+        self.hits: list[int] = []
+        hit = self._limiter.hit
+
+        async def counted(item, *who, cost=1):  # type: ignore[no-untyped-def]
+            self.hits.append(cost)
+            return await hit(item, *who, cost=cost)
+
+        self._limiter.hit = counted  # type: ignore[method-assign]
+
+
+def run(backend: servers.Servers, stream: str, body):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        client = async_redis(backend.redis_url)
+        try:
+            return await body(Counted(backend.redis_url, stream, client))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_busy_key_takes_leases_and_its_budget_ends_exactly(backend: servers.Servers, stream: str) -> None:
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> tuple[list[float | None], list[int]]:
+        return [await limits.take(who, "1000/minute") for _ in range(1001)], limits.hits
+
+    answers, hits = run(backend, stream, body)
+    assert answers[:1000] == [None] * 1000  # every request of the budget, not one more
+    assert answers[1000] is not None and 1 <= answers[1000] <= 60
+    # Leases double up to 1% of the budget (10), so about 100 round trips, not 1,000; the last ones
+    # (when 10 no longer fit) are single requests.
+    assert hits[:4] == [1, 2, 4, 8] and max(hits) == 10
+    assert len(hits) < 130
+
+
+def test_a_small_budget_is_taken_one_request_at_a_time(backend: servers.Servers, stream: str) -> None:
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> tuple[list[float | None], list[int]]:
+        return [await limits.take(who, "50/minute") for _ in range(51)], limits.hits
+
+    answers, hits = run(backend, stream, body)
+    assert answers[:50] == [None] * 50 and answers[50] is not None
+    assert set(hits) == {1}
+
+
+def test_a_lease_not_used_in_time_is_dropped(
+    backend: servers.Servers, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a key leased and did not spend within LEASE_S is not spent later: another gateway may have
+    been refused meanwhile, and an idle key starts again from one request."""
+    monkeypatch.setattr(rate_limits, "LEASE_S", 0.2)
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> list[int]:
+        for _ in range(8):  # leases of 1, 2, 4 and 8: the last one has 7 requests left
+            await limits.take(who, "10000/minute")
+        await asyncio.sleep(0.3)
+        await limits.take(who, "10000/minute")
+        return limits.hits
+
+    assert run(backend, stream, body) == [1, 2, 4, 8, 1]
