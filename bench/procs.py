@@ -9,7 +9,9 @@ from ops.supervisor import System
 
 def cpu_seconds(system: System) -> dict[str, float]:
     """CPU time (user + system) of every process on the machine, grouped: the system's children by name, the
-    rest (Postgres backends, Valkey, the bench itself) by executable name."""
+    rest (Postgres backends, Valkey, the bench itself) by executable name. A process that has exited and been
+    waited for counts in its parent's group (its children's times): an HNSW build's child process, a Postgres
+    backend that closed, a re-embed job's work horse."""
     names = {child.process.pid: child.name for child in system.children if child.process}
     out: dict[str, float] = {}
     for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
@@ -17,7 +19,7 @@ def cpu_seconds(system: System) -> dict[str, float]:
         if times is None:
             continue
         name = names.get(proc.info["pid"], proc.info["name"])
-        out[name] = out.get(name, 0.0) + times.user + times.system
+        out[name] = out.get(name, 0.0) + times.user + times.system + times.children_user + times.children_system
     return out
 
 
