@@ -23,10 +23,9 @@ class _NoCookies(httpx.Cookies):
 class ServiceClient(httpx.AsyncClient):
     """httpx's client, with each read response freed as soon as its caller drops it, and no cookie jar."""
 
-    _jar = _NoCookies()
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._jar = _NoCookies()
         self._base = str(self.base_url).rstrip("/") + "/"
 
     @property  # type: ignore[misc]
