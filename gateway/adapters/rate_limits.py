@@ -6,10 +6,12 @@ A busy key does not cost a Redis round trip per request: a gateway takes a few o
 to at most LEASE_SHARE of the budget, and falls back to one request at a time when a bigger one does not
 fit, so the 429 comes at the budget exactly. The cost: requests leased and not used within LEASE_S count
 as spent, at most LEASE_SHARE of the budget per gateway process and second (60 of 6,000 a minute). A
-budget under 1 / LEASE_SHARE requests is always taken one at a time."""
+budget under 1 / LEASE_SHARE requests is always taken one at a time. One request of a key takes the next
+lease while the key's other requests wait for it, so a burst does not lease once per request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -52,16 +54,38 @@ class RateLimits:
                                    connection_pool=client.connection_pool)  # fmt: skip
         self._limiter = MovingWindowRateLimiter(storage)
         self._leases: OrderedDict[tuple[str, str], Lease] = OrderedDict()
+        self._refills: dict[tuple[str, str], asyncio.Future[float | None]] = {}
 
     async def take(self, who: str, budget: str) -> float | None:
         """Spend one request of `who`'s budget (`"600/minute"`); None when it was there, else the seconds
         until one is free again. A Redis that does not answer lets the request through (the write itself
         will fail, and a read should not)."""
-        now = time.monotonic()
-        lease = self._leases.get((who, budget))
-        if lease is not None and lease.left > 0 and now < lease.until:
-            lease.left -= 1
-            return None
+        key = (who, budget)
+        while True:
+            now = time.monotonic()
+            lease = self._leases.get(key)
+            if lease is not None and lease.left > 0 and now < lease.until:
+                lease.left -= 1
+                return None
+            refill = self._refills.get(key)
+            if refill is None:
+                break
+            # Another request of this key is taking the next lease: spend from it rather than take one
+            # each (a burst of concurrent requests would each lease, and what they did not use is spent);
+            # refused, they are refused too. Shielded: a request cancelled here must not cancel the refill.
+            wait = await asyncio.shield(refill)
+            if wait is not None:
+                return wait
+        refill = self._refills[key] = asyncio.get_running_loop().create_future()
+        wait = None
+        try:
+            wait = await self._refill(who, budget, lease, now)
+            return wait
+        finally:
+            del self._refills[key]
+            refill.set_result(wait)
+
+    async def _refill(self, who: str, budget: str, lease: Lease | None, now: float) -> float | None:
         item = _budget(budget)
         most = max(1, int(item.amount * LEASE_SHARE))
         # Used up while it held: the key is busy, so the next lease doubles; otherwise one at a time.

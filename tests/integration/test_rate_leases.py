@@ -81,3 +81,57 @@ def test_a_lease_not_used_in_time_is_dropped(
         return limits.hits
 
     assert run(backend, stream, body) == [1, 2, 4, 8, 1]
+
+
+def test_a_burst_of_concurrent_requests_takes_one_lease_at_a_time(backend: servers.Servers, stream: str) -> None:
+    """When a busy key's lease runs out under a burst, one request takes the next lease and the others
+    spend from it: the key is not charged a lease per waiting request."""
+    who = f"key-{uuid.uuid4().hex}:read"
+    budget = "10000/minute"  # leases of up to 100
+
+    async def body(limits: Counted) -> tuple[list[float | None], int, int]:
+        for _ in range(127):  # leases of 1, 2, ..., 64: the lease is at its doubling's end
+            await limits.take(who, budget)
+        burst = await asyncio.gather(*(limits.take(who, budget) for _ in range(300)))
+        stats = await limits._limiter.get_window_stats(rate_limits._budget(budget), who)
+        return list(burst), 10000 - stats.remaining, len(limits.hits)
+
+    burst, charged, round_trips = run(backend, stream, body)
+    assert burst == [None] * 300
+    assert 427 <= charged < 427 + 100  # what was served, and at most one lease's unspent rest
+    assert round_trips <= 7 + 4
+
+
+def test_a_burst_over_the_budget_is_refused_past_it(backend: servers.Servers, stream: str) -> None:
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> list[float | None]:
+        return list(await asyncio.gather(*(limits.take(who, "20/minute") for _ in range(30))))
+
+    answers = run(backend, stream, body)
+    assert answers.count(None) == 20
+    assert all(wait is not None and 1 <= wait <= 60 for wait in answers if wait is not None)
+
+
+def test_a_request_cancelled_while_it_waits_for_a_lease_leaves_the_others_alone(
+    backend: servers.Servers, stream: str
+) -> None:
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> list[float | None]:
+        gate = asyncio.Event()
+        hit = limits._limiter.hit
+
+        async def gated(item, *who, cost=1):  # type: ignore[no-untyped-def]
+            await gate.wait()
+            return await hit(item, *who, cost=cost)
+
+        limits._limiter.hit = gated  # type: ignore[method-assign]
+        first, waiting, other = (asyncio.create_task(limits.take(who, "10000/minute")) for _ in range(3))
+        await asyncio.sleep(0.05)  # the first is taking a lease, the two others wait for it
+        waiting.cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        return [await first, await other]
+
+    assert run(backend, stream, body) == [None, None]
