@@ -54,7 +54,7 @@ class RateLimits:
                                    connection_pool=client.connection_pool)  # fmt: skip
         self._limiter = MovingWindowRateLimiter(storage)
         self._leases: OrderedDict[tuple[str, str], Lease] = OrderedDict()
-        self._refills: dict[tuple[str, str], asyncio.Future[float | None]] = {}
+        self._refills: dict[tuple[str, str], asyncio.Future[tuple[bool, float | None]]] = {}
 
     async def take(self, who: str, budget: str) -> float | None:
         """Spend one request of `who`'s budget (`"600/minute"`); None when it was there, else the seconds
@@ -71,21 +71,25 @@ class RateLimits:
             if refill is None:
                 break
             # Another request of this key is taking the next lease: spend from it rather than take one
-            # each (a burst of concurrent requests would each lease, and what they did not use is spent);
-            # refused, they are refused too. Shielded: a request cancelled here must not cancel the refill.
-            wait = await asyncio.shield(refill)
-            if wait is not None:
+            # each (a burst of concurrent requests would each lease, and what they did not use is spent).
+            # Refused, or let through because Redis does not answer, they are too, without asking again
+            # one after the other. Shielded: a request cancelled here must not cancel the refill.
+            leased, wait = await asyncio.shield(refill)
+            if not leased:
                 return wait
         refill = self._refills[key] = asyncio.get_running_loop().create_future()
-        wait = None
+        outcome: tuple[bool, float | None] = (True, None)  # cancelled: the waiters look again
         try:
-            wait = await self._refill(who, budget, lease, now)
-            return wait
+            outcome = await self._refill(key, lease, now)
+            return outcome[1]
         finally:
             del self._refills[key]
-            refill.set_result(wait)
+            refill.set_result(outcome)
 
-    async def _refill(self, who: str, budget: str, lease: Lease | None, now: float) -> float | None:
+    async def _refill(self, key: tuple[str, str], lease: Lease | None, now: float) -> tuple[bool, float | None]:
+        """Take the key's next lease: (True, None); or (False, the seconds to wait) when the budget is spent,
+        (False, None) when Redis does not answer."""
+        who, budget = key
         item = _budget(budget)
         most = max(1, int(item.amount * LEASE_SHARE))
         # Used up while it held: the key is busy, so the next lease doubles; otherwise one at a time.
@@ -93,16 +97,13 @@ class RateLimits:
         try:
             for asked in dict.fromkeys((size, 1)):  # the bigger lease, then a single request if it did not fit
                 if await self._limiter.hit(item, who, cost=asked):
-                    self._lease(who, budget, Lease(asked - 1, asked, now + min(LEASE_S, item.get_expiry())))
-                    return None
+                    self._leases[key] = Lease(asked - 1, asked, now + min(LEASE_S, item.get_expiry()))
+                    self._leases.move_to_end(key)
+                    while len(self._leases) > MAX_LEASES:
+                        self._leases.popitem(last=False)
+                    return True, None
             stats = await self._limiter.get_window_stats(item, who)
         except (RedisError, OSError) as exc:
             log.warning("rate limits unavailable (%s): letting the request through", exc)
-            return None
-        return max(1.0, stats.reset_time - time.time())
-
-    def _lease(self, who: str, budget: str, lease: Lease) -> None:
-        self._leases[(who, budget)] = lease
-        self._leases.move_to_end((who, budget))
-        while len(self._leases) > MAX_LEASES:
-            self._leases.popitem(last=False)
+            return False, None
+        return False, max(1.0, stats.reset_time - time.time())

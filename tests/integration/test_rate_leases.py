@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.adapters import rate_limits
 from gateway.adapters.rate_limits import RateLimits
@@ -135,3 +136,24 @@ def test_a_request_cancelled_while_it_waits_for_a_lease_leaves_the_others_alone(
         return [await first, await other]
 
     assert run(backend, stream, body) == [None, None]
+
+
+def test_while_redis_does_not_answer_a_burst_is_let_through_after_one_try(
+    backend: servers.Servers, stream: str
+) -> None:
+    """The requests waiting for a key's lease are let through with the one that tried Redis, instead of
+    each trying it after the other (a burst would queue behind timeouts)."""
+    who = f"key-{uuid.uuid4().hex}:read"
+
+    async def body(limits: Counted) -> tuple[list[float | None], list[int]]:
+        async def away(item, *who, cost=1):  # type: ignore[no-untyped-def]
+            limits.hits.append(cost)
+            await asyncio.sleep(0.05)
+            raise RedisConnectionError("gone")
+
+        limits._limiter.hit = away  # type: ignore[method-assign]
+        return list(await asyncio.gather(*(limits.take(who, "10000/minute") for _ in range(20)))), limits.hits
+
+    answers, hits = run(backend, stream, body)
+    assert answers == [None] * 20
+    assert hits == [1]
