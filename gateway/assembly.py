@@ -106,7 +106,8 @@ async def neighborhood(
 
 
 def query(params: dict[str, str | int | float]) -> str:
-    """A query string (urlencode's generality cost ~5% of a view's CPU: numbers need no quoting)."""
+    """A query string (urlencode's generality was ~3.5% of the gateway's time a view in a profile: numbers need no
+    quoting)."""
     return "&".join(f"{k}={v if isinstance(v, int | float) else quote(v, safe='')}" for k, v in params.items())
 
 

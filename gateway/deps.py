@@ -1,7 +1,7 @@
 """FastAPI dependencies of the gateway (async: a plain function would cost a thread hop per request).
 
 FastAPI solves every dependency on every request, a cached one included (its own parameters are solved
-before the cache is looked in), at about 20-30 µs each here: the code that runs on every request (the
+before the cache is looked in): the code that runs on every request (the
 scope check) and the hottest route (the neighborhood view) read `request.app.state` instead."""
 
 from __future__ import annotations
