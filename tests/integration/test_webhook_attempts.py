@@ -23,7 +23,7 @@ from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain.messages import new_secret
 from services.webhooks.entrypoints import dispatcher
 from services.webhooks.entrypoints import http as webhooks_http
-from services.webhooks.service_layer import delivery, sweeping, waking
+from services.webhooks.service_layer import backoff, delivery, queueing, sweeping, waking
 from tests.receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -139,9 +139,9 @@ def test_a_replay_repeated_with_its_key_resends_nothing_a_second_time(wh: Webhoo
             return int(answer.json()["requeued"])
 
         assert replay("r1") == 1
-        assert delivery.attempt_batch(wh, [delivery_id], delivery.ANY_ATTEMPT) == "1 delivered"
+        assert delivery.attempt_batch(wh, [delivery_id], queueing.ANY_ATTEMPT) == "1 delivered"
         assert (replay("r1"), replay("r1")) == (0, 0)  # the same replay, retried: nothing reopened
-        assert delivery.attempt_batch(wh, [delivery_id], delivery.ANY_ATTEMPT) == "nothing to send"
+        assert delivery.attempt_batch(wh, [delivery_id], queueing.ANY_ATTEMPT) == "nothing to send"
         assert len(endpoint.requests) == 2  # the first send and the replay's, once
         assert replay("r2") == 1  # another replay request re-sends it again
 
@@ -159,11 +159,11 @@ def wake_jobs(wh: Webhooks) -> list[Job]:
     """The wake jobs scheduled for the test's endpoint."""
     jobs = [Job.fetch(i, connection=wh.redis, serializer=wh.queue.serializer)
             for i in wh.queue.scheduled_job_registry.get_job_ids()]  # fmt: skip
-    return [j for j in jobs if j.func_name == delivery.WAKE]
+    return [j for j in jobs if j.func_name == queueing.WAKE]
 
 
 def queued_batches(wh: Webhooks) -> list[list[str]]:
-    return [j.args[0] for j in wh.queue.get_jobs() if j.func_name == delivery.DELIVER]
+    return [j.args[0] for j in wh.queue.get_jobs() if j.func_name == queueing.DELIVER]
 
 
 def open_now(wh: Webhooks) -> None:
@@ -229,12 +229,74 @@ def test_a_pause_that_ends_within_the_second_of_the_last_one_gets_a_wake_of_its_
     second = int(time.time()) + 5
     key = f"{wh.settings.webhook_queue}:breaker:wh_test"
     wh.redis.hset(key, "open_until", str(second + 0.3))
-    delivery.schedule_wake(wh, "wh_test")
-    delivery.schedule_wake(wh, "wh_test")  # the same pause: the same wake
+    backoff.schedule_wake(wh, "wh_test")
+    backoff.schedule_wake(wh, "wh_test")  # the same pause: the same wake
     assert len(wake_jobs(wh)) == 1
     wh.redis.hset(key, "open_until", str(second + 0.7))  # the probe failed: a longer pause, same second
-    delivery.schedule_wake(wh, "wh_test")
+    backoff.schedule_wake(wh, "wh_test")
     assert len(wake_jobs(wh)) == 2
+
+
+def pending_wakes(wh: Webhooks) -> list[str]:
+    return [j.id for j in wake_jobs(wh) if j.get_status() in ("scheduled", "queued")]
+
+
+def test_a_probe_that_finds_the_endpoint_busy_hands_the_probe_on(wh: Webhooks) -> None:
+    """The pause is over and this job takes the probe, but another job still holds the endpoint's one
+    slot: its batch is deferred, and the probe is free for its next job (it was held for the job's time
+    limit, and every batch meanwhile parked behind it)."""
+    wh.settings.webhook_endpoint_concurrency = 1
+    busy = subscribe(wh, "http://127.0.0.1:9999/hook")
+    wh.breaker.trip("wh_test")
+    open_now(wh)
+    wh.redis.zadd(f"{wh.settings.webhook_queue}:busy:wh_test", {"other-job": time.time() + 60})
+    assert delivery.attempt_batch(wh, [busy], 0, "wh_test") == delivery.BUSY
+    assert wh.breaker.probe("wh_test", 5)  # the deferred job (or any) can probe next
+
+
+def test_a_wake_whose_probe_sends_nothing_wakes_again_for_the_rest(wh: Webhooks) -> None:
+    """The wake unparks a batch that was sent meanwhile (nothing to send): the batches still parked need a
+    wake of their own, not the running one's (its id is the pause's: a second one of that id never came)."""
+    with receiver(lambda n: (200, 0.0)) as endpoint:
+        gone = subscribe(wh, endpoint.url)
+        rest = add_deliveries(wh, 1)
+        wh.breaker.trip("wh_test")
+        for batch in ([gone], rest):
+            assert delivery.attempt_batch(wh, batch, 0, "wh_test").startswith("endpoint backed off; parked")
+        ran = pending_wakes(wh)
+        assert len(ran) == 1
+        with wh.engine.begin() as conn:  # a retry sent it meanwhile
+            store.set_deliveries(conn, [gone], {"status": "delivered"})
+        open_now(wh)
+        assert waking.wake(wh, "wh_test") == "nothing to send; still backed off"
+        assert [w for w in pending_wakes(wh) if w not in ran], "no wake for the batch still parked"
+        assert waking.wake(wh, "wh_test") == "1 delivered; released 0 parked batches"
+        assert len(endpoint.requests) == 1
+
+
+def test_a_batch_parked_behind_a_probe_whose_holder_died_is_woken_when_the_probe_expires(wh: Webhooks) -> None:
+    subscribe(wh, "http://127.0.0.1:9999/hook")
+    late = add_deliveries(wh, 1)
+    wh.breaker.trip("wh_test")
+    open_now(wh)
+    assert wh.breaker.probe("wh_test", 30)  # taken by a worker that is then killed
+    assert delivery.attempt_batch(wh, late, 0, "wh_test").startswith("endpoint backed off; parked")
+    (wake,) = [j for j in wake_jobs(wh) if j.get_status() == "scheduled"]
+    due = wh.queue.scheduled_job_registry.get_scheduled_time(wake)
+    assert 29 < due.timestamp() - time.time() < 32  # when the probe expires (not never)
+
+
+def test_a_probe_answered_4xx_closes_the_breaker(wh: Webhooks) -> None:
+    """A 4xx refuses that delivery, but the endpoint answers: the batches parked while it was down go."""
+    with receiver(lambda n: (400, 0.0)) as endpoint:
+        refused = subscribe(wh, endpoint.url)
+        parked = add_deliveries(wh, 1)
+        wh.breaker.trip("wh_test")
+        assert delivery.attempt_batch(wh, parked, 0, "wh_test").startswith("endpoint backed off; parked")
+        open_now(wh)
+        assert delivery.attempt_batch(wh, [refused], 0, "wh_test").endswith("1 failed, 0 postponed")
+        assert wh.breaker.open_until("wh_test") is None
+        assert waking.wake(wh, "wh_test") == "released 1 parked batches"
 
 
 def test_a_batch_parked_just_after_the_breaker_closed_is_sent_not_stranded(wh: Webhooks) -> None:
@@ -243,10 +305,10 @@ def test_a_batch_parked_just_after_the_breaker_closed_is_sent_not_stranded(wh: W
     subscribe(wh, "http://127.0.0.1:9999/hook")
     late = add_deliveries(wh, 1)
     wh.breaker.trip("wh_test")
-    assert delivery._held(wh, "wh_test")  # what the job saw
+    assert backoff.gate(wh, "wh_test") == (True, None)  # what the job saw
     wh.breaker.close("wh_test")  # meanwhile the probe succeeded ...
     assert waking.release(wh, "wh_test") == 0  # ... and released nothing
-    assert delivery.park(wh, "wh_test", [(late, 0)]) == 0
+    assert backoff.park(wh, "wh_test", [(late, 0)]) == 0
     assert wh.breaker.parked("wh_test") == 0 and queued_batches(wh) == [[str(late[0])]]
 
 
@@ -257,10 +319,10 @@ def test_a_pending_delivery_whose_job_was_lost_is_swept_into_a_new_one_once(wh: 
         conn.execute(text("UPDATE webhook_deliveries SET updated_at = now() - interval '1 hour' WHERE id = :id"),
                      {"id": lost})  # fmt: skip
     assert sweeping.sweep(wh) == 1  # the overdue one only
-    assert Job.exists(delivery.job_id([lost], delivery.ANY_ATTEMPT) + "-swept", connection=wh.redis)
-    assert not Job.exists(delivery.job_id([fresh], delivery.ANY_ATTEMPT) + "-swept", connection=wh.redis)
+    assert Job.exists(queueing.job_id([lost], queueing.ANY_ATTEMPT) + "-swept", connection=wh.redis)
+    assert not Job.exists(queueing.job_id([fresh], queueing.ANY_ATTEMPT) + "-swept", connection=wh.redis)
     assert sweeping.sweep(wh) == 0  # its job is queued: not again
-    wh.redis.delete(Job.key_for(delivery.job_id([lost], delivery.ANY_ATTEMPT) + "-swept"))
+    wh.redis.delete(Job.key_for(queueing.job_id([lost], queueing.ANY_ATTEMPT) + "-swept"))
     wh.breaker.trip("wh_test")
     assert sweeping.sweep(wh) == 0  # an endpoint held back on purpose is not swept
 
@@ -302,13 +364,13 @@ def test_the_dispatcher_holds_back_while_the_workers_are_behind(wh: Webhooks) ->
     """More jobs waiting than webhook_queue_high: the dispatcher waits (at most webhook_hold_s) before it
     reads on, so the stream's entries gather into bigger batches; with room in the queue it reads at once."""
     wh.settings.webhook_queue_high, wh.settings.webhook_hold_s = 2, 0.4
-    jobs = [wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none") for _ in range(3)]
+    jobs = [wh.queue.enqueue(queueing.DELIVER, [str(uuid.uuid4())], 0, "wh_none") for _ in range(3)]
     assert 0.4 <= dispatcher.hold_back(wh) < 2.0  # no worker runs here: the queue stays long, the hold ends
     jobs[0].cancel()
     wh.queue.remove(jobs[0])
     assert dispatcher.hold_back(wh) < 0.1  # 2 waiting: not more than the mark
     threading.Timer(0.15, lambda: [wh.queue.remove(job) for job in jobs[1:]]).start()
-    wh.queue.enqueue(delivery.DELIVER, [str(uuid.uuid4())], 0, "wh_none")
+    wh.queue.enqueue(queueing.DELIVER, [str(uuid.uuid4())], 0, "wh_none")
     assert 0.1 < dispatcher.hold_back(wh) < 0.4  # the workers caught up while it waited
     for _ in range(20):
         wh.queue.enqueue("builtins.print", "waiting")

@@ -39,6 +39,12 @@ return redis.call('LLEN', KEYS[2])
 """
 
 
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class Breaker:
     def __init__(self, client: redis.Redis, prefix: str, *, first_pause_s: float, longest_pause_s: float) -> None:
         self.client, self.prefix = client, prefix
@@ -55,9 +61,22 @@ class Breaker:
         raw = self.client.hget(self._keys(endpoint)[0], "open_until")
         return None if raw is None else float(raw)
 
-    def probe(self, endpoint: str, hold_s: float) -> bool:
-        """Take the one attempt allowed once the pause is over (held for `hold_s` at most)."""
-        return bool(self.client.set(self._keys(endpoint)[1], "1", nx=True, ex=max(1, int(hold_s))))
+    def probe(self, endpoint: str, hold_s: float) -> str | None:
+        """Take the one attempt allowed once the pause is over (held for `hold_s` at most, so a prober that
+        died frees it). Returns the token that releases it; None while another job holds it."""
+        expires = time.time() + hold_s
+        token = f"{expires:.3f}:{uuid.uuid4().hex}"
+        taken = self.client.set(self._keys(endpoint)[1], token, nx=True, px=max(1, int(hold_s * 1000)))
+        return token if taken else None
+
+    def probe_held_until(self, endpoint: str) -> float | None:
+        """When the probe another job holds expires at the latest; None while nobody holds it."""
+        raw = self.client.get(self._keys(endpoint)[1])
+        return None if raw is None else float(raw.decode().partition(":")[0])  # type: ignore[union-attr]
+
+    def release_probe(self, endpoint: str, token: str) -> None:
+        """The prober is done; only its own probe is released (after a trip, the next pause's may be taken)."""
+        self.client.eval(RELEASE, 1, self._keys(endpoint)[1], token)
 
     def trip(self, endpoint: str) -> float:
         """The endpoint failed: open (or keep open, for twice as long) its breaker. Returns until when."""

@@ -21,7 +21,7 @@ from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks, bootstrap
 from services.webhooks.domain import safety
 from services.webhooks.entrypoints import dispatcher
-from services.webhooks.service_layer import delivery, subscriptions
+from services.webhooks.service_layer import delivery, queueing, subscriptions
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -208,7 +208,7 @@ def replay(id: str, body: Replay, wh: WhDep, owner: Caller = None, key: IdemKey 
         _existing(conn, id, owner)
         reopened = store.reopen(conn, id, since=body.since, only_failed=body.only_failed, replay_id=replay_id)
     wh.breaker.close(id)
-    delivery.enqueue_again(wh, id, reopened, tag=f"-replay-{uuid.uuid5(delivery.NAMESPACE, replay_id).hex[:12]}")
+    delivery.enqueue_again(wh, id, reopened, tag=f"-replay-{uuid.uuid5(queueing.NAMESPACE, replay_id).hex[:12]}")
     return {"requeued": len(reopened), "replay_id": replay_id}
 
 

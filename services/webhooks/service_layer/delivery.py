@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rq import Retry
 from rq.job import Job
 from sqlalchemy import Connection
 
@@ -26,15 +25,10 @@ from services.webhooks.adapters import sender, store
 from services.webhooks.adapters.marks import SentMarks
 from services.webhooks.bootstrap import Webhooks
 from services.webhooks.domain import messages, safety
+from services.webhooks.service_layer import backoff
+from services.webhooks.service_layer.queueing import ANY_ATTEMPT, BATCH, enqueue, job_id
 
-BATCH = 50
 SENT_MARK_S = 24 * 3600  # a mark outlives a batch cut short before recording it only until the next job
-#: The RQ jobs that send a batch and that wake a backed-off endpoint, named (the entry point imports this
-#: module, not the other way round).
-DELIVER = "services.webhooks.entrypoints.jobs.deliver"
-WAKE = "services.webhooks.entrypoints.jobs.wake"
-ANY_ATTEMPT = 1_000_000  # a job a person asked for sends whatever attempt a delivery is at
-NAMESPACE = uuid.UUID("0c8f1d8e-4a4b-4f5e-9d7e-3f1c2b6a9e21")
 ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
@@ -44,33 +38,6 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
 end
 return 0
 """
-
-
-def job_id(delivery_ids: Sequence[uuid.UUID], attempt: int) -> str:
-    """The same batch at the same attempt gets the same job id (a dispatcher that repeats itself)."""
-    return f"wh-{uuid.uuid5(NAMESPACE, ','.join(sorted(map(str, delivery_ids))))}-{attempt}"
-
-
-def enqueue(
-    wh: Webhooks, delivery_ids: Sequence[uuid.UUID], attempt: int, endpoint: str, *, delay: float = 0.0,
-    tag: str = "",
-) -> None:  # fmt: skip
-    """Queue one job for a batch of one endpoint's deliveries (after `delay` s, through RQ's scheduler)."""
-    ids = [str(i) for i in delivery_ids]
-    options: dict[str, Any] = {
-        "job_id": job_id(delivery_ids, attempt) + tag,
-        # A batch stops taking new sends after one HTTP timeout, so two bound it; the job's own limit
-        # only catches a stuck worker.
-        "job_timeout": int(2 * wh.settings.webhook_timeout_s) + 5,
-        "retry": Retry(max=3, interval=[2, 10, 60]),
-        "result_ttl": 600,
-        "failure_ttl": 7 * 24 * 3600,
-        "description": f"webhook deliveries ({len(ids)}) attempt {attempt + 1}",
-    }
-    if delay > 0:
-        wh.queue.enqueue_in(timedelta(seconds=delay), DELIVER, ids, attempt, endpoint, **options)
-    else:
-        wh.queue.enqueue(DELIVER, ids, attempt, endpoint, **options)
 
 
 def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
@@ -83,7 +50,7 @@ def enqueue_first(wh: Webhooks, unsent: Sequence[tuple[uuid.UUID, str]]) -> int:
     for endpoint, ids in by_endpoint.items():
         batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
         if wh.breaker.open_until(endpoint) is not None:  # backed off: parked at once, no job to wake
-            park(wh, endpoint, [(batch, 0) for batch in batches])
+            backoff.park(wh, endpoint, [(batch, 0) for batch in batches])
             continue
         for batch in batches:
             if not Job.exists(job_id(batch, 0), connection=wh.redis):
@@ -102,10 +69,26 @@ def enqueue_again(wh: Webhooks, endpoint: str, delivery_ids: Sequence[uuid.UUID]
         enqueue(wh, delivery_ids[start : start + BATCH], ANY_ATTEMPT, endpoint, tag=tag)
 
 
+BUSY = "endpoint busy; deferred"
+
+
 def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, subscription: str | None = None) -> str:
-    if subscription is not None and _held(wh, subscription):  # wait without touching the rows (no attempt)
-        parked = park(wh, subscription, [(delivery_ids, attempt)])
-        return f"endpoint backed off; parked ({parked} batches wait)"
+    probe: str | None = None
+    if subscription is not None:
+        wait, probe = backoff.gate(wh, subscription)
+        if wait:  # wait without touching the rows (no attempt)
+            parked = backoff.park(wh, subscription, [(delivery_ids, attempt)])
+            return f"endpoint backed off; parked ({parked} batches wait)"
+    result = ""
+    try:
+        result = _claim_and_send(wh, delivery_ids, attempt)
+        return result
+    finally:
+        if subscription is not None and probe is not None:
+            backoff.probed(wh, subscription, probe, handed_on=result == BUSY)
+
+
+def _claim_and_send(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> str:
     with wh.engine.begin() as conn:
         rows = [r for r in store.claim(conn, delivery_ids) if r["status"] == "pending" and r["attempts"] <= attempt]
         if not rows:
@@ -121,7 +104,7 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
         if not _acquire(wh, endpoint["subscription_id"], slot):
             enqueue(wh, [r["id"] for r in rows], attempt, endpoint["subscription_id"], delay=wh.rng.uniform(0.5, 1.5),
                     tag=f"-wait-{slot[:8]}")  # fmt: skip
-            return "endpoint busy; deferred"
+            return BUSY
         try:
             result = _send_batch(wh, conn, rows)
         finally:
@@ -130,35 +113,6 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
     # batch; left to expire, they would pile up in Redis at the delivery rate).
     wh.redis.delete(*[_sent_key(wh, r["id"]) for r in rows])
     return result
-
-
-def park(wh: Webhooks, endpoint: str, batches: Sequence[tuple[Sequence[uuid.UUID], int]]) -> int:
-    """Hold (delivery ids, attempt) batches while the endpoint's breaker is open (service_layer/waking.py
-    releases them). Returns the batches parked."""
-    parked = wh.breaker.park(endpoint, [(list(ids), attempt) for ids, attempt in batches])
-    if parked is None:  # a probe's success closed the breaker since the caller looked: send them now
-        for ids, attempt in batches:
-            enqueue(wh, list(ids), attempt, endpoint, tag=f"-unparked-{uuid.uuid4().hex[:8]}")
-        return 0
-    schedule_wake(wh, endpoint)
-    return parked
-
-
-def schedule_wake(wh: Webhooks, endpoint: str) -> None:
-    """One wake job when the endpoint's pause ends (now if its breaker is closed): its id is the pause's
-    end, so the batches parked during one pause share it. To the millisecond: a probe that fails in a
-    wake job opens a pause that may end within the same second as the last one (pauses can be sub-second),
-    and a wake id of whole seconds then named the running job, so no wake came and the parked batches
-    waited for good. With the breaker closed, every call gets a wake of its own (releasing is idempotent)."""
-    until = wh.breaker.open_until(endpoint)
-    stamp = f"{int(until * 1000)}" if until is not None else f"now-{uuid.uuid4().hex[:12]}"
-    # RQ's job ids are global in its Redis: the queue's name keeps another deployment's apart.
-    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{stamp}"
-    until = until or time.time()
-    if not Job.exists(wake_id, connection=wh.redis):
-        when = datetime.fromtimestamp(until + wh.rng.uniform(0.0, 1.0), UTC)
-        wh.queue.enqueue_at(when, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
-                            description=f"wake backed-off endpoint {endpoint}")  # fmt: skip
 
 
 def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> str:
@@ -190,10 +144,11 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
     delivered = [(row, at) for row, o, at in sent if o.ok]
     last_row, last, at = sent[-1]
     sub = endpoint["subscription_id"]
-    if delivered:
+    if delivered or (target is not None and not _unreachable(last)):  # it answers (a 4xx refuses one delivery)
         wh.breaker.close(sub)
         if wh.breaker.parked(sub):  # this was the probe that got through: the parked batches go now
-            schedule_wake(wh, sub)
+            backoff.schedule_wake(wh, sub)
+    if delivered:
         store.mark_delivered(conn, [(row["id"], row["attempts"] + 1, at) for row, at in delivered])
         if endpoint["failing_since"] is not None:
             store.update_subscription(conn, sub, {"failing_since": None})
@@ -206,7 +161,7 @@ def _send_batch(wh: Webhooks, conn: Connection, rows: list[dict[str, Any]]) -> s
         return f"{len(delivered)} delivered"
     pause = _failed(wh, conn, last_row, last, at)
     if rest and wh.breaker.open_until(sub) is not None:  # down as a whole: the rest wait for its wake
-        park(wh, sub, [(rest, max(r["attempts"] for r in rows))])
+        backoff.park(wh, sub, [(rest, max(r["attempts"] for r in rows))])
     elif rest:  # the endpoint refused this one: the rest wait as long as the failed one
         enqueue(wh, rest, max(r["attempts"] for r in rows), sub, delay=pause or 0.0,
                 tag=f"-rest-{uuid.uuid4().hex[:8]}")  # fmt: skip
@@ -286,17 +241,6 @@ def _unreachable(outcome: sender.Outcome) -> bool:
     """Down rather than refusing this one delivery: no answer, a server error, or "slow down"."""
     code = outcome.status_code
     return code is None or code >= 500 or code == 429
-
-
-def _held(wh: Webhooks, endpoint: str) -> bool:
-    """Whether a batch for endpoint must wait (be parked): its breaker is open, and its pause is not over
-    or another job is probing it. False: send now (closed, or this job is the probe)."""
-    until = wh.breaker.open_until(endpoint)
-    if until is None:
-        return False
-    if until > time.time():
-        return True
-    return not wh.breaker.probe(endpoint, 2 * wh.settings.webhook_timeout_s + 5)
 
 
 def _busy_key(wh: Webhooks, subscription_id: str) -> str:

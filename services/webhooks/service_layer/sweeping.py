@@ -11,7 +11,7 @@ from rq.job import Job
 
 from services.webhooks.adapters import store
 from services.webhooks.bootstrap import Webhooks
-from services.webhooks.service_layer.delivery import ANY_ATTEMPT, BATCH, enqueue, job_id
+from services.webhooks.service_layer.queueing import ANY_ATTEMPT, BATCH, enqueue, job_id
 
 log = logging.getLogger(__name__)
 SWEEP_LIMIT = 10_000  # rows a sweep looks at; the next sweep takes the rest

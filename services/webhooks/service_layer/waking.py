@@ -1,4 +1,4 @@
-"""Waking a backed-off endpoint (the wake job that delivery.park schedules): once its breaker's pause is
+"""Waking a backed-off endpoint (the wake job that backoff.schedule_wake queues): once its breaker's pause is
 over, one parked batch probes it; if the endpoint answers, every parked batch is queued again (the
 endpoint's concurrency limit paces them); if not, the breaker's longer pause gets its own wake job."""
 
@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 
 from services.webhooks.bootstrap import Webhooks
-from services.webhooks.service_layer.delivery import attempt_batch, enqueue, schedule_wake
+from services.webhooks.service_layer.backoff import schedule_wake
+from services.webhooks.service_layer.delivery import attempt_batch
+from services.webhooks.service_layer.queueing import enqueue
 
 RELEASE_CHUNK = 500  # parked batches taken from Redis per call
 
@@ -24,8 +26,9 @@ def wake(wh: Webhooks, endpoint: str) -> str:
             return "nothing parked"
         ids, attempt = probe[0]
         result = attempt_batch(wh, ids, attempt, endpoint) + "; "
-        if wh.breaker.open_until(endpoint) is not None:  # still down (or another job is probing)
-            schedule_wake(wh, endpoint)
+        # Still down, or another job probing, or this probe sent nothing: attempt_batch has scheduled the
+        # next wake (a wake scheduled here would be due at the pause this job was woken for: its own id).
+        if wh.breaker.open_until(endpoint) is not None:
             return f"{result}still backed off"
     return f"{result}released {release(wh, endpoint)} parked batches"
 

@@ -1,0 +1,75 @@
+"""Backing off an endpoint that is down (its breaker, adapters/breaker.py): which job may send (`gate`),
+holding batches while it is open (`park`), and making sure parked batches always have a wake job coming
+(`schedule_wake`; waking.py runs it): at the pause's end, behind a probe another job holds, or now."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from rq.job import Job
+
+from services.webhooks.bootstrap import Webhooks
+from services.webhooks.service_layer.queueing import NAMESPACE, WAKE, enqueue
+
+
+def gate(wh: Webhooks, endpoint: str) -> tuple[bool, str | None]:
+    """Whether a batch for endpoint must wait (be parked): its breaker is open, and its pause is not over
+    or another job is probing it. Not waiting, and the pause over: this job is the probe (its token)."""
+    until = wh.breaker.open_until(endpoint)
+    if until is None:
+        return False, None
+    if until > time.time():
+        return True, None
+    probe = wh.breaker.probe(endpoint, 2 * wh.settings.webhook_timeout_s + 5)
+    return probe is None, probe
+
+
+def probed(wh: Webhooks, endpoint: str, probe: str, *, handed_on: bool) -> None:
+    """The job that held the endpoint's probe is done, whatever happened: the probe is released at once
+    (not left to expire while batches park behind it), and while the breaker is open the parked batches
+    get a wake (the next pause's if the probe failed) unless the batch was deferred: its next job probes
+    in its turn. (Left to expire, a probe deferred behind a busy slot held every batch after it for the
+    job's time limit, and one that sent nothing, its rows sent meanwhile or the endpoint paused or
+    refused, left the parked batches to the stuck sweep 15 minutes on. A probe that got through has
+    scheduled their release already.)"""
+    wh.breaker.release_probe(endpoint, probe)
+    if not handed_on and wh.breaker.open_until(endpoint) is not None and wh.breaker.parked(endpoint):
+        schedule_wake(wh, endpoint)
+
+
+def park(wh: Webhooks, endpoint: str, batches: Sequence[tuple[Sequence[uuid.UUID], int]]) -> int:
+    """Hold (delivery ids, attempt) batches while the endpoint's breaker is open (service_layer/waking.py
+    releases them). Returns the batches parked."""
+    parked = wh.breaker.park(endpoint, [(list(ids), attempt) for ids, attempt in batches])
+    if parked is None:  # a probe's success closed the breaker since the caller looked: send them now
+        for ids, attempt in batches:
+            enqueue(wh, list(ids), attempt, endpoint, tag=f"-unparked-{uuid.uuid4().hex[:8]}")
+        return 0
+    schedule_wake(wh, endpoint)
+    return parked
+
+
+def schedule_wake(wh: Webhooks, endpoint: str) -> None:
+    """One wake job for the parked batches, when the next probe may go: at the pause's end; while another
+    job holds the probe of a pause that is over, when that probe expires (its holder releases it and
+    schedules a wake when done; this one covers a holder that died); now if the breaker is closed or the
+    pause is over with nobody probing.
+
+    Parkers of one pause (or behind one probe) share the wake, its id naming that moment to the
+    millisecond. A wake due now gets an id of its own: a wake job whose probe sent nothing schedules the
+    next one while its own id, that of the pause it was woken for, still exists (finished jobs are kept),
+    and a shared id then named the running job, so no wake came and the parked batches waited for good."""
+    now = time.time()
+    until = wh.breaker.open_until(endpoint)
+    held = wh.breaker.probe_held_until(endpoint) if until is not None and until <= now else None
+    when = until if until is not None and until > now else held
+    stamp = f"{int(when * 1000)}" if when is not None else f"now-{uuid.uuid4().hex[:12]}"
+    # RQ's job ids are global in its Redis: the queue's name keeps another deployment's apart.
+    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{stamp}"
+    if not Job.exists(wake_id, connection=wh.redis):
+        at = datetime.fromtimestamp((when or now) + wh.rng.uniform(0.0, 1.0), UTC)
+        wh.queue.enqueue_at(at, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
+                            description=f"wake backed-off endpoint {endpoint}")  # fmt: skip
