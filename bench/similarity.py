@@ -130,6 +130,10 @@ def main() -> None:
                     time.sleep(0.5)
             system_rate = len(corpus) / (time.perf_counter() - started)
             cpu = ms_per_item(cpu_before, cpu_seconds(system), len(corpus))
+            graph_url = f"http://{system.settings.services_host}:{system.settings.graph_port}"
+            # Every event is journaled once: beyond the entities' own, the candidate events (proposed,
+            # withdrawn) the similarity service appended, which the projectors and Postgres also pay for.
+            journaled = int(client.get(f"{graph_url}/v1/stats").json()["journal_events"])
             latencies, recalls = [], []
             for _ in range(args.queries):
                 i = rng.randrange(len(corpus))
@@ -173,6 +177,8 @@ def main() -> None:
     recall = f"{statistics.mean(recalls):.3f}" if recalls else "not measured (--raw-sample)"
     table.add_row("recall of top-10 against exact search", recall)
     table.add_row("similarity process peak RSS (MiB)", f"{peak[0] / 2**20:,.0f}")
+    table.add_row("candidate events an entity (journaled events beyond the entities')",
+                  f"{(journaled - len(corpus)) / len(corpus):.2f}")  # fmt: skip
     console.print(table)
     console.print(cpu_line(cpu, "entity, first POST → last candidate-checked"))
     console.print(word_order_line(rng))
