@@ -254,6 +254,21 @@ def test_a_probe_that_finds_the_endpoint_busy_hands_the_probe_on(wh: Webhooks) -
     assert wh.breaker.probe("wh_test", 5)  # the deferred job (or any) can probe next
 
 
+def test_a_probe_whose_job_fails_is_released(wh: Webhooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database away, or RQ's time limit: the job fails, and the probe is not held for its time limit."""
+    failing = subscribe(wh, "http://127.0.0.1:9999/hook")
+    wh.breaker.trip("wh_test")
+    open_now(wh)
+
+    def away(*args: object) -> str:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(delivery, "_claim_and_send", away)
+    with pytest.raises(RuntimeError, match="database away"):
+        delivery.attempt_batch(wh, [failing], 0, "wh_test")
+    assert wh.breaker.probe("wh_test", 5)  # RQ's retry of the job (or any other) can probe
+
+
 def test_a_wake_whose_probe_sends_nothing_wakes_again_for_the_rest(wh: Webhooks) -> None:
     """The wake unparks a batch that was sent meanwhile (nothing to send): the batches still parked need a
     wake of their own, not the running one's (its id is the pause's: a second one of that id never came)."""

@@ -12,6 +12,7 @@ the next job records the marked ones as delivered and sends only the rest.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -79,13 +80,16 @@ def attempt_batch(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int, sub
         if wait:  # wait without touching the rows (no attempt)
             parked = backoff.park(wh, subscription, [(delivery_ids, attempt)])
             return f"endpoint backed off; parked ({parked} batches wait)"
-    result = ""
     try:
         result = _claim_and_send(wh, delivery_ids, attempt)
-        return result
-    finally:
+    except BaseException:  # RQ's time limit too: the probe is not held on for a job that is gone
         if subscription is not None and probe is not None:
-            backoff.probed(wh, subscription, probe, handed_on=result == BUSY)
+            with contextlib.suppress(Exception):  # Redis away, say: the job's own error is the one to report
+                backoff.probed(wh, subscription, probe, handed_on=False)
+        raise
+    if subscription is not None and probe is not None:
+        backoff.probed(wh, subscription, probe, handed_on=result == BUSY)
+    return result
 
 
 def _claim_and_send(wh: Webhooks, delivery_ids: list[uuid.UUID], attempt: int) -> str:
