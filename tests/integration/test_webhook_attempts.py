@@ -215,7 +215,7 @@ def test_a_retry_that_gets_through_releases_what_was_parked(wh: Webhooks) -> Non
         assert wh.breaker.parked("wh_test") == 2 and queued_batches(wh) == []
         open_now(wh)
         assert delivery.attempt_batch(wh, [retried], 0, "wh_test") == "1 delivered"  # a retry's job probed
-        due = [j for j in wake_jobs(wh) if "-now-" in j.id]
+        due = [j for j in wake_jobs(wh) if "-now" in j.id]
         assert len(due) == 1, [(j.id, time.time()) for j in wake_jobs(wh)]  # a wake due now, beside the pause end's
         assert waking.wake(wh, "wh_test") == "released 2 parked batches"
         assert sorted(queued_batches(wh)) == sorted([[str(parked[0])], [str(parked[1])]])
@@ -287,6 +287,21 @@ def test_a_wake_whose_probe_sends_nothing_wakes_again_for_the_rest(wh: Webhooks)
         assert [w for w in pending_wakes(wh) if w not in ran], "no wake for the batch still parked"
         assert waking.wake(wh, "wh_test") == "1 delivered; released 0 parked batches"
         assert len(endpoint.requests) == 1
+
+
+def test_batches_parked_while_nobody_probes_share_one_wake_until_it_has_run(wh: Webhooks) -> None:
+    """The pause is over and no job probes: each batch recorded meanwhile is parked with a wake due now.
+    They share one while it is still to run (not a wake job a batch); once it has run, the next gets its own."""
+    subscribe(wh, "http://127.0.0.1:9999/hook")
+    ids = add_deliveries(wh, 4)
+    wh.breaker.trip("wh_test")
+    open_now(wh)
+    for i in ids[:3]:
+        assert delivery.enqueue_first(wh, [(i, "wh_test")]) == 0  # parked
+    (wake,) = wake_jobs(wh)
+    wake.set_status("finished")  # it ran (a worker took it)
+    assert delivery.enqueue_first(wh, [(ids[3], "wh_test")]) == 0
+    assert len(pending_wakes(wh)) == 1 and wake.id not in pending_wakes(wh)
 
 
 def test_a_batch_parked_behind_a_probe_whose_holder_died_is_woken_when_the_probe_expires(wh: Webhooks) -> None:

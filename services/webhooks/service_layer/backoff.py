@@ -9,10 +9,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from services.webhooks.bootstrap import Webhooks
 from services.webhooks.service_layer.queueing import NAMESPACE, WAKE, enqueue
+
+PENDING = {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}  # still to run
 
 
 def gate(wh: Webhooks, endpoint: str) -> tuple[bool, str | None]:
@@ -58,18 +60,23 @@ def schedule_wake(wh: Webhooks, endpoint: str) -> None:
     schedules a wake when done; this one covers a holder that died); now if the breaker is closed or the
     pause is over with nobody probing.
 
-    Parkers of one pause (or behind one probe) share the wake, its id naming that moment to the
-    millisecond. A wake due now gets an id of its own: a wake job whose probe sent nothing schedules the
-    next one while its own id, that of the pause it was woken for, still exists (finished jobs are kept),
-    and a shared id then named the running job, so no wake came and the parked batches waited for good."""
+    Callers asking for one moment share its wake while that wake is still to run (its id names the moment,
+    to the millisecond). Once it has run, or while it runs, a new one gets an id of its own: a wake job that
+    asked for the next wake of its own moment used to find its own id (finished jobs are kept) and schedule
+    nothing, and the parked batches waited for the stuck sweep."""
     now = time.time()
     until = wh.breaker.open_until(endpoint)
     held = wh.breaker.probe_held_until(endpoint) if until is not None and until <= now else None
     when = until if until is not None and until > now else held
-    stamp = f"{int(when * 1000)}" if when is not None else f"now-{uuid.uuid4().hex[:12]}"
+    moment = f"{int(when * 1000)}" if when is not None else "now"
     # RQ's job ids are global in its Redis: the queue's name keeps another deployment's apart.
-    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{stamp}"
-    if not Job.exists(wake_id, connection=wh.redis):
-        at = datetime.fromtimestamp((when or now) + wh.rng.uniform(0.0, 1.0), UTC)
-        wh.queue.enqueue_at(at, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
-                            description=f"wake backed-off endpoint {endpoint}")  # fmt: skip
+    wake_id = f"wh-wake-{uuid.uuid5(NAMESPACE, wh.settings.webhook_queue + '|' + endpoint)}-{moment}"
+    raw = wh.redis.hget(Job.key_for(wake_id), "status")
+    status = raw.decode() if isinstance(raw, bytes) else raw
+    if status in PENDING:
+        return
+    if status is not None:
+        wake_id += f"-{uuid.uuid4().hex[:8]}"
+    at = datetime.fromtimestamp((when or now) + wh.rng.uniform(0.0, 1.0), UTC)
+    wh.queue.enqueue_at(at, WAKE, endpoint, job_id=wake_id, result_ttl=600, failure_ttl=7 * 24 * 3600,
+                        description=f"wake backed-off endpoint {endpoint}")  # fmt: skip
