@@ -30,13 +30,12 @@ def gate(wh: Webhooks, endpoint: str) -> tuple[bool, str | None]:
 
 
 def probed(wh: Webhooks, endpoint: str, probe: str, *, handed_on: bool) -> None:
-    """The job that held the endpoint's probe is done, whatever happened: the probe is released at once
-    (not left to expire while batches park behind it), and while the breaker is open the parked batches
-    get a wake (the next pause's if the probe failed) unless the batch was deferred: its next job probes
-    in its turn. (Left to expire, a probe deferred behind a busy slot held every batch after it for the
-    job's time limit, and one that sent nothing, its rows sent meanwhile or the endpoint paused or
-    refused, left the parked batches to the stuck sweep 15 minutes on. A probe that got through has
-    scheduled their release already.)"""
+    """The job that held the endpoint's probe is done, whatever happened. The probe is released at once:
+    left to expire, it would hold every later batch for the job's time limit (a probe deferred behind a
+    busy slot). While the breaker is still open, the parked batches get a wake (the next pause's, if the
+    probe failed), since a probe that sent nothing (its rows sent meanwhile, the endpoint paused or
+    refused) would otherwise leave them to the stuck sweep, 15 minutes on; not for a deferred batch,
+    whose next job probes in its turn. A probe that got through has scheduled their release already."""
     wh.breaker.release_probe(endpoint, probe)
     if not handed_on and wh.breaker.open_until(endpoint) is not None and wh.breaker.parked(endpoint):
         schedule_wake(wh, endpoint)
@@ -61,9 +60,9 @@ def schedule_wake(wh: Webhooks, endpoint: str) -> None:
     pause is over with nobody probing.
 
     Callers asking for one moment share its wake while that wake is still to run (its id names the moment,
-    to the millisecond). Once it has run, or while it runs, a new one gets an id of its own: a wake job that
-    asked for the next wake of its own moment used to find its own id (finished jobs are kept) and schedule
-    nothing, and the parked batches waited for the stuck sweep."""
+    to the millisecond). Once it has run, or while it runs, a new one gets an id of its own: otherwise a
+    wake job asking for the next wake of its own moment would find itself (finished jobs are kept) and
+    schedule nothing, leaving the parked batches to the stuck sweep."""
     now = time.time()
     until = wh.breaker.open_until(endpoint)
     held = wh.breaker.probe_held_until(endpoint) if until is not None and until <= now else None
