@@ -27,7 +27,7 @@ def wake(wh: Webhooks, endpoint: str) -> str:
         ids, attempt = probe[0]
         result = attempt_batch(wh, ids, attempt, endpoint) + "; "
         # Still down, or another job probing, or this probe sent nothing: attempt_batch has scheduled the
-        # next wake (a wake scheduled here would be due at the pause this job was woken for: its own id).
+        # next wake already (through park, or when it released the probe).
         if wh.breaker.open_until(endpoint) is not None:
             return f"{result}still backed off"
     return f"{result}released {release(wh, endpoint)} parked batches"
