@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from gateway.adapters.decision_log import DecisionLog, NotLoaded, ReviewState
 from gateway.adapters.rate_limits import RateLimits
 from gateway.adapters.sessions import Sessions
 from gateway.adapters.upstream import call, raise_for_client_error
+from gateway.adapters.view_cache import follow
 from gateway.authorization import SignInFirst, scope
 from gateway.domain.refusals import Refused
 from gateway.routers import (
@@ -104,8 +107,15 @@ def create_app(
         app.state.decisions = DecisionLog(app.state.redis, settings.stream, source=review_state(app.state.services))
         app.state.rate_limits = RateLimits(settings.redis_url, settings.stream, app.state.redis)
         app.state.sessions = Sessions(app.state.redis, settings.stream)
+        following = None
+        if settings.view_cache_mb:
+            following = asyncio.create_task(follow(app.state.services.views, app.state.redis, settings.stream))
         tune_gc()
         yield
+        if following is not None:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
         await app.state.services.aclose()
         await app.state.redis.aclose()
 

@@ -80,11 +80,18 @@ async def neighborhood(
         related = {"related_limit": RELATED_LIMIT, "related_min_score": at_least, "related_threshold": reported}
         params |= {k: v for k, v in related.items() if v is not None}
         # The query encoded here: httpx merging `params` parses the URL once more.
-        response = await call(services.graph, "graph", "GET", f"{path}?{query(params)}")
+        url, kept = f"{path}?{query(params)}", services.views
+        if after is None and kept.max_bytes:  # with `after`, an announcement may still be on its way
+            view = kept.get(url)
+            if view is not None:
+                return redirect_if_merged(view) or Response(view, media_type="application/json")
+        ticket = kept.ticket()
+        response = await call(services.graph, "graph", "GET", url)
         raise_for_client_error(response)
-        return redirect_if_merged(response.content) or Response(
-            splice(response.content, {"warnings": b"[]"}), media_type="application/json"
-        )
+        view = splice(response.content, {"warnings": b"[]"})
+        if "no-store" not in response.headers.get("cache-control", ""):  # read from a replica: not kept
+            kept.keep(ticket, entity_id, url, view)
+        return redirect_if_merged(view) or Response(view, media_type="application/json")
     graph_call = call(services.graph, "graph", "GET", path, params=params)
     similar_call = call(services.similarity, "similarity", "GET", f"/v1/entities/{segment(entity_id)}/similar",
                         params={"min_score": requested, "limit": RELATED_LIMIT})  # fmt: skip

@@ -44,6 +44,10 @@ class GatewaySettings(CoreSettings):
 
     # None: the similarity service's default for its model, which the view reports as `threshold`.
     similarity_threshold: float | None = Field(None, ge=-1, le=1)
+    # Finished neighborhood views kept in each gateway process (gateway/adapters/view_cache.py); 0: none.
+    view_cache_mb: int = Field(64, ge=0, le=65_536)
+    # The longest a view is kept, whatever is announced: bounds what a write around the projector leaves.
+    view_cache_ttl_s: float = Field(60.0, gt=0, le=86_400)
     timeout_s: float = Field(30.0, gt=0)
     upstream_connections: int = Field(16, ge=1, le=1000)
     read_your_writes_wait_ms: int = Field(5000, ge=0, le=30_000)

@@ -134,6 +134,14 @@ class ModelSwitched(Frozen):
     why: str = ""  # "re-embed <job>", "rollback", "previous dropped"
 
 
+class ViewsChanged(Frozen):
+    """Not an event: what the graph announces after a commit, on `<stream>:views` (platograph.view_changes),
+    to the gateways that keep finished neighborhood views: whose views changed, or all of them."""
+
+    ids: tuple[str, ...] = ()
+    everything: bool = False
+
+
 class ReembedChanged(Frozen):
     """A re-embed job started or changed status: the journal keeps each job's record, so losing Redis, where
     its progress lives, neither forgets the job nor leaves it looking as if it still ran."""

@@ -21,6 +21,7 @@ CLUSTER_MODULES = {
     "test_event_log_contract", "test_consuming", "test_atomic_append", "test_merges", "test_dead_letter_replay",
     "test_reembed_race", "test_catch_up", "test_ingest_api", "test_gateway", "test_projector", "test_similarity_flow",
     "test_graph_api", "test_webhook_attempts", "test_retiring", "test_similarity_replicas", "test_rate_leases",
+    "test_view_changes",
 }  # fmt: skip
 
 
@@ -28,7 +29,7 @@ CLUSTER_MODULES = {
 # statements off): those that read and write Postgres the most.
 PGBOUNCER_MODULES = {
     "test_graph_api", "test_projector", "test_gateway", "test_webhook_attempts", "test_merges", "test_catch_up",
-    "test_similarity_flow", "test_access", "test_pgbouncer",
+    "test_similarity_flow", "test_access", "test_pgbouncer", "test_view_changes",
 }  # fmt: skip
 ONLY = {"cluster": CLUSTER_MODULES, "pgbouncer": PGBOUNCER_MODULES}
 

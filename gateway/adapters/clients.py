@@ -10,6 +10,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from gateway.adapters.principals import PrincipalCache
 from gateway.adapters.thresholds import ThresholdCache
+from gateway.adapters.view_cache import ViewCache
 from gateway.adapters.waits import WaitSlots
 from gateway.settings import GatewaySettings
 from platograph import internal
@@ -61,6 +62,7 @@ class Services:
     access: httpx.AsyncClient
     graph_waits: httpx.AsyncClient  # the graph again, for read-your-writes waits only
     waiting: WaitSlots
+    views: ViewCache
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     thresholds: ThresholdCache = field(default_factory=ThresholdCache)
 
@@ -96,5 +98,6 @@ def build(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransp
         access=client("access", settings.access_url),
         graph_waits=client("graph", settings.graph_url, httpx.Limits(max_connections=waiters), longest_wait_s),
         waiting=WaitSlots(waiters),
+        views=ViewCache(settings.view_cache_mb * 2**20, settings.view_cache_ttl_s),
         principals=PrincipalCache(ttl_s=settings.key_cache_s),
     )

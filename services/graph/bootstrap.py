@@ -13,6 +13,7 @@ from platograph.database import make_engine
 from platograph.redis_clients import sync_redis
 from platograph.stream import StreamConsumer
 from services.graph.adapters import projection_store
+from services.graph.adapters.view_changes import Announcer
 from services.graph.adapters.view_reader import ViewReader
 from services.graph.settings import GraphSettings
 
@@ -29,6 +30,8 @@ class Graph:
     ontology: ontology.Ontology
     # Where the projector writes (a test passes one that fails, to see the dead-letter path).
     project: projection_store.Project = field(default=projection_store.project)
+    # Tells the gateways whose neighborhood views a projected batch changed (None: nobody is told).
+    announce: Announcer | None = None
     # The replicas entity reads go to, in turn (DATABASE_READ_URL); empty: the primary's engine.
     read_engines: list[Engine] = field(default_factory=list)
     _turn: Iterator[int] = field(default_factory=itertools.count)
@@ -68,5 +71,6 @@ def bootstrap(settings: GraphSettings | None = None) -> Graph:
         engine=engine,
         read_engines=replicas,
         consumer=consumer,
+        announce=Announcer(engine, consumer.client, settings.stream),
         ontology=ontology.load(settings.ontology),
     )

@@ -122,6 +122,9 @@ def list_entities(
         raise _bad_cursor(exc) from exc
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 @router.get("/entities/{id:path}/neighborhood", response_model=Neighborhood)
 async def neighborhood(
     id: str,
@@ -151,7 +154,9 @@ async def neighborhood(
         raise _bad_cursor(exc) from exc
     if view is None:
         raise _not_found(id)
-    return Response(view, media_type="application/json")
+    # A replica replays the primary's commits a little after the projector announces them (platograph.
+    # view_changes): a view read there may predate a change already announced, so it is not to be kept.
+    return Response(view, media_type="application/json", headers=NO_STORE if views.replicas else None)
 
 
 @router.get("/entities/{id:path}", response_model=EntityView)
@@ -388,9 +393,8 @@ def create_app(graph: Graph | None = None) -> FastAPI:
     app.state.graph, app.state.views = graph, views
     app.include_router(router)
     app.include_router(pairs_http.router)
-    app.include_router(
-        replay_router(Owner(graph.consumer, partial(projecting.replay, graph.engine, project=graph.project)))
-    )
+    replay = partial(projecting.replay, graph.engine, project=graph.project, announce=graph.announce)
+    app.include_router(replay_router(Owner(graph.consumer, replay)))
     client = graph.consumer.client
     instrument(
         app,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from platograph.database import make_engine
-from platograph.settings import DatabaseSettings
+from platograph.redis_clients import sync_redis
+from platograph.settings import CoreSettings, DatabaseSettings
 from services.graph.adapters import queries
 from services.graph.adapters.projection_store import rebuild
+from services.graph.adapters.view_changes import Announcer
 
 # A rebuild replays about 10,000 events a second on 2 cores (bench/README.md); a job gets twenty times
 # that, and never less than a quarter of an hour: RQ's default (180 s) ended rebuilds of big journals.
@@ -30,10 +32,15 @@ def journal_size() -> int:
 
 
 def rebuild_read_model() -> int:
-    """Job: recreate the graph read model from the journal; returns events replayed."""
-    settings = DatabaseSettings()
+    """Job: recreate the graph read model from the journal; returns events replayed. The gateways are then
+    told that every view changed."""
+    settings, core = DatabaseSettings(), CoreSettings()
     engine = make_engine(settings.database_url, prepared_statements=settings.db_prepared_statements)
+    client = sync_redis(core.redis_url)
     try:
-        return rebuild(engine)
+        replayed = rebuild(engine)
+        Announcer(engine, client, core.stream).everything()
+        return replayed
     finally:
         engine.dispose()
+        client.close()

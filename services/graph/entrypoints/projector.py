@@ -37,7 +37,8 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
             with graph.engine.begin() as conn:
                 if made := partitions.ensure(conn):
                     log.info("made journal partitions %s", ", ".join(made))
-        result = projecting.handle(entries, engine=graph.engine, consumer=consumer, project=graph.project)
+        result = projecting.handle(entries, engine=graph.engine, consumer=consumer, project=graph.project,
+                                   announce=graph.announce)  # fmt: skip
         if result.dead_lettered:
             log.warning("dead-lettered %d item(s)", result.dead_lettered)
         if settings.trim_every_s and time.monotonic() - last_trim[0] > settings.trim_every_s:

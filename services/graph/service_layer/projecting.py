@@ -8,6 +8,7 @@ their contract, and entries Postgres rejects go to the dead-letter stream and th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from services.graph.adapters import projection_store
 from services.graph.domain.projection import PositionedEvent
 
 log = logging.getLogger(__name__)
+#: Told, after the commit and before the ack, the events a batch projected (adapters/view_changes.py).
+Announce = Callable[[Sequence[PositionedEvent]], None]
 # COPY runs on the raw psycopg connection, so its rejections (NUL in text, say) arrive unwrapped.
 DATA_ERRORS = (DataError, IntegrityError, ProgrammingError, psycopg.DataError, psycopg.IntegrityError,
                psycopg.ProgrammingError)  # fmt: skip
@@ -76,6 +79,7 @@ def handle(
     engine: Engine,
     consumer: StreamConsumer,
     project: projection_store.Project = projection_store.project,
+    announce: Announce | None = None,
 ) -> BatchResult:
     """Project a batch of entries and ack them; poison entries are dead-lettered and acked too."""
     result = BatchResult(entries=len(entries))
@@ -96,6 +100,10 @@ def handle(
                 # The whole entry, as on the stream, so that a replay finds each event at its own index.
                 consumer.dead_letter(entry_id, fields_of[entry_id], f"rejected by Postgres: {entry_exc}")
                 result.dead_lettered += 1
+    if announce is not None:
+        # Every event of the batch, redelivered ones included: one whose announcement a crash lost after
+        # its commit comes back this way.
+        announce(events)
     consumer.ack([entry_id for entry_id, _ in entries])
     return result
 
@@ -108,9 +116,13 @@ def replay(
     entry_id: str,
     events: list[tuple[int, Any]],
     project: projection_store.Project = projection_store.project,
+    announce: Announce | None = None,
 ) -> dict[str, int]:
     """Project dead-lettered events again at their own stream positions, so that a replay cannot win over
     later writes to the same entity; the journal skips any it already holds. Raises when they still break
     their contract (ValueError) or Postgres still rejects them."""
     again = [positioned(event_position(entry_id, index), entry_id, raw) for index, raw in events]
-    return {"new_events": project(engine, again, REPLAY_CONSUMER, entry_id)}
+    new_events = project(engine, again, REPLAY_CONSUMER, entry_id)
+    if announce is not None:
+        announce(again)
+    return {"new_events": new_events}
