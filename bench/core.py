@@ -4,7 +4,10 @@ Prints, from one run on one machine:
 - events/s from the first POST to the last projected event, against COPYing the same rows straight into
   the same Postgres (ratio);
 - neighborhood view p50/p99 and views/s under 50 concurrent clients (wrk), against the raw SQL for the
-  same view (ratio of p50s);
+  same view (ratio of p50s), in YCSB's workload B by default: entities drawn from a Zipfian distribution
+  (theta 0.99, scrambled over the ids), 5% of the requests rewriting the entity drawn (`--mix uniform`,
+  `--writes 0` for the plain read load); the CPU of every process per request, and how many views the
+  gateway served from the views it keeps;
 - peak memory of each process.
 
 Usage: python bench/core.py [--entities N] [--edges M] [--duration S]   (see bench/README.md)
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import orjson
 import psutil
 import psycopg
@@ -191,13 +195,39 @@ def hub_pages(database_url: str, hub: str, n: int) -> dict[str, float]:
     return out
 
 
+def draws(ids: list[str], mix: str, theta: float, n: int, rng: random.Random) -> list[str]:
+    """The entities the view load asks for, in the order drawn: uniform, or Zipfian with YCSB's skew over
+    the ids in a random order (YCSB scrambles its ranks likewise, so the popular ones are not neighbours)."""
+    if mix == "uniform":
+        return [rng.choice(ids) for _ in range(n)]
+    order = ids[:]
+    rng.shuffle(order)
+    weights = 1.0 / np.arange(1, len(order) + 1) ** theta
+    picked = np.random.default_rng(rng.randrange(2**32)).choice(len(order), size=n, p=weights / weights.sum())
+    return [order[i] for i in picked]
+
+
+def view_cache_lookups(gateway: str, key: str) -> dict[str, float]:
+    """The gateway's count of views asked of the views it keeps, by result (hit, miss, expired)."""
+    text = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    found = re.findall(r'^platograph_view_cache_lookups_total\{result="(\w+)"\} ([\d.e+]+)$', text, re.M)
+    return {result: float(value) for result, value in found}
+
+
 def wrk(
-    url: str, ids_file: Path, duration: int, connections: int, rate: int | None = None, key: str = ""
+    url: str,
+    ids_file: Path,
+    duration: int,
+    connections: int,
+    rate: int | None = None,
+    key: str = "",
+    writes: float = 0.0,
 ) -> dict[str, float]:
-    """Run wrk against the neighborhood view; p50/p99 in ms and requests/s. With `rate`, the requests leave
-    on a fixed schedule (views/s in all) instead of as fast as the answers come back."""
+    """Run wrk against the neighborhood view (`writes`: the share of requests that rewrite an entity
+    instead); p50/p99 in ms and requests/s. With `rate`, the requests leave on a fixed schedule (requests/s
+    in all) instead of as fast as the answers come back."""
     script = ROOT / "bench" / "wrk_neighborhood.lua"
-    env = os.environ | ({"WRK_RATE": str(rate / WRK_THREADS)} if rate else {})
+    env = os.environ | ({"WRK_RATE": str(rate / WRK_THREADS)} if rate else {}) | {"WRK_WRITES": str(writes)}
     command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
                "-H", f"Authorization: Bearer {key}"]  # fmt: skip
     out = subprocess.run(
@@ -231,8 +261,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--projectors", type=int, default=None, help="default: what platograph up runs")
     parser.add_argument(
-        "--rates", default="500,1000", help="views/s offered on a fixed schedule, comma-separated (empty: none)"
+        "--rates", default="500,1000", help="requests/s offered on a fixed schedule, comma-separated (empty: none)"
     )
+    parser.add_argument("--mix", choices=["zipfian", "uniform"], default="zipfian", help="which entities are read")
+    parser.add_argument("--theta", type=float, default=0.99, help="the Zipfian skew (YCSB's default)")
+    parser.add_argument("--writes", type=float, default=0.05, help="share of requests rewriting an entity read")
+    parser.add_argument("--warmup", type=int, default=20, help="seconds of the same load before measuring")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the view load (Debian: apt-get install wrk)")
@@ -241,7 +275,7 @@ def main() -> None:
     data = work / "graph.ndjson"
     with console.status(f"generating {args.entities:,} entities and {args.edges:,} edges"):
         ids = generate(data, args.entities, args.edges, rng)
-    (work / "ids.txt").write_text("\n".join(ids) + "\n")
+    (work / "ids.txt").write_text("\n".join(draws(ids, args.mix, args.theta, 200_000, rng)) + "\n")
     os.environ.setdefault("PLATOGRAPH_DATA_DIR", str(work / "data"))
     if args.projectors is not None:
         os.environ["PLATOGRAPH_PROJECTORS"] = str(args.projectors)
@@ -278,23 +312,35 @@ def main() -> None:
         console.print(f"hub {ids[0]} ({hub['degree']:,.0f} neighbours), p50 ms: " + ", ".join(
             f"{k} {v:.2f}" for k, v in hub.items() if k != "degree"))  # fmt: skip
         single = single_client_latency(system.gateway_url, ids, 1000, rng, system.api_headers())
+        if args.warmup:  # a service that has run a while: the views it keeps are those its load asks for
+            with console.status(f"warming up: {args.connections} clients for {args.warmup}s"):
+                wrk(system.gateway_url, work / "ids.txt", args.warmup, args.connections, key=system.admin_key,
+                    writes=args.writes)  # fmt: skip
         with console.status(f"view load: {args.connections} clients for {args.duration}s"):
-            cpu = procs.cpu_seconds(system)
-            views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, key=system.admin_key)
+            cpu, lookups = procs.cpu_seconds(system), view_cache_lookups(system.gateway_url, system.admin_key)
+            views = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, key=system.admin_key,
+                        writes=args.writes)  # fmt: skip
             per_view = procs.ms_per_item(cpu, procs.cpu_seconds(system), int(views["requests"]))
+            after = view_cache_lookups(system.gateway_url, system.admin_key)
+            looked = {k: v - lookups.get(k, 0.0) for k, v in after.items()}
         paced = {}
         for rate in [int(r) for r in args.rates.split(",") if r.strip()]:
-            with console.status(f"view load: {rate} views/s offered by {args.connections} clients"):
+            with console.status(f"view load: {rate} requests/s offered by {args.connections} clients"):
                 paced[rate] = wrk(system.gateway_url, work / "ids.txt", args.duration, args.connections, rate,
-                                  key=system.admin_key)  # fmt: skip
+                                  key=system.admin_key, writes=args.writes)  # fmt: skip
         sampler.stopped.set()
         report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
         spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
         console.print(f"CPU µs per event, first POST → last projected: {spent}; COPY: "
                       f"{1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
-        console.print(procs.cpu_line(per_view, f"view, closed loop of {args.connections} clients"))
+        load = f"{args.mix} mix, {args.writes:.0%} writes"
+        console.print(procs.cpu_line(per_view, f"request ({load}), closed loop of {args.connections} clients"))
         serving = sum(ms for name, ms in per_view.items() if name in ("gateway", "graph", "postgres"))
-        console.print(f"gateway + graph + Postgres: {serving:.2f} ms of CPU a view (issue 25's aim: 1.2)")
+        console.print(f"gateway + graph + Postgres: {serving:.2f} ms of CPU a request, {load} (issue 25's aim: 1.2)")
+        asked = sum(looked.values())
+        console.print(f"views served from the gateway's memory: {looked.get('hit', 0.0):,.0f} of {asked:,.0f} asked "
+                      f"({looked.get('hit', 0.0) / asked if asked else 0.0:.1%}; PLATOGRAPH_VIEW_CACHE_MB="
+                      f"{os.environ.get('PLATOGRAPH_VIEW_CACHE_MB', 'default')})")  # fmt: skip
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -351,10 +397,10 @@ def report(
         f"{raw_p99:.2f} raw SQL",
         f"{views['p99'] / raw_p99:.1f}×",
     )
-    table.add_row(f"views/s, {args.connections} clients", f"{views['rps']:,.0f}", "", "")
+    table.add_row(f"requests/s ({args.writes:.0%} writes), {args.connections} clients", f"{views['rps']:,.0f}", "", "")
     for rate, load in paced.items():
         table.add_row(
-            f"view p50 / p99 at {rate:,} views/s offered (ms)",
+            f"p50 / p99 at {rate:,} requests/s offered (ms)",
             f"{load['p50']:.2f} / {load['p99']:.2f}",
             f"{raw_p50:.2f} / {raw_p99:.2f} raw SQL",
             f"achieved {load['rps']:,.0f}/s",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -107,15 +106,16 @@ def create_app(
         app.state.decisions = DecisionLog(app.state.redis, settings.stream, source=review_state(app.state.services))
         app.state.rate_limits = RateLimits(settings.redis_url, settings.stream, app.state.redis)
         app.state.sessions = Sessions(app.state.redis, settings.stream)
-        following = None
+        following, stop = None, asyncio.Event()
         if settings.view_cache_mb:
-            following = asyncio.create_task(follow(app.state.services.views, app.state.redis, settings.stream))
+            following = asyncio.create_task(follow(app.state.services.views, app.state.redis, settings.stream, stop))
         tune_gc()
         yield
         if following is not None:
+            stop.set()
             following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            # Within a blocked read's time (BLOCK_MS), whatever the client made of the cancellation.
+            await asyncio.wait({following}, timeout=2.0)
         await app.state.services.aclose()
         await app.state.redis.aclose()
 

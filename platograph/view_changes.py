@@ -17,8 +17,9 @@ import redis
 from platograph.contracts import ViewsChanged
 
 FIELD = b"m"
-#: Announcements kept (approximately): a follower more than this far behind starts over with nothing kept.
-KEEP = 10_000
+#: Announcements kept (approximately; each names at most 1,000 views, the graph says everything beyond): a
+#: follower this far behind starts over.
+KEEP = 2_000
 
 
 def key(stream: str) -> str:

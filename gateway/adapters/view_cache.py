@@ -7,7 +7,8 @@ and thresholds). The graph announces, after each commit, whose views the commit 
 Staleness is ruled out by order, not by time: an announcement comes after its commit, so a view read from
 the graph after the announcement arrived is current, and one read before it is dropped by it, unless the
 view was not kept yet when it arrived. `generation` counts announcements received (and restarts of the
-follower): a view is kept only if none arrived while it was being read. Nothing is kept while the follower
+follower): a view is kept only if none of those that arrived while it was being read names its entity (the
+last RECENT are remembered; a read that outlasted them is not kept). Nothing is kept while the follower
 is not following (before its first read, after an error, after falling behind): an announcement may have
 been missed. `ttl_s` bounds how long a view is kept whatever happens (a direct write to the database).
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,12 @@ from platograph.contracts import ViewsChanged
 log = logging.getLogger(__name__)
 LOOKUPS = Counter("platograph_view_cache_lookups_total", "Neighborhood views asked of the cache", ["result"])
 KEPT_BYTES = Gauge("platograph_view_cache_bytes", "Bytes of neighborhood views kept")
-BATCH = 1000  # announcements read at once; a full batch means the follower is behind: it starts over
+BATCH = 500  # announcements read at once; a full batch means the follower is behind: it starts over
 BLOCK_MS = 1000
 RETRY_S = 1.0
 OVERHEAD = 200  # bytes an entry costs beyond its view and key (the entry, the index), roughly
+# Announcements remembered for the views being read meanwhile: at 1,000 a second, a read of up to a second.
+RECENT = 1000
 
 
 @dataclass
@@ -59,6 +62,8 @@ class ViewCache:
         self.bytes = 0
         self.generation = 0
         self.following = False
+        self._recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT)
+        self._everything_at = 0  # the generation of the last announcement that dropped everything
 
     def ticket(self) -> int | None:
         """Taken before reading a view from the graph: what `keep` needs; None while nothing may be kept."""
@@ -78,8 +83,9 @@ class ViewCache:
         return kept.view
 
     def keep(self, ticket: int | None, entity: str, key: str, view: bytes) -> bool:
-        """Keep a view read with `ticket`, unless an announcement arrived since (or the view is too big)."""
-        if ticket is None or ticket != self.generation:
+        """Keep a view read with `ticket`, unless an announcement that arrived since names its entity (or the view
+        is too big)."""
+        if ticket is None or (ticket != self.generation and self._changed_since(ticket, entity)):
             return False
         kept = _Kept(view, entity, self.clock() + self.ttl_s)
         if kept.size(key) > self.max_bytes // 8:
@@ -93,12 +99,24 @@ class ViewCache:
         KEPT_BYTES.set(self.bytes)
         return True
 
+    def _changed_since(self, ticket: int, entity: str) -> bool:
+        if self._everything_at > ticket or not self._recent or self._recent[0][0] > ticket + 1:
+            return True  # everything changed, or not every announcement since the ticket is remembered
+        for generation, ids in reversed(self._recent):
+            if generation <= ticket:
+                return False
+            if entity in ids:
+                return True
+        return False
+
     def changed(self, message: ViewsChanged) -> None:
         """Apply an announcement: drop the views of the entities it names, or all of them."""
         self.generation += 1
         if message.everything:
+            self._everything_at = self.generation
             self.clear()
             return
+        self._recent.append((self.generation, frozenset(message.ids)))
         for entity in message.ids:
             for key in list(self._by_entity.get(entity, ())):
                 self._drop(key)
@@ -107,10 +125,12 @@ class ViewCache:
     def stop_following(self) -> None:
         self.following = False
         self.generation += 1
+        self._everything_at = self.generation
         self.clear()
 
     def start_following(self) -> None:
         self.generation += 1
+        self._everything_at = self.generation
         self.clear()
         self.following = True
 
@@ -135,17 +155,18 @@ class ViewCache:
                 del self._by_entity[kept.entity]
 
 
-async def follow(cache: ViewCache, client: Any, stream: str) -> None:
-    """Read the graph's announcements into `cache` until cancelled; on an error, stop keeping views, wait
-    and start over from the newest announcement."""
+async def follow(cache: ViewCache, client: Any, stream: str, stop: asyncio.Event) -> None:
+    """Read the graph's announcements into `cache` until `stop` is set; on an error, stop keeping views, wait
+    and start over from the newest announcement. (A flag, not only cancelling: redis-py may turn a
+    cancellation during a blocked read into a connection error, which the loop would outlive.)"""
     key = view_changes.key(stream)
-    while True:
+    while not stop.is_set():
         try:
             newest = await client.xrevrange(key, count=1)
             last = newest[0][0] if newest else b"0-0"
             # From here on every announcement is read: a view read from now can be kept.
             cache.start_following()
-            while True:
+            while not stop.is_set():
                 reply = await client.xread({key: last}, count=BATCH, block=BLOCK_MS)
                 entries = [entry for _stream, batch in reply or [] for entry in batch]
                 for entry_id, fields in entries:
@@ -160,6 +181,9 @@ async def follow(cache: ViewCache, client: Any, stream: str) -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever failed, no view may be kept until following again
             cache.stop_following()
+            if stop.is_set():
+                break
             log.warning("view announcements unreadable (%s: %s): no views kept; again in %g s",
                         exc.__class__.__name__, exc, RETRY_S)  # fmt: skip
             await asyncio.sleep(RETRY_S)
+    cache.stop_following()

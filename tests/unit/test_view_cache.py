@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from gateway.adapters import view_cache
 from gateway.adapters.view_cache import ViewCache
 from platograph.contracts import (
     CandidateProposed,
@@ -48,13 +49,30 @@ def test_nothing_is_kept_until_the_announcements_are_followed() -> None:
     assert cache.get("/a") is None and cache.ticket() is None
 
 
-def test_a_view_read_while_an_announcement_arrived_is_not_kept() -> None:
+def test_a_view_read_while_its_entity_was_announced_changed_is_not_kept() -> None:
     cache = following()
     ticket = cache.ticket()
-    cache.changed(ViewsChanged(ids=("claim:zzz",)))  # about another entity, but it may have been about this one
+    cache.changed(ViewsChanged(ids=("claim:a", "claim:b")))
+    cache.changed(ViewsChanged(ids=("claim:c",)))
     assert not cache.keep(ticket, "claim:a", "/a", b"{old}")
     assert cache.get("/a") is None
+    assert cache.keep(ticket, "claim:d", "/d", b"{d}")  # announcements about other entities do not matter
     assert cache.keep(cache.ticket(), "claim:a", "/a", b"{new}")
+
+
+def test_a_read_that_outlasted_the_announcements_remembered_or_everything_is_not_kept() -> None:
+    cache = following()
+    ticket = cache.ticket()
+    for n in range(view_cache.RECENT + 1):
+        cache.changed(ViewsChanged(ids=(f"claim:{n}",)))
+    assert not cache.keep(ticket, "claim:zzz", "/zzz", b"{}")  # about claim:zzz or not: no longer known
+    ticket = cache.ticket()
+    cache.changed(ViewsChanged(everything=True))
+    assert not cache.keep(ticket, "claim:zzz", "/zzz", b"{}")
+    ticket = cache.ticket()
+    cache.stop_following()
+    cache.start_following()
+    assert not cache.keep(ticket, "claim:zzz", "/zzz", b"{}")  # announcements may have been missed meanwhile
 
 
 def test_an_announcement_drops_every_view_of_the_entities_it_names_and_only_those() -> None:

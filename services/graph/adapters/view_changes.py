@@ -23,7 +23,7 @@ from platograph.contracts import ViewsChanged
 from services.graph.domain.projection import PositionedEvent
 from services.graph.domain.view_changes import Touched, touched
 
-VIEWS_AT_MOST = 4096
+VIEWS_AT_MOST = 1000
 
 SHOWING = text("""
 WITH shown AS (SELECT unnest(CAST(:shown AS text[])) AS id),
