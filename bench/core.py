@@ -208,10 +208,12 @@ def draws(ids: list[str], mix: str, theta: float, n: int, rng: random.Random) ->
 
 
 def view_cache_lookups(gateway: str, key: str) -> dict[str, float]:
-    """The gateway's count of views asked of the views it keeps, by result (hit, miss, expired)."""
+    """The gateway's counts of views asked of the views it keeps, by result (hit, miss, expired), and of
+    views dropped, by why (`dropped:announced`, …)."""
     text = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {key}"}).text
     found = re.findall(r'^platograph_view_cache_lookups_total\{result="(\w+)"\} ([\d.e+]+)$', text, re.M)
-    return {result: float(value) for result, value in found}
+    dropped = re.findall(r'^platograph_view_cache_dropped_total\{why="(\w+)"\} ([\d.e+]+)$', text, re.M)
+    return {result: float(value) for result, value in found} | {f"dropped:{w}": float(v) for w, v in dropped}
 
 
 def wrk(
@@ -337,10 +339,13 @@ def main() -> None:
         console.print(procs.cpu_line(per_view, f"request ({load}), closed loop of {args.connections} clients"))
         serving = sum(ms for name, ms in per_view.items() if name in ("gateway", "graph", "postgres"))
         console.print(f"gateway + graph + Postgres: {serving:.2f} ms of CPU a request, {load} (issue 25's aim: 1.2)")
-        asked = sum(looked.values())
-        console.print(f"views served from the gateway's memory: {looked.get('hit', 0.0):,.0f} of {asked:,.0f} asked "
-                      f"({looked.get('hit', 0.0) / asked if asked else 0.0:.1%}; PLATOGRAPH_VIEW_CACHE_MB="
-                      f"{os.environ.get('PLATOGRAPH_VIEW_CACHE_MB', 'default')})")  # fmt: skip
+        asked = sum(v for k, v in looked.items() if not k.startswith("dropped:"))
+        dropped = ", ".join(f"{k[8:]} {v:,.0f}" for k, v in looked.items() if k.startswith("dropped:"))
+        console.print(
+            f"views served from the gateway's memory: {looked.get('hit', 0.0):,.0f} of {asked:,.0f} asked "
+            f"({looked.get('hit', 0.0) / asked if asked else 0.0:.1%}; PLATOGRAPH_VIEW_CACHE_MB="
+            f"{os.environ.get('PLATOGRAPH_VIEW_CACHE_MB', 'default')}); views dropped: {dropped or 'none'}"
+        )
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)

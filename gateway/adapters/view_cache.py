@@ -34,6 +34,9 @@ from platograph.contracts import ViewsChanged
 log = logging.getLogger(__name__)
 LOOKUPS = Counter("platograph_view_cache_lookups_total", "Neighborhood views asked of the cache", ["result"])
 KEPT_BYTES = Gauge("platograph_view_cache_bytes", "Bytes of neighborhood views kept")
+# Why kept views went: their entity announced, everything announced (or the follower restarted), the byte
+# budget, their time. Beside the lookups, what an operator sizes the cache by.
+DROPPED = Counter("platograph_view_cache_dropped_total", "Neighborhood views dropped from the cache", ["why"])
 BATCH = 500  # announcements read at once; a full batch means the follower is behind: it starts over
 BLOCK_MS = 1000
 RETRY_S = 1.0
@@ -75,7 +78,7 @@ class ViewCache:
             LOOKUPS.labels("miss").inc()
             return None
         if kept.expires <= self.clock():
-            self._drop(key)
+            self._drop(key, "expired")
             LOOKUPS.labels("expired").inc()
             return None
         self._kept.move_to_end(key)
@@ -95,7 +98,7 @@ class ViewCache:
         self._by_entity.setdefault(entity, set()).add(key)
         self.bytes += kept.size(key)
         while self.bytes > self.max_bytes:
-            self._drop(next(iter(self._kept)))
+            self._drop(next(iter(self._kept)), "evicted")
         KEPT_BYTES.set(self.bytes)
         return True
 
@@ -119,7 +122,7 @@ class ViewCache:
         self._recent.append((self.generation, frozenset(message.ids)))
         for entity in message.ids:
             for key in list(self._by_entity.get(entity, ())):
-                self._drop(key)
+                self._drop(key, "announced")
         KEPT_BYTES.set(self.bytes)
 
     def stop_following(self) -> None:
@@ -135,6 +138,8 @@ class ViewCache:
         self.following = True
 
     def clear(self) -> None:
+        if self._kept:
+            DROPPED.labels("everything").inc(len(self._kept))
         self._kept.clear()
         self._by_entity.clear()
         self.bytes = 0
@@ -143,10 +148,12 @@ class ViewCache:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: str, why: str | None = None) -> None:
         kept = self._kept.pop(key, None)
         if kept is None:
             return
+        if why is not None:
+            DROPPED.labels(why).inc()
         self.bytes -= kept.size(key)
         keys = self._by_entity.get(kept.entity)
         if keys is not None:

@@ -91,7 +91,9 @@ def test_the_least_recently_used_go_first_within_the_byte_budget() -> None:
     for n in range(8):
         assert cache.keep(cache.ticket(), f"claim:{n}", f"/{n}", view)
     assert cache.get("/0") == view  # used: /1 is now the least recently used
+    evicted = view_cache.DROPPED.labels("evicted")._value.get()
     assert cache.keep(cache.ticket(), "claim:8", "/8", view)
+    assert view_cache.DROPPED.labels("evicted")._value.get() == evicted + 1
     assert cache.get("/1") is None and cache.get("/0") == view
     assert cache.bytes <= cache.max_bytes
     # The evicted view's entity is forgotten too: an announcement naming it finds nothing to drop.
