@@ -26,8 +26,10 @@ from platograph.contracts import (
     ViewsChanged,
 )
 from platograph.redis_clients import async_redis
+from services.graph.adapters import view_changes as view_changes_adapter
 from services.graph.adapters.view_changes import Announcer, views_changed
 from services.graph.domain.view_changes import Touched
+from services.graph.service_layer import projecting
 from tests.helpers import append, consumer, drain, eventually
 from tests.integration.test_gateway import QUOTE, load_seeds, system
 
@@ -76,9 +78,7 @@ def test_an_edges_change_reaches_its_ends_and_what_they_are_merged_into(graph: E
 
 
 def test_too_many_views_changed_is_everything(graph: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.graph.adapters import view_changes as adapter
-
-    monkeypatch.setattr(adapter, "VIEWS_AT_MOST", 2)
+    monkeypatch.setattr(view_changes_adapter, "VIEWS_AT_MOST", 2)
     assert views_changed(graph, Touched(shown=frozenset({"concept:c"}))).everything
     assert not views_changed(graph, Touched(shown=frozenset({"claim:alone"}))).everything
 
@@ -89,8 +89,6 @@ def test_the_projector_announces_after_its_commit(engine: Engine, redis_client: 
     append(redis_client, stream, EntityUpserted(id="claim:a", type="claim", name="A"),
            EntityUpserted(id="claim:b", type="claim", name="B"))  # fmt: skip
     append(redis_client, stream, EdgeAdded(source="claim:a", target="claim:b", type="supports"))
-    from services.graph.service_layer import projecting
-
     entries = c.read_new(100, block_ms=10)
     projecting.handle(entries, engine=engine, consumer=c, announce=announcer)
     (entry,) = redis_client.xrange(view_changes.key(stream))
