@@ -114,11 +114,10 @@ class ViewCache:
 
     def changed(self, message: ViewsChanged) -> None:
         """Apply an announcement: drop the views of the entities it names, or all of them."""
-        self.generation += 1
         if message.everything:
-            self._everything_at = self.generation
-            self.clear()
+            self._forget()
             return
+        self.generation += 1
         self._recent.append((self.generation, frozenset(message.ids)))
         for entity in message.ids:
             for key in list(self._by_entity.get(entity, ())):
@@ -126,16 +125,18 @@ class ViewCache:
         KEPT_BYTES.set(self.bytes)
 
     def stop_following(self) -> None:
+        self._forget()
         self.following = False
-        self.generation += 1
-        self._everything_at = self.generation
-        self.clear()
 
     def start_following(self) -> None:
+        self._forget()
+        self.following = True
+
+    def _forget(self) -> None:
+        """Everything kept, and every ticket taken, from before: announcements may have been missed."""
         self.generation += 1
         self._everything_at = self.generation
         self.clear()
-        self.following = True
 
     def clear(self) -> None:
         if self._kept:
