@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="indexing threads of the build process")
     parser.add_argument("--ef", type=int, nargs="*", default=[64, 256, 512], help="other ef values to try after")
     parser.add_argument("--m", type=int, default=Hnsw.m)
+    tails = "points rewritten after the build (a share of the corpus if < 1), then searched"
+    parser.add_argument("--tails", type=float, nargs="*", default=[10_000, 0.2], help=tails)
     args = parser.parse_args()
     if args.source == "real":
         x, queries = real(args.points, args.queries, args.data, args.cache)
@@ -154,6 +156,19 @@ def main() -> None:
         took, answers = ask(index, queries)
         print(f"  ef {ef}: p50 {ms(took, 0.5)} ms, p99 {ms(took, 0.99)} ms, recall@10 vs float32 "
               f"{recall(answers, truth):.4f}, vs the scan {recall(answers, scan_answers):.4f}")  # fmt: skip
+    index._walk = index._q.SearchParams(hnsw_ef=index.hnsw.ef)
+    written = 0
+    for tail in sorted(int(t * len(x)) if t < 1 else int(t) for t in args.tails):
+        # Points written after a build sit in a plain segment every search scans beside the graph: what the
+        # quiet rule (PLATOGRAPH_INDEX_BUILD_QUIET_POINTS) and the growth rule leave at most.
+        for s in range(written, min(tail, len(x)), PAGE):
+            chunk = range(s, min(s + PAGE, tail, len(x)))
+            index.upsert([Indexed(id=names[i], type="claim", name="moved") for i in chunk], x[chunk.start : chunk.stop])
+        written = max(written, min(tail, len(x)))
+        ask(index, queries)
+        took, answers = ask(index, queries)
+        print(f"  a tail of {written:,} points written since the build: p50 {ms(took, 0.5)} ms, p99 {ms(took, 0.99)} "
+              f"ms, recall@10 vs float32 {recall(answers, truth):.4f}")  # fmt: skip
     size = sum(f.stat().st_blocks * 512 for f in index.path.rglob("*") if f.is_file())  # allocated, not sparse
     print(f"HNSW (m {index.hnsw.m}, ef_construct {index.hnsw.ef_construct}, ef {index.hnsw.ef}): "
           f"p50 {ms(graph_took, 0.5)} ms, p99 {ms(graph_took, 0.99)} ms; recall@10 vs float32 "

@@ -58,7 +58,9 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
         sim_rows["embedded"] = f"{progress['done']:,} done, {progress['waiting']:,} waiting{rate}{eta}"
     if graph_state := similarity.get("index_graph"):
         built = f"HNSW over {graph_state['points']:,} points" if graph_state["points"] else "scanned (no HNSW yet)"
-        sim_rows["index"] = built + (", building the next" if graph_state["building"] else "")
+        since = graph_state.get("since") if graph_state["points"] else 0
+        tail = f", {since:,} written since (scanned)" if since else ""
+        sim_rows["index"] = built + tail + (", building the next" if graph_state["building"] else "")
     sim_rows |= _loop_errors("consumer", similarity.get("consumer"))
     sim_rows |= await _learned(services) if similarity else {}
     reembed = state.get("reembed") or {}

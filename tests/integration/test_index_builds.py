@@ -8,6 +8,7 @@ import multiprocessing
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,8 +37,8 @@ def items(ids: range | list[int], prefix: str = "e") -> list[Indexed]:
     return [Indexed(id=f"{prefix}:{i}", type="claim", name=f"{prefix} {i}", text=f"text {i}") for i in ids]
 
 
-def similarity(tmp_path: Path, env: dict[str, str]) -> Similarity:
-    settings = SimilaritySettings(index_dir=tmp_path, index_build_min_points=N // 2)
+def similarity(tmp_path: Path, env: dict[str, str], **settings_: Any) -> Similarity:
+    settings = SimilaritySettings(index_dir=tmp_path, index_build_min_points=N // 2, **settings_)
     return similarity_bootstrap(settings, embedder=EMBEDDER, graph=httpx.Client(base_url="http://127.0.0.1:9"))
 
 
@@ -56,7 +57,7 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
     for start in range(0, N, 1_000):
         index.upsert(items(range(start, start + 1_000)), x[start : start + 1_000])
     assert index.build_due(N // 2, 0.2)
-    assert stats(sim)["index_graph"] == {"points": 0, "building": False}
+    assert stats(sim)["index_graph"] == {"points": 0, "since": N, "building": False}
     result: list[object] = []
     thread = threading.Thread(target=lambda: result.append(index_builds.build_if_due(sim, threading.Event())))
     thread.start()
@@ -95,7 +96,7 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
                       for q, t in zip(queries, truth, strict=True)])  # fmt: skip
     assert recall >= 0.95
     assert not index.build_due(N // 2, 0.2)  # just built
-    assert seen_building and stats(sim)["index_graph"] == {"points": N + 300 - 50, "building": False}
+    assert seen_building and stats(sim)["index_graph"] == {"points": N + 300 - 50, "since": 0, "building": False}
     sim.close()
     # A restart opens the built shard.
     reopened = EdgeIndex(tmp_path, sim.model.key, sim.model.dimension)
@@ -128,3 +129,37 @@ def test_a_build_whose_child_dies_changes_nothing(env: dict[str, str], tmp_path:
     index.upsert(items([0]), vectors(rng, 1))  # writes are no longer tracked for a build
     assert index.search(vectors(rng, 1)[0].tolist(), limit=3)
     sim.close()
+
+
+def test_a_tail_left_when_writes_go_quiet_is_built_into_the_graph(env: dict[str, str], tmp_path: Path) -> None:
+    # Growth alone would wait for ten times the corpus: only the quiet rule can build the tail.
+    quiet = {"index_build_growth": 10.0, "index_build_quiet_points": 500, "index_build_quiet_s": 0.5}
+    rng = np.random.default_rng(9)
+    sim = similarity(tmp_path, env, **quiet)
+    index = sim.index
+    assert isinstance(index, EdgeIndex)
+    index.upsert(items(range(N // 2)), vectors(rng, N // 2))
+    first = index_builds.build_if_due(sim, threading.Event())
+    assert first is not None and first.points == N // 2
+    index.upsert(items(range(N // 2, N // 2 + 400)), vectors(rng, 400))
+    time.sleep(0.6)
+    assert index_builds.build_if_due(sim, threading.Event()) is None  # quiet, but a tail too small to matter
+    index.upsert(items(range(N // 2 + 400, N // 2 + 600)), vectors(rng, 200))
+    assert stats(sim)["index_graph"] == {"points": N // 2, "since": 600, "building": False}
+    assert index_builds.build_if_due(sim, threading.Event()) is None  # a write just came: not quiet yet
+    time.sleep(0.6)
+    built = index_builds.build_if_due(sim, threading.Event())
+    assert built is not None and built.points == N // 2 + 600 == index.built_points
+    assert stats(sim)["index_graph"] == {"points": N // 2 + 600, "since": 0, "building": False}
+    # A restart counts the points outside the last graph as its tail (at least those it did not hold).
+    index.upsert(items(range(N, N + 700)), vectors(rng, 700))
+    sim.close()
+    reopened = similarity(tmp_path, env, **quiet)
+    try:
+        assert isinstance(reopened.index, EdgeIndex) and reopened.index.unbuilt_points == 700
+        assert index_builds.build_if_due(reopened, threading.Event()) is None  # quiet counts from the opening
+        time.sleep(0.6)
+        again = index_builds.build_if_due(reopened, threading.Event())
+        assert again is not None and again.points == N // 2 + 1_300
+    finally:
+        reopened.close()

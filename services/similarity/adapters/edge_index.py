@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ class EdgeIndex:
         self.hnsw = hnsw or Hnsw()
         self._walk = q.SearchParams(hnsw_ef=max(self.hnsw.ef, 1))
         self._dirty: set[Any] | None = None  # point ids written since a build began copying the shard
-        self._since_build = 0  # points written since the last build was swapped in (or since opening)
+        self._since_build = 0  # points written since the last build was swapped in
+        self._last_write = time.monotonic()  # when a point was last written (or the shard opened)
         self._pointer = root / f"{self._name}.current"
         current = json.loads(self._pointer.read_text()) if self._pointer.exists() else {}
         self.path: Path = root / str(current.get("dir", self._name))
@@ -87,6 +89,8 @@ class EdgeIndex:
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._shard = q.EdgeShard.create(str(self.path), self._config(dense_storage))
+        # The tail a restart finds: at least the points the last build (if any) did not hold.
+        self._since_build = max(0, self.count() - self.built_points)
 
     def _config(self, dense_storage: str | None) -> Any:
         return shard_config(self._q, self._dimension, dense_storage, self.hnsw)
@@ -122,6 +126,7 @@ class EdgeIndex:
         if self._dirty is not None:
             self._dirty.update(ids)
         self._since_build += len(ids)
+        self._last_write = time.monotonic()
         self._unflushed += len(ids)
         if self._unflushed >= self._flush_every:
             self._shard.flush()
@@ -202,10 +207,20 @@ class EdgeIndex:
     # An HNSW build (services/similarity/service_layer/index_builds.py calls these, holding the index lock
     # for each call but `start_build` and `open_built`).
 
-    def build_due(self, min_points: int, growth: float) -> bool:
-        """Enough points to be worth a graph, and enough written since the last one (a share of it)."""
-        points = self.count()
-        return points >= min_points and (self.built_points == 0 or self._since_build >= growth * self.built_points)
+    def build_due(self, min_points: int, growth: float, quiet_points: int | None = None, quiet_s: float = 0) -> bool:
+        """Enough points to be worth a graph, and enough written since the last one (a share of it); or, once
+        no write has come for `quiet_s`, at least `quiet_points` written since (a tail left scanned for good)."""
+        if self.count() < min_points:
+            return False
+        since = self._since_build
+        if self.built_points == 0 or since >= growth * self.built_points:
+            return True
+        return quiet_points is not None and since >= quiet_points and time.monotonic() - self._last_write >= quiet_s
+
+    @property
+    def unbuilt_points(self) -> int:
+        """Points written since the last build (each search scans them beside the graph)."""
+        return self._since_build
 
     def start_build(self) -> Build:
         generation = 1 + max((int(p.name.rsplit(".g", 1)[1]) for p in self._root.glob(f"{self._name}.g*")

@@ -134,13 +134,14 @@ def thresholds(sim: SimDep) -> dict[str, Any]:
 def stats(sim: SimDep) -> dict[str, Any]:
     """How many entities the index holds and how many it gained a second over the last minute of these
     reads (`indexed_per_s`, None until two reads a second apart), the embedded index's HNSW graph
-    (`index_graph`: points it was built over, 0 before the first; whether a build runs), for which model,
-    how far behind the
-    stream the consumer is, and whether its loop runs (`consumer`: running, failures, last_error)."""
+    (`index_graph`: points it was built over, 0 before the first; points written since, which every search
+    scans beside it; whether a build runs), for which model, how far behind the stream the consumer is, and
+    whether its loop runs (`consumer`: running, failures, last_error)."""
     index = sim.served().index
     with sim.index_lock:
         indexed = index.count()
-        graph = {"points": index.built_points, "building": index.building} if isinstance(index, EdgeIndex) else None
+        graph = ({"points": index.built_points, "since": index.unbuilt_points, "building": index.building}
+                 if isinstance(index, EdgeIndex) else None)  # fmt: skip
     loop = {"consumer": sim.loop.report()}
     counts = {"indexed": indexed, "indexed_per_s": sim.progress.observe(indexed), "index_graph": graph}
     return counts | {"model": sim.model.key, "threshold": sim.threshold} | sim.consumer.backlog() | loop

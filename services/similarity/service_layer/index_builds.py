@@ -2,12 +2,13 @@
 
 A shard starts as one plain segment that every search scans (O(n): 4.4 ms at 100,000 points here). Once
 it holds `index_build_min_points` points, and again each time a share (`index_build_growth`) of the
-points it had at the last build has been written, a child process builds an HNSW copy
-(adapters/edge_build.py) while this one goes on answering and writing: writes start being tracked, the
-shard is copied out a page at a time (qdrant-edge's shard reads beside searches and writes), the child
-builds, the built shard is opened without the lock, what was written meanwhile is replayed into it in
-pages, and one short hold of the lock replays the last writes and swaps it in. Points written after a
-build sit in a small plain segment beside the graph.
+points it had at the last build has been written (or, once writes have gone quiet, when at least
+`index_build_quiet_points` have: a corpus at rest would otherwise keep scanning its tail), a child
+process builds an HNSW copy (adapters/edge_build.py) while this one goes on answering and writing:
+writes start being tracked, the shard is copied out a page at a time (qdrant-edge's shard reads beside
+searches and writes), the child builds, the built shard is opened without the lock, what was written
+meanwhile is replayed into it in pages, and one short hold of the lock replays the last writes and swaps
+it in. Points written after a build sit in a small plain segment beside the graph.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def build_if_due(sim: Similarity, stop: threading.Event, force: bool = False) ->
         return None  # a Qdrant server builds its own graphs
     settings = sim.settings
     with sim.index_lock:
-        if not force and not index.build_due(settings.index_build_min_points, settings.index_build_growth):
+        due = index.build_due(settings.index_build_min_points, settings.index_build_growth,
+                              settings.index_build_quiet_points, settings.index_build_quiet_s)  # fmt: skip
+        if not force and not due:
             return None
     return build(index, sim.index_lock, stop, answering=lambda: sim.served().index is index)
 
