@@ -4,8 +4,10 @@ One run, one index (the product's EdgeIndex, Turbo8 dense vectors): the points a
 answered by the scan (the baseline) and by numpy over float32 (the truth), then the graph is built by the
 service's own code (service_layer/index_builds.build: a child process, the swap) while a thread keeps
 searching and writing, and the queries are asked again. Prints p50/p99 a query, recall@10 against
-float32 exact search and against the scan, what searches saw during the build, the build's wall and
-CPU time, and memory per point (the shard's directory, and this process's RSS).
+float32 exact search and against the scan, the search box's hybrid query (dense + sentence vectors +
+BM25) before and after, what searches saw during the build, the build's wall and CPU time, memory per
+point (the shard's directory, and this process's RSS), and searches once points were written after the
+build (`--tails`).
 
     .venv/bin/python bench/ann.py --source real --points 100000       # SciFact sentences, MiniLM
     .venv/bin/python bench/ann.py --source synthetic --points 1000000 # clustered 384-d vectors
@@ -38,6 +40,7 @@ from services.similarity.domain.models import MINILM  # noqa: E402
 from services.similarity.service_layer import index_builds  # noqa: E402
 
 DIM, PAGE = 384, 2_000
+WORDS = 5_000  # the words the points' texts draw from (a query's word matches 1 point in 5,000)
 
 
 def synthetic(n: int, seed: int) -> np.ndarray:
@@ -75,6 +78,16 @@ def ask(index: EdgeIndex, queries: np.ndarray) -> tuple[list[float], list[list[s
     return took, answers
 
 
+def ask_hybrid(index: EdgeIndex, queries: np.ndarray) -> list[float]:
+    """The search box: dense + sentence vectors + BM25, fused (a one-word query)."""
+    took = []
+    for n, q in enumerate(queries):
+        started = time.perf_counter()
+        index.search(q.tolist(), limit=10, text=f"w{n * 13 % WORDS}")
+        took.append(time.perf_counter() - started)
+    return took
+
+
 def recall(answers: list[list[str]], truth: list[list[str]]) -> float:
     return float(np.mean([len(set(a) & set(t)) / len(t) for a, t in zip(answers, truth, strict=True)]))
 
@@ -102,6 +115,10 @@ def main() -> None:
         every = synthetic(args.points + args.queries, 7)
         x, queries = every[: args.points], every[args.points :]
     names = [f"e:{i}" for i in range(len(x))]
+
+    def point(i: int, name: str | None = None) -> Indexed:  # two words each, for the search box's BM25
+        return Indexed(id=names[i], type="claim", name=name or names[i], text=f"w{i % WORDS} v{i * 7 % 3001}")
+
     truth = [[names[j] for j in row] for row in np.argsort(-(queries @ x.T), axis=1)[:, :10]]
 
     work = Path(tempfile.mkdtemp(prefix="platograph-ann-"))
@@ -111,13 +128,15 @@ def main() -> None:
     started = time.perf_counter()
     for s in range(0, len(x), PAGE):
         chunk = range(s, min(s + PAGE, len(x)))
-        index.upsert([Indexed(id=names[i], type="claim", name=names[i]) for i in chunk], x[chunk.start : chunk.stop])
+        index.upsert([point(i) for i in chunk], x[chunk.start : chunk.stop])
     print(f"{len(x):,} points ({args.source}) written in {time.perf_counter() - started:.1f} s; "
           f"{len(queries)} queries")  # fmt: skip
     scan_took, scan_answers = ask(index, queries)
     rss_scan = process.memory_info().rss
+    hybrid_took = ask_hybrid(index, queries)
     print(f"scan (baseline): p50 {ms(scan_took, 0.5)} ms, p99 {ms(scan_took, 0.99)} ms; "
-          f"recall@10 vs float32 {recall(scan_answers, truth):.4f}")  # fmt: skip
+          f"recall@10 vs float32 {recall(scan_answers, truth):.4f}; the search box (hybrid) p50 "
+          f"{ms(hybrid_took, 0.5)} ms, p99 {ms(hybrid_took, 0.99)} ms")  # fmt: skip
 
     lock, stop, during = threading.RLock(), threading.Event(), []
 
@@ -129,7 +148,7 @@ def main() -> None:
             with lock:
                 index.search(q.tolist(), limit=10)
                 if n % 10 == 0:
-                    index.upsert([Indexed(id=names[n % len(x)], type="claim", name="moved")], x[n % len(x)][None, :])
+                    index.upsert([point(n % len(x), "moved")], x[n % len(x)][None, :])
             during.append(time.perf_counter() - started)
             n += 1
             time.sleep(0.005)
@@ -151,6 +170,8 @@ def main() -> None:
     ask(index, queries)  # the graph's pages come into memory
     graph_took, graph_answers = ask(index, queries)
     rss_graph = process.memory_info().rss
+    hybrid_took = ask_hybrid(index, queries)
+    print(f"the search box (hybrid) with the graph: p50 {ms(hybrid_took, 0.5)} ms, p99 {ms(hybrid_took, 0.99)} ms")
     for ef in args.ef:  # the recall a search's candidate list buys
         index._walk = index._q.SearchParams(hnsw_ef=ef)
         took, answers = ask(index, queries)
@@ -163,7 +184,7 @@ def main() -> None:
         # quiet rule (PLATOGRAPH_INDEX_BUILD_QUIET_POINTS) and the growth rule leave at most.
         for s in range(written, min(tail, len(x)), PAGE):
             chunk = range(s, min(s + PAGE, tail, len(x)))
-            index.upsert([Indexed(id=names[i], type="claim", name="moved") for i in chunk], x[chunk.start : chunk.stop])
+            index.upsert([point(i, "moved") for i in chunk], x[chunk.start : chunk.stop])
         written = max(written, min(tail, len(x)))
         ask(index, queries)
         took, answers = ask(index, queries)

@@ -102,6 +102,21 @@ def test_hybrid_lets_words_rank_and_reports_cosine(index: VectorIndex) -> None:
     assert all(h.score >= 0.0 for h in index.search(query.tolist(), limit=3, text="aspirin", min_score=0.0))
 
 
+def test_hybrid_lets_a_matching_sentence_lift_its_text(index: VectorIndex) -> None:
+    rng = np.random.default_rng(6)
+    basis = unit(rng.normal(size=(3, DIM)))
+    query, other, third = basis
+    # a's whole text is a little further from the query than b's, but one of a's sentences is the query.
+    a_text, b_text = unit((0.55 * query + 0.85 * other)[None, :]), unit((0.65 * query + 0.75 * third)[None, :])
+    fillers = unit(rng.normal(size=(40, DIM)))
+    docs = [Indexed(id=f"paper:{name}", type="paper", name=name, text="alpha") for name in ["a", "b"] + [
+        f"f{i}" for i in range(40)]]  # fmt: skip
+    parts = [np.stack([query, other]), np.zeros((0, DIM), np.float32)] + [np.zeros((0, DIM), np.float32)] * 40
+    index.upsert(docs, np.concatenate([a_text, b_text, fillers]), parts)
+    assert [h.entity.id for h in index.search(query.tolist(), limit=2)] == ["paper:b", "paper:a"]
+    assert index.search(query.tolist(), limit=1, text="words nobody used")[0].entity.id == "paper:a"
+
+
 def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
     vectors = unit(np.random.default_rng(4).normal(size=(5, DIM)))
     first = EdgeIndex(tmp_path, "test-v1", DIM)

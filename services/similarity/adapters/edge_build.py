@@ -41,7 +41,8 @@ class Hnsw:
 
 def shard_config(q: Any, dimension: int, dense_storage: str | None, hnsw: Hnsw) -> Any:
     """The layout every shard gets. Only `dense` has an HNSW graph: the sentence vectors (`parts`, compared
-    by MaxSim) are scanned (m=0), as is the sparse BM25 vector's inverted index."""
+    by MaxSim) have none (m=0; a hybrid search has them re-score what the graph and BM25 found), and the
+    sparse BM25 vector has its inverted index."""
     datatype = {"datatype": getattr(q.VectorStorageDatatype, dense_storage)} if dense_storage else {}
     # full_scan_threshold is in KB: a segment smaller than this is scanned, not walked (Qdrant's default).
     graph = q.HnswIndexConfig(m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=10_000,
