@@ -96,6 +96,7 @@ def test_a_graph_is_built_beside_the_service_and_keeps_what_was_written_meanwhil
                       for q, t in zip(queries, truth, strict=True)])  # fmt: skip
     assert recall >= 0.95
     assert not index.build_due(N // 2, 0.2)  # just built
+    assert index._shard.info().payload_schema["type"].points == N + 300 - 50  # the built shard has it too
     assert seen_building and stats(sim)["index_graph"] == {"points": N + 300 - 50, "since": 0, "building": False}
     sim.close()
     # A restart opens the built shard.

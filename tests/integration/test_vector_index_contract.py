@@ -127,6 +127,25 @@ def test_edge_index_survives_a_reopen(tmp_path: Path) -> None:
     again.close()
 
 
+def test_edge_index_keeps_a_keyword_index_on_type_for_filtered_searches(tmp_path: Path) -> None:
+    import qdrant_edge as q
+
+    vectors = unit(np.random.default_rng(8).normal(size=(6, DIM)))
+    first = EdgeIndex(tmp_path, "test-v1", DIM)
+    assert "type" in first._shard.info().payload_schema
+    first.upsert(items(6), vectors)
+    first._shard.update(q.UpdateOperation.delete_field_index("type"))  # as a shard made before it was kept
+    first.close()
+    again = EdgeIndex(tmp_path, "test-v1", DIM)
+    try:
+        assert again._shard.info().payload_schema["type"].points == 6
+        hits = again.search(vectors[1].tolist(), limit=6, types=["claim"])
+        assert [h.entity.id for h in hits][0] == "claim:e1" and {h.entity.type for h in hits} == {"claim"}
+        assert len(hits) == 3
+    finally:
+        again.close()
+
+
 def test_a_shard_made_with_float32_vectors_still_opens(tmp_path: Path) -> None:
     """Shards made before dense vectors were stored as Turbo8 keep working (qdrant-edge refuses to load a
     shard with a config whose datatype differs)."""

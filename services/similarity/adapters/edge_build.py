@@ -64,6 +64,13 @@ def shard_config(q: Any, dimension: int, dense_storage: str | None, hnsw: Hnsw) 
     )
 
 
+def index_payload(q: Any, shard: Any) -> None:
+    """A keyword index on `type` (once): without it a search filtered by type reads every point's payload
+    (6,000 SciFact points: 13.1 ms a filtered dense search against 1.6 with it and 1.3 unfiltered)."""
+    if "type" not in shard.info().payload_schema:
+        shard.update(q.UpdateOperation.create_field_index("type", q.PayloadSchemaType.Keyword))
+
+
 def to_plain(record: Any) -> Plain:
     vectors = dict(record.vector)
     sparse = vectors[SPARSE]
@@ -83,6 +90,7 @@ def _child(path: str, dimension: int, dense_storage: str | None, hnsw: Hnsw, con
     import qdrant_edge as q
 
     shard = q.EdgeShard.create(path, shard_config(q, dimension, dense_storage, hnsw))
+    index_payload(q, shard)
     unflushed = 0
     while (page := conn.recv()) is not None:
         shard.update(q.UpdateOperation.upsert_points([to_point(q, p) for p in page]))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from services.similarity.adapters.edge_build import Build, Hnsw, Plain, shard_config, to_plain, to_point
+from services.similarity.adapters.edge_build import Build, Hnsw, Plain, index_payload, shard_config, to_plain, to_point
 from services.similarity.adapters.index import (
     DENSE,
     FUSION_DEPTH,
@@ -89,6 +89,7 @@ class EdgeIndex:
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._shard = q.EdgeShard.create(str(self.path), self._config(dense_storage))
+        index_payload(q, self._shard)
         # The tail a restart finds: at least the points the last build (if any) did not hold.
         self._since_build = max(0, self.count() - self.built_points)
 
