@@ -21,7 +21,7 @@ from services.similarity.adapters.index import (
     Indexed,
     Vectors,
     batched,
-    cosine,
+    cosines,
     fused,
     point_id,
     point_parts,
@@ -177,7 +177,7 @@ class EdgeIndex:
             with_vector=[DENSE],
         )
         points = self._shard.query(request)
-        return fused(((p.payload or {}, cosine(vector, p.vector), float(p.score)) for p in points), limit, min_score)
+        return fused(cosines(vector, points), limit, min_score)
 
     def search_many(
         self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]

@@ -17,7 +17,7 @@ dense by default; given `text`, it is hybrid: dense, best-sentence and BM25 cand
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -55,10 +55,14 @@ def sparse_query(text: str) -> tuple[list[int], list[float]]:
     return list(vector.indices), list(vector.values)
 
 
-def cosine(query: Sequence[float], vector: Any) -> float:
-    if isinstance(vector, dict):
-        vector = vector[DENSE]
-    return float(np.dot(np.asarray(query, dtype=np.float32), np.asarray(vector, dtype=np.float32)))
+def cosines(query: Sequence[float], points: Iterable[Any]) -> Iterator[tuple[dict[str, Any], float, float]]:
+    """(payload, cosine to `query`, fused score) of each fused point, read as they are asked for: a hybrid
+    answer is fetched `FUSION_DEPTH` deep, and converting every point's vector and payload to Python cost
+    more than the query (5.4 ms against 2.5 at 10,000 points)."""
+    q = np.asarray(query, dtype=np.float32)
+    for p in points:
+        vector = p.vector[DENSE] if isinstance(p.vector, dict) else p.vector
+        yield p.payload or {}, float(np.dot(q, np.asarray(vector, dtype=np.float32))), float(p.score)
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,15 @@ def point_parts(dense: list[float], parts: Sequence[Vectors] | None, i: int) -> 
 
 
 def fused(ranked: Iterable[tuple[dict[str, Any], float, float]], limit: int, min_score: float | None) -> list[Hit]:
-    """Fused order kept, with its score; cosine reported and thresholded. Rows: (payload, cosine, fused)."""
-    hits = [Hit(Indexed.from_payload(payload), cosine, fused) for payload, cosine, fused in ranked]
-    return [h for h in hits if min_score is None or h.score >= min_score][:limit]
+    """Fused order kept, with its score; cosine reported and thresholded. Rows: (payload, cosine, fused), read
+    only until `limit` pass."""
+    hits: list[Hit] = []
+    for payload, cosine, fused_score in ranked:
+        if len(hits) == limit:
+            break
+        if min_score is None or cosine >= min_score:
+            hits.append(Hit(Indexed.from_payload(payload), cosine, fused_score))
+    return hits
 
 
 OVERFETCH = 64  # rows excluding more than this many ids are searched one by one, with a filter

@@ -17,7 +17,7 @@ from services.similarity.adapters.index import (
     Indexed,
     Vectors,
     batched,
-    cosine,
+    cosines,
     fused,
     point_id,
     point_parts,
@@ -162,8 +162,7 @@ class QdrantClientIndex:
             with_payload=True,
             with_vectors=[DENSE],
         )
-        rows = ((p.payload or {}, cosine(vector, p.vector), float(p.score)) for p in result.points)
-        return fused(rows, limit, min_score)
+        return fused(cosines(vector, result.points), limit, min_score)
 
     def search_many(
         self, vectors: Vectors, *, limit: int, min_score: float | None, exclude: Sequence[Sequence[str]]
