@@ -160,6 +160,8 @@ class EdgeIndex:
                                      score_threshold=min_score, with_payload=True, params=self._walk)  # fmt: skip
             return [Hit(Indexed.from_payload(p.payload or {}), float(p.score)) for p in self._shard.query(request)]
         depth = max(FUSION_DEPTH, limit)
+        # Only a cosine threshold drops fused rows: without one the page is the fusion's first `limit`.
+        answered = depth if min_score is not None else limit
         by_dense = q.Prefetch(limit=depth, query=q.Query.Nearest(list(vector), using=DENSE), filter=where,
                               params=self._walk)  # fmt: skip
         by_words = q.Prefetch(limit=depth, query=q.Query.Nearest(q.SparseVector(*sparse_query(text)), using=SPARSE),
@@ -170,7 +172,7 @@ class EdgeIndex:
         by_sentence = q.Prefetch(limit=depth, query=q.Query.Nearest([list(vector)], using=PARTS),
                                  prefetches=[by_dense, by_words])  # fmt: skip
         request = q.QueryRequest(
-            limit=depth,
+            limit=answered,
             prefetches=[by_dense, by_sentence, by_words],
             query=q.Fusion.Dbsf(),
             with_payload=True,

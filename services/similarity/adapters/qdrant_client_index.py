@@ -148,6 +148,8 @@ class QdrantClientIndex:
             return [Hit(Indexed.from_payload(p.payload), float(p.score)) for p in result.points]
         indices, values = sparse_query(text)
         depth = max(FUSION_DEPTH, limit)
+        # Only a cosine threshold drops fused rows: without one the page is the fusion's first `limit`.
+        answered = depth if min_score is not None else limit
         result = self._client.query_points(
             ALIAS,
             prefetch=[
@@ -158,7 +160,7 @@ class QdrantClientIndex:
                 ),
             ],  # fmt: skip
             query=m.FusionQuery(fusion=m.Fusion.DBSF),
-            limit=depth,
+            limit=answered,
             with_payload=True,
             with_vectors=[DENSE],
         )
