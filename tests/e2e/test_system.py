@@ -99,6 +99,8 @@ def test_up_seeds_serves_the_seed_page_and_stops_without_orphans(up_env: dict[st
         while graph_points() == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert graph_points() > 0  # built in a child process and swapped in; the checks below read through it
+        home = httpx.get(f"{gateway}/", headers=auth, timeout=10).text
+        assert f"HNSW over {graph_points():,} points" in home  # the page a person looks at says so
         anonymous = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10)
         assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
         view = httpx.get(f"{gateway}/v1/entities/{QUOTE}/neighborhood", timeout=10, headers=auth).json()
