@@ -34,8 +34,9 @@ from platograph.contracts import ViewsChanged
 log = logging.getLogger(__name__)
 LOOKUPS = Counter("platograph_view_cache_lookups_total", "Neighborhood views asked of the cache", ["result"])
 KEPT_BYTES = Gauge("platograph_view_cache_bytes", "Bytes of neighborhood views kept")
-# Why kept views went: their entity announced, everything announced (or the follower restarted), the byte
-# budget, their time. Beside the lookups, what an operator sizes the cache by.
+# Why kept views went: their entity announced ("announced"), everything announced ("everything"), the follower
+# (re)starting, when announcements may have been missed ("restarted"), the byte budget ("evicted"), their time
+# ("expired"). Beside the lookups, what an operator sizes the cache by.
 DROPPED = Counter("platograph_view_cache_dropped_total", "Neighborhood views dropped from the cache", ["why"])
 BATCH = 500  # announcements read at once; a full batch means the follower is behind: it starts over
 BLOCK_MS = 1000
@@ -115,7 +116,7 @@ class ViewCache:
     def changed(self, message: ViewsChanged) -> None:
         """Apply an announcement: drop the views of the entities it names, or all of them."""
         if message.everything:
-            self._forget()
+            self._forget("everything")
             return
         self.generation += 1
         self._recent.append((self.generation, frozenset(message.ids)))
@@ -125,22 +126,22 @@ class ViewCache:
         KEPT_BYTES.set(self.bytes)
 
     def stop_following(self) -> None:
-        self._forget()
+        self._forget("restarted")
         self.following = False
 
     def start_following(self) -> None:
-        self._forget()
+        self._forget("restarted")
         self.following = True
 
-    def _forget(self) -> None:
+    def _forget(self, why: str) -> None:
         """Everything kept, and every ticket taken, from before: announcements may have been missed."""
         self.generation += 1
         self._everything_at = self.generation
-        self.clear()
+        self.clear(why)
 
-    def clear(self) -> None:
+    def clear(self, why: str) -> None:
         if self._kept:
-            DROPPED.labels("everything").inc(len(self._kept))
+            DROPPED.labels(why).inc(len(self._kept))
         self._kept.clear()
         self._by_entity.clear()
         self.bytes = 0

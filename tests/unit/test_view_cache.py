@@ -81,8 +81,14 @@ def test_an_announcement_drops_every_view_of_the_entities_it_names_and_only_thos
         assert cache.keep(cache.ticket(), entity, key, b"{}")
     cache.changed(ViewsChanged(ids=("claim:a", "claim:b")))
     assert [cache.get(k) for k in ("/a?limit=50", "/a?limit=10", "/b", "/c")] == [None, None, None, b"{}"]
+    dropped = {why: view_cache.DROPPED.labels(why)._value.get() for why in ("everything", "restarted")}
     cache.changed(ViewsChanged(everything=True))
     assert len(cache) == 0 and cache.bytes == 0
+    assert view_cache.DROPPED.labels("everything")._value.get() == dropped["everything"] + 1  # "/c"
+    assert cache.keep(cache.ticket(), "claim:c", "/c", b"{}")
+    cache.stop_following()  # a follower that may have missed announcements is counted apart
+    assert view_cache.DROPPED.labels("restarted")._value.get() == dropped["restarted"] + 1
+    assert view_cache.DROPPED.labels("everything")._value.get() == dropped["everything"] + 1
 
 
 def test_the_least_recently_used_go_first_within_the_byte_budget() -> None:
