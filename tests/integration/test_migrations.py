@@ -36,7 +36,7 @@ def test_each_service_records_its_own_version_and_a_repeat_changes_nothing(
     backend: servers.Servers, engine: Engine
 ) -> None:
     before = versions(engine)
-    assert before == {"alembic_version": "0010", "alembic_version_webhooks": "0006", "alembic_version_access": "0002"}
+    assert before == {"alembic_version": "0011", "alembic_version_webhooks": "0006", "alembic_version_access": "0002"}
     migrate.upgrade_all(backend.database_url)
     assert versions(engine) == before
     tables = set(inspect(engine).get_table_names())
@@ -82,6 +82,6 @@ def test_three_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
         assert all(code == 0 for code, _ in outputs), outputs
         engine = create_engine(sqlalchemy_url(fresh.database_url))
         try:
-            assert versions(engine)["alembic_version"] == "0010"
+            assert versions(engine)["alembic_version"] == "0011"
         finally:
             engine.dispose()

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from platograph.consuming import consume
+from platograph.runtime import tune_gc
 from platograph.stream import Entry
 from platograph.trimming import trim
 from services.graph.adapters import partitions, projection_store
@@ -26,6 +27,7 @@ def run(graph: Graph | None = None, stop: threading.Event | None = None) -> None
     """Project until stopped."""
     graph = graph or bootstrap()
     settings, consumer = graph.settings, graph.consumer
+    tune_gc()
     log.info("projector %s reading %s as group %s", settings.consumer, settings.stream, settings.group)
 
     last_trim = [time.monotonic()]

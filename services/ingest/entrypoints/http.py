@@ -15,6 +15,7 @@ from platograph.api.ingest import EdgeIn, EntityIn
 from platograph.contracts import Actor
 from platograph.internal import ACTOR_HEADER, protect
 from platograph.observability import fastapi_telemetry, instrument
+from platograph.runtime import tune_gc
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.domain.validation import (
     InvalidInput,
@@ -136,6 +137,7 @@ def create_app(ingest: Ingest | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         yield
         await wired.log.aclose()
 

@@ -88,6 +88,12 @@ GROUPS = """
 GROUP_ROWS = "SELECT x, n_type, {sign} AS d FROM {rows} WHERE n_visible AND edge_count > 0"
 
 
+_OLD_KEYS, _NEW_KEYS = KEYS.format(rows="old_rows"), KEYS.format(rows="new_rows")
+UPDATE_BODY = ADD_KEYS.format(added=f"SELECT * FROM ({_NEW_KEYS}) a EXCEPT SELECT * FROM ({_OLD_KEYS}) b",
+                              counted=COUNTED, buckets=BUCKETS) + REMOVE_KEYS.format(
+    removed=f"SELECT * FROM ({_OLD_KEYS}) a EXCEPT SELECT * FROM ({_NEW_KEYS}) b", counted=COUNTED)  # fmt: skip
+
+
 STEP_KEYS = 20_000  # adjacency keys a backfill step adds: about 0.1 s of holding the tables
 SHARE_LOCKED = "SELECT set_config('lock_timeout', '2s', true)"  # a step that waits longer goes again
 IN_RANGE = "(CAST(:lo AS text) IS NULL OR {c} >= :lo) AND (CAST(:hi AS text) IS NULL OR {c} < :hi)"
@@ -132,17 +138,12 @@ def upgrade() -> None:
         PRIMARY KEY (x, n))""")
     op.execute("""CREATE TABLE IF NOT EXISTS adjacency_groups (
         x text NOT NULL, n_type text NOT NULL, count bigint NOT NULL, PRIMARY KEY (x, n_type))""")
-    old_keys, new_keys = KEYS.format(rows="old_rows"), KEYS.format(rows="new_rows")
     add, remove = partial(ADD_KEYS.format, counted=COUNTED, buckets=BUCKETS), partial(REMOVE_KEYS.format, counted=COUNTED)
-    _function("adjacency_edges_insert", add(added=new_keys))
+    _function("adjacency_edges_insert", add(added=_NEW_KEYS))
     _trigger("adjacency_edges_insert", "edges", "INSERT", "NEW TABLE AS new_rows")
-    _function(
-        "adjacency_edges_update",
-        add(added=f"SELECT * FROM ({new_keys}) a EXCEPT SELECT * FROM ({old_keys}) b")
-        + remove(removed=f"SELECT * FROM ({old_keys}) a EXCEPT SELECT * FROM ({new_keys}) b"),
-    )
+    _function("adjacency_edges_update", UPDATE_BODY)
     _trigger("adjacency_edges_update", "edges", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")
-    _function("adjacency_edges_delete", remove(removed=old_keys))
+    _function("adjacency_edges_delete", remove(removed=_OLD_KEYS))
     _trigger("adjacency_edges_delete", "edges", "DELETE", "OLD TABLE AS old_rows")
     _function("adjacency_edges_truncate", "TRUNCATE adjacency, adjacency_groups;")
     _trigger("adjacency_edges_truncate", "edges", "TRUNCATE", "")
