@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--theta", type=float, default=0.99, help="the Zipfian skew (YCSB's default)")
     parser.add_argument("--writes", type=float, default=0.05, help="share of requests rewriting an entity read")
     parser.add_argument("--warmup", type=int, default=20, help="seconds of the same load before measuring")
+    parser.add_argument("--ingest-only", action="store_true", help="stop after ingest and its COPY baseline")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the view load (Debian: apt-get install wrk)")
@@ -304,6 +305,14 @@ def main() -> None:
         with psycopg.connect(system.env["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("ANALYZE")
         rows, copy_seconds = copy_baseline(system.env["DATABASE_URL"], data)
+        if args.ingest_only:
+            eps, rps = events / ingest_seconds, rows / copy_seconds
+            spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
+            console.print(f"{events:,} events in {ingest_seconds:.1f} s: {eps:,.0f} events/s, first POST → last "
+                          f"projected; COPY {rps:,.0f} rows/s; ratio {eps / rps:.3f}")  # fmt: skip
+            console.print(f"CPU µs per event: {spent}; all {sum(per_event.values()):.0f}; COPY: "
+                          f"{1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
+            return
         raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
         bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, related=False)
         console.print(f"raw view SQL p50 without the related part: {statistics.median(bare):.2f} ms")

@@ -1,4 +1,5 @@
-"""Process-wide settings for the services that serve the hot reads."""
+"""Process-wide settings for the services on the hot paths: the views (gateway, graph) and bulk ingest (ingest,
+the projectors)."""
 
 from __future__ import annotations
 
