@@ -307,11 +307,9 @@ def main() -> None:
         rows, copy_seconds = copy_baseline(system.env["DATABASE_URL"], data)
         if args.ingest_only:
             eps, rps = events / ingest_seconds, rows / copy_seconds
-            spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
             console.print(f"{events:,} events in {ingest_seconds:.1f} s: {eps:,.0f} events/s, first POST → last "
                           f"projected; COPY {rps:,.0f} rows/s; ratio {eps / rps:.3f}")  # fmt: skip
-            console.print(f"CPU µs per event: {spent}; all {sum(per_event.values()):.0f}; COPY: "
-                          f"{1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
+            console.print(ingest_cpu_line(per_event, copy_seconds, rows))
             return
         raw = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng)
         bare = raw_view_latency(system.env["DATABASE_URL"], ids, 2000, rng, related=False)
@@ -341,9 +339,7 @@ def main() -> None:
                                   key=system.admin_key, writes=args.writes)  # fmt: skip
         sampler.stopped.set()
         report(args, events, ingest_seconds, rows, copy_seconds, raw, single, views, paced, sampler.peak)
-        spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
-        console.print(f"CPU µs per event, first POST → last projected: {spent}; COPY: "
-                      f"{1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
+        console.print(ingest_cpu_line(per_event, copy_seconds, rows))
         load = f"{args.mix} mix, {args.writes:.0%} writes"
         console.print(procs.cpu_line(per_view, f"request ({load}), closed loop of {args.connections} clients"))
         serving = sum(ms for name, ms in per_view.items() if name in ("gateway", "graph", "postgres"))
@@ -358,6 +354,12 @@ def main() -> None:
     finally:
         system.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def ingest_cpu_line(per_event: dict[str, float], copy_seconds: float, rows: int) -> str:
+    spent = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if us >= 1)
+    return (f"CPU µs per event, first POST → last projected: {spent}; all {sum(per_event.values()):.0f}; "
+            f"COPY: {1e6 * copy_seconds / rows:.1f} µs a row (wall)")  # fmt: skip
 
 
 def single_client_latency(
